@@ -1,0 +1,57 @@
+# Set-up and everyday commands. Everything Python runs in the virtualenv at .venv/.
+# `make demo` and `make test` do all set-up themselves on a fresh Debian 12 / Ubuntu machine.
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the project needs: venv support and the apt tooling the data step uses.
+APT_PACKAGES := python3-venv dpkg-dev
+EPOCHS  ?= 20
+
+.PHONY: demo test system-deps data models evaluate lint typecheck bench clean
+
+system-deps: $(VENV)/.system-deps
+$(VENV)/.system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+	@# `apt-get download` (data step) needs package lists, which a fresh container lacks.
+	@[ -n "$$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ] \
+		|| $(SUDO) apt-get update -qq
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV)/.installed: requirements.txt requirements-export.txt requirements-dev.txt | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+data: $(VENV)/.installed
+	$(PY) -m export data
+
+models: data
+	$(PY) -m export train --model rgb --epochs $(EPOCHS)
+	$(PY) -m export train --model chroma --epochs $(EPOCHS)
+	$(PY) -m export onnx
+
+evaluate: models
+	$(PY) -m export evaluate
+
+demo: evaluate
+	$(PY) -m edge colorize artifacts/data/opencv/vtest.avi --output artifacts/outputs/vtest_colorized.mp4
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+test: data lint typecheck
+	$(VENV)/bin/pytest
+
+bench: models
+	$(PY) -m benchmarks colorize
+
+clean:
+	rm -rf artifacts

@@ -1,0 +1,1 @@
+"""On-device runtime of the edge vision toolkit (no torch, tensorflow or ultralytics here)."""

@@ -1,0 +1,111 @@
+"""One inference-engine interface over backends: named tensors in, named tensors out.
+
+Detector, embedder and colorizer hold an `InferenceEngine` and never know which backend runs it.
+Backends are small modules of their own, imported lazily so this package imports on machines
+that lack them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+BACKENDS = ("auto", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, shape (None for a dynamic axis) and dtype of one model input or output."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: np.dtype[np.generic]
+
+    def mismatch(self, array: np.ndarray) -> str | None:
+        """Describe why `array` cannot feed this tensor, or return None when it can."""
+        if array.dtype != self.dtype:
+            return f"input '{self.name}' expects dtype {self.dtype}, got {array.dtype}"
+        fits = array.ndim == len(self.shape) and all(
+            want is None or want == got for want, got in zip(self.shape, array.shape, strict=True)
+        )
+        if not fits:
+            return f"input '{self.name}' expects shape {self.shape_text()}, got {array.shape}"
+        return None
+
+    def shape_text(self) -> str:
+        """The shape with '?' for dynamic axes, e.g. (?, 128, 128, 1)."""
+        return "(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ")"
+
+
+class InferenceEngine(ABC):
+    """A loaded model. `run` checks the feeds, then calls the backend."""
+
+    path: Path
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    metadata: dict[str, str]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on named inputs and return its named outputs.
+
+        Raises:
+            EdgeError: an input is missing, unexpected, or of the wrong dtype or shape.
+        """
+        expected = {t.name: t for t in self.inputs}
+        if set(feeds) != set(expected):
+            raise EdgeError(
+                f"{self.path.name}: inputs {sorted(expected)} expected, got {sorted(feeds)}"
+            )
+        for name, array in feeds.items():
+            problem = expected[name].mismatch(array)
+            if problem:
+                raise EdgeError(f"{self.path.name}: {problem}")
+        return self._infer(feeds)
+
+    @abstractmethod
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Backend-specific inference on already-checked feeds."""
+
+    def close(self) -> None:  # noqa: B027 - backends without resources need not override
+        """Release the backend's resources."""
+
+    def __enter__(self) -> InferenceEngine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_engine(path: str | Path, backend: str = "auto", threads: int = 0) -> InferenceEngine:
+    """Load a model file with the backend named, or the one its file type implies.
+
+    Args:
+        path: model file (`.onnx`).
+        backend: one of BACKENDS; `auto` picks by file type.
+        threads: CPU threads for the backend (0: the backend's default).
+
+    Raises:
+        EdgeError: the file is missing, of an unknown type, or the backend is unknown.
+    """
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise EdgeError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
+    if not path.is_file():
+        raise EdgeError(f"model file not found: {path} (run `make models` to create it)")
+    if path.suffix != ".onnx":
+        raise EdgeError(f"unsupported model file type '{path.suffix}' for {path}: expected .onnx")
+    from edge.ort_engine import OnnxRuntimeEngine
+
+    return OnnxRuntimeEngine(path, threads=threads)

@@ -1,0 +1,1 @@
+"""Model preparation: data collection, colorizer training/evaluation, ONNX export."""

