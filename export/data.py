@@ -7,6 +7,7 @@ Running it again verifies what is there and fetches only what is missing or corr
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -154,3 +155,9 @@ def collect(data_dir: Path | None = None, cache: Path | None = None) -> list[Pat
             log.info("%s: %d file(s) verified", source.name, len(source.files))
         collected += [source.target(m, data_dir) for m in source.files]
     return collected
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `data` command."""
+    parser = subparsers.add_parser("data", help="collect offline sample data and weights")
+    parser.set_defaults(func=lambda args: collect())

@@ -1,0 +1,13 @@
+"""`python -m export COMMAND`: data collection, training, evaluation and ONNX export."""
+
+from __future__ import annotations
+
+import sys
+
+from edge.cli import main
+from export import data
+
+COMMANDS = [data.register]
+
+if __name__ == "__main__":
+    sys.exit(main("export", __doc__ or "", COMMANDS, sys.argv[1:]))
