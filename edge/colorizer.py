@@ -1,0 +1,79 @@
+"""Colorization at any resolution from a 128×128 chroma model.
+
+The network sees only luminance (Lab L, downscaled to its input size) and predicts chroma (a, b).
+The output frame keeps the input's full-resolution luminance, so detail is never blurred; only the
+upsampled chroma comes from the model. Training (`export/`) uses these same conversions.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.engine import InferenceEngine
+from edge.errors import EdgeError
+
+L_SCALE = 100.0  # Lab L of float images spans 0..100
+AB_SCALE = 128.0  # Lab a, b of float images span about -127..127
+
+
+def to_lab(frame: np.ndarray) -> np.ndarray:
+    """Float32 Lab (L 0..100, a/b about ±127) of a gray (H×W or H×W×1) or BGR uint8 frame."""
+    if frame.size == 0:
+        raise EdgeError(f"empty frame of shape {frame.shape}: check the source")
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.ndim != 3 or frame.shape[2] != 3:
+        raise EdgeError(f"frame of shape {frame.shape} is neither gray (H×W) nor BGR (H×W×3)")
+    return cv2.cvtColor(frame.astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)
+
+
+def model_input(lightness: np.ndarray, size: int) -> np.ndarray:
+    """Network input (size×size×1, 0..1) from a full-resolution L channel."""
+    small = cv2.resize(lightness, (size, size), interpolation=cv2.INTER_AREA)
+    return (small / L_SCALE)[..., np.newaxis].astype(np.float32)
+
+
+def rebuild_bgr(lightness: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+    """BGR uint8 frame from full-resolution L and the model's chroma (h×w×2, scaled to ±1)."""
+    height, width = lightness.shape
+    ab = cv2.resize(chroma.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    lab = np.dstack([lightness, ab * AB_SCALE])
+    bgr = cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)
+    return np.clip(bgr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+class Colorizer:
+    """Turns a gray or BGR frame of any size into a colorized BGR frame of the same size."""
+
+    def __init__(self, engine: InferenceEngine) -> None:
+        """Wrap a chroma model: input (N, S, S, 1) luminance, output (N, S, S, 2) chroma.
+
+        Raises:
+            EdgeError: the model's inputs or outputs do not have those shapes.
+        """
+        name = engine.path.name
+        if len(engine.inputs) != 1 or len(engine.outputs) != 1:
+            raise EdgeError(f"{name}: a colorizer has one input and one output")
+        shape_in, shape_out = engine.inputs[0].shape, engine.outputs[0].shape
+        size = shape_in[1] if len(shape_in) == 4 else None
+        if size is None or shape_in[1:] != (size, size, 1) or shape_out[1:] != (size, size, 2):
+            raise EdgeError(
+                f"{name}: input {engine.inputs[0].shape_text()} -> output "
+                f"{engine.outputs[0].shape_text()} is not a chroma colorizer (N, S, S, 1) -> "
+                "(N, S, S, 2); export one with `python -m export onnx`"
+            )
+        self.engine = engine
+        self.size = size
+        self._input_name = engine.inputs[0].name
+        self._output_name = engine.outputs[0].name
+
+    def predict_chroma(self, lightness: np.ndarray) -> np.ndarray:
+        """The model's chroma (S×S×2, ±1) for a full-resolution L channel."""
+        batch = model_input(lightness, self.size)[np.newaxis]
+        return self.engine.run({self._input_name: batch})[self._output_name][0]
+
+    def colorize(self, frame: np.ndarray) -> np.ndarray:
+        """Colorized BGR uint8 frame, same height and width as `frame` (gray or BGR uint8)."""
+        lightness = to_lab(frame)[..., 0]
+        return rebuild_bgr(lightness, self.predict_chroma(lightness))

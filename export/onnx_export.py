@@ -1,0 +1,127 @@
+"""`export onnx`: Keras colorizers → ONNX (tf2onnx), checked against Keras; plus an FP16 variant.
+
+The FP16 model has weights and activations rounded to FP16 (inputs and outputs stay FP32). It
+stands in for a TensorRT FP16 engine where TensorRT is absent, to measure the drift FP16 costs.
+ONNX Runtime's CPU provider computes it by casting to FP32 inside, so it measures rounding, not
+FP16 arithmetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edge.engine import open_engine
+from edge.errors import EdgeError
+from export import paths
+from export.data import sha256
+from export.tiles import TILE, split_photos, tiles_from
+from export.train import keras_path, training_pairs
+
+log = logging.getLogger(__name__)
+OPSET = 17
+TOLERANCE = 1e-4  # max |ONNX - Keras| allowed on real validation tiles
+ONNX_NAMES = {"rgb": "colorizer_rgb", "chroma": "colorizer"}
+
+
+def onnx_path(kind: str, fp16: bool = False, models_dir: Path | None = None) -> Path:
+    """Where `export onnx` writes a model of this kind."""
+    suffix = "_fp16" if fp16 else ""
+    return (models_dir or paths.MODELS) / f"{ONNX_NAMES[kind]}{suffix}.onnx"
+
+
+def load_keras(path: Path):  # type: ignore[no-untyped-def]
+    """Load a `.keras` model; raises EdgeError naming the file when it is not one."""
+    import keras
+
+    if not path.is_file():
+        raise EdgeError(f"Keras model not found: {path} (run `python -m export train` first)")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
+        raise EdgeError(f"{path} is not a Keras model (.keras): {exc}".splitlines()[0]) from exc
+
+
+def _set_metadata(model: onnx.ModelProto, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def keras_to_onnx(kind: str, source: Path, target: Path) -> float:
+    """Convert with tf2onnx, check against Keras on validation tiles, write `target`.
+
+    Returns:
+        The maximum absolute difference between Keras and ONNX Runtime outputs.
+
+    Raises:
+        EdgeError: the model is not a colorizer of `kind`, or ONNX differs by more than TOLERANCE.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    model = load_keras(source)
+    if tuple(model.input_shape[1:]) != (TILE, TILE, 1):
+        raise EdgeError(
+            f"{source}: input shape {model.input_shape} is not a colorizer's "
+            f"(None, {TILE}, {TILE}, 1)"
+        )
+    spec = (tf.TensorSpec((None, TILE, TILE, 1), tf.float32, name=model.inputs[0].name),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+    _set_metadata(
+        proto,
+        {
+            "edge.model": f"colorizer-{kind}",
+            "edge.input_size": str(TILE),
+            "edge.source_sha256": sha256(source),
+        },
+    )
+    inputs, _ = training_pairs(kind, tiles_from(split_photos("validation"), TILE, 32, seed=0))
+    with paths.replaced_on_success(target) as temporary:
+        onnx.save(proto, temporary)
+        with open_engine(temporary) as engine:
+            got = engine.run({engine.inputs[0].name: inputs})[engine.outputs[0].name]
+        difference = float(np.abs(got - model.predict(inputs, verbose=0)).max())
+        if difference > TOLERANCE:
+            raise EdgeError(
+                f"ONNX output differs from Keras by {difference:.2e} > {TOLERANCE:.0e} for "
+                f"{source}: not written"
+            )
+    log.info("%s -> %s (max |ONNX - Keras| = %.2e)", source.name, target, difference)
+    return difference
+
+
+def to_fp16(source: Path, target: Path) -> None:
+    """Write an FP16 copy of an ONNX model: FP16 weights and activations, FP32 inputs/outputs."""
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(source), keep_io_types=True)
+    _set_metadata(model, {"edge.precision": "fp16"})
+    with paths.replaced_on_success(target) as temporary:
+        onnx.save(model, temporary)
+        open_engine(temporary).close()  # fail here, not later, if ONNX Runtime rejects it
+    log.info("%s -> %s (FP16)", source.name, target)
+
+
+def export_all(models_dir: Path | None = None) -> list[Path]:
+    """Export both colorizers to ONNX and ours also to FP16; return the written paths."""
+    models_dir = paths.writable_dir(models_dir or paths.MODELS)
+    written = []
+    for kind in ONNX_NAMES:
+        target = onnx_path(kind, models_dir=models_dir)
+        keras_to_onnx(kind, keras_path(kind, models_dir), target)
+        written.append(target)
+    fp16 = onnx_path("chroma", fp16=True, models_dir=models_dir)
+    to_fp16(onnx_path("chroma", models_dir=models_dir), fp16)
+    return [*written, fp16]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `onnx` command."""
+    parser = subparsers.add_parser("onnx", help="export the trained colorizers to ONNX (+FP16)")
+    parser.add_argument("--models", type=Path, default=paths.MODELS, help="models folder")
+    parser.set_defaults(func=lambda a: export_all(a.models))
