@@ -5,9 +5,16 @@ from __future__ import annotations
 import sys
 
 from edge.cli import main
-from export import data, evaluate, onnx_export, train
+from export import data, evaluate, onnx_export, reid, train, yolo
 
-COMMANDS = [data.register, train.register, onnx_export.register, evaluate.register]
+COMMANDS = [
+    data.register,
+    train.register,
+    onnx_export.register,
+    evaluate.register,
+    yolo.register,
+    reid.register,
+]
 
 if __name__ == "__main__":
     sys.exit(main("export", __doc__ or "", COMMANDS, sys.argv[1:]))

@@ -1,0 +1,175 @@
+"""Multi-object tracking: deep-sort-realtime fed with our ReID embeddings, so torch never loads.
+
+A pure stateful object: `update(detections)` per frame returns the tracks seen in that frame and
+the life-cycle events that happened in it; no I/O, no drawing. `finish()` ends what is left.
+
+Events: `started` when a track is confirmed (seen in `n_init` frames running), `lost` when a
+confirmed track is not matched in a frame after being matched in the one before, `ended` when
+deep-sort drops it (unmatched for more than `max_age` frames) or the stream ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from deep_sort_realtime.deepsort_tracker import DeepSort
+
+from edge.detections import Detections
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["started", "lost", "ended"]
+
+
+@dataclass(frozen=True)
+class Track:
+    """One tracked object as of a frame.
+
+    Attributes:
+        track_id: stable id, unique within a run.
+        class_id: class of the detection it last matched.
+        confidence: confidence of the detection it last matched.
+        xyxy: box in frame pixels (the Kalman filter's estimate).
+        age: frames since the track was created.
+        hits: frames in which it matched a detection.
+        time_since_update: frames since it last matched (0: matched in this frame).
+    """
+
+    track_id: int
+    class_id: int
+    confidence: float
+    xyxy: tuple[float, float, float, float]
+    age: int
+    hits: int
+    time_since_update: int
+
+
+@dataclass(frozen=True)
+class TrackEvent:
+    """A life-cycle change of a track, in the frame where it happened."""
+
+    frame: int
+    kind: EventKind
+    track: Track
+
+
+@dataclass(frozen=True)
+class TrackUpdate:
+    """What one frame produced: the confirmed tracks matched in it, and the events."""
+
+    frame: int
+    tracks: list[Track]
+    events: list[TrackEvent]
+
+
+class Tracker:
+    """DeepSORT with appearance embeddings passed in.
+
+    Args:
+        max_age: frames a confirmed track survives without a match before it ends.
+        n_init: consecutive matched frames before a track is confirmed (and `started`).
+        max_cosine_distance: appearance gate; larger accepts less similar matches.
+        max_iou_distance: IoU gate (1 - IoU) for the fallback IoU matching.
+        nn_budget: embeddings kept per track for appearance matching.
+
+    Raises:
+        ValueError: a parameter is out of range.
+    """
+
+    def __init__(
+        self,
+        max_age: int = 30,
+        n_init: int = 3,
+        max_cosine_distance: float = 0.2,
+        max_iou_distance: float = 0.7,
+        nn_budget: int = 100,
+    ) -> None:
+        for name, count in (("max_age", max_age), ("n_init", n_init), ("nn_budget", nn_budget)):
+            if count < 1:
+                raise ValueError(f"{name} must be at least 1, got {count}")
+        for name, distance in (
+            ("max_cosine_distance", max_cosine_distance),
+            ("max_iou_distance", max_iou_distance),
+        ):
+            if not 0.0 < distance <= 2.0:
+                raise ValueError(f"{name} must be within (0, 2], got {distance}")
+        self._deepsort = DeepSort(
+            max_age=max_age,
+            n_init=n_init,
+            max_cosine_distance=max_cosine_distance,
+            max_iou_distance=max_iou_distance,
+            nn_budget=nn_budget,
+            embedder=None,
+        )
+        self.frame = -1
+        self._confidence: dict[int, float] = {}
+        self._live: dict[int, Track] = {}  # confirmed tracks not yet ended
+        self._matched_before: set[int] = set()
+
+    def update(self, detections: Detections) -> TrackUpdate:
+        """Advance one frame with its detections, which carry `data["embedding"]`.
+
+        Raises:
+            ValueError: the detections have no embeddings.
+        """
+        if "embedding" not in detections.data:
+            raise ValueError("detections need data['embedding'] from the ReID embedder")
+        self.frame += 1
+        wh = detections.xyxy[:, 2:] - detections.xyxy[:, :2]
+        detections = detections[np.all(wh > 0, axis=1)]
+        raw = [
+            ([float(x1), float(y1), float(x2 - x1), float(y2 - y1)], float(conf), int(cls))
+            for (x1, y1, x2, y2), conf, cls in zip(
+                detections.xyxy, detections.confidence, detections.class_id, strict=True
+            )
+        ]
+        embeds = list(detections.data["embedding"])
+        confirmed = [
+            self._snapshot(t)
+            for t in self._deepsort.update_tracks(raw, embeds=embeds)
+            if t.is_confirmed()
+        ]
+        events = self._events(confirmed)
+        tracks = [t for t in confirmed if t.time_since_update == 0]
+        return TrackUpdate(self.frame, tracks, events)
+
+    def finish(self) -> list[TrackEvent]:
+        """End every live track (the stream is over) and return their `ended` events."""
+        events = [TrackEvent(self.frame, "ended", t) for t in self._live.values()]
+        self._live.clear()
+        self._matched_before.clear()
+        return events
+
+    def _snapshot(self, raw: Any) -> Track:
+        """Our immutable view of a deep-sort track."""
+        track_id = int(raw.track_id)
+        if raw.det_conf is not None:  # matched in this frame
+            self._confidence[track_id] = float(raw.det_conf)
+        x1, y1, x2, y2 = (float(v) for v in raw.to_ltrb())
+        return Track(
+            track_id=track_id,
+            class_id=int(raw.det_class),
+            confidence=self._confidence.get(track_id, 0.0),
+            xyxy=(x1, y1, x2, y2),
+            age=int(raw.age),
+            hits=int(raw.hits),
+            time_since_update=int(raw.time_since_update),
+        )
+
+    def _events(self, confirmed: list[Track]) -> list[TrackEvent]:
+        """Compare this frame's confirmed tracks with the last frame's to find what changed."""
+        now = {t.track_id: t for t in confirmed}
+        events = [TrackEvent(self.frame, "ended", t) for i, t in self._live.items() if i not in now]
+        matched = {i for i, t in now.items() if t.time_since_update == 0}
+        for track_id, track in now.items():
+            if track_id not in self._live:
+                events.append(TrackEvent(self.frame, "started", track))
+            elif track_id in self._matched_before and track_id not in matched:
+                events.append(TrackEvent(self.frame, "lost", track))
+        for ended in self._live.keys() - now.keys():
+            self._confidence.pop(ended, None)
+        self._live, self._matched_before = now, matched
+        return events
