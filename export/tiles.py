@@ -35,7 +35,13 @@ def split_photos(split: str, data_dir: Path | None = None) -> list[Path]:
     if split not in SPLITS:
         raise EdgeError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
     data_dir = data_dir or paths.DATA
-    return [data_dir / name for name in json.loads(SPLIT_FILE.read_text())[split]]
+    photos = [data_dir / name for name in json.loads(SPLIT_FILE.read_text())[split]]
+    missing = [p for p in photos if not p.is_file()]
+    if missing:
+        raise EdgeError(
+            f"{len(missing)} {split} photo(s) missing, e.g. {missing[0]}: run `make data` first"
+        )
+    return photos
 
 
 def folder_photos(folder: Path) -> list[Path]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.colorizer import AB_SCALE, L_SCALE, to_lab
 from edge.errors import EdgeError
+from edge.files import replaced_on_success, writable_dir
 from export import paths
 from export.colorizer_models import KINDS
 from export.tiles import split_photos, tiles_from
@@ -69,7 +70,7 @@ def train(
     for name, value in (("epochs", epochs), ("batch size", batch_size), ("tiles", tile_count)):
         if value < 1:
             raise EdgeError(f"{name} must be at least 1, got {value}")
-    target = keras_path(kind, paths.writable_dir(models_dir or paths.MODELS))
+    target = keras_path(kind, writable_dir(models_dir or paths.MODELS))
     keras.utils.set_random_seed(seed)
     x_train, y_train = training_pairs(
         kind, tiles_from(split_photos("train"), TRAIN_STRIDE, tile_count, seed)
@@ -95,7 +96,7 @@ def train(
         callbacks=[Progress()],
     )
     progress.close()
-    with paths.replaced_on_success(target) as temporary:
+    with replaced_on_success(target) as temporary:
         model.save(temporary)
     record = {
         "kind": kind,

@@ -1,0 +1,63 @@
+"""`python -m edge colorize`: colorize a recorded video as a grayscale camera would deliver it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.colorizer import Colorizer
+from edge.engine import BACKENDS, open_engine
+from edge.video_file import Mp4Writer, frame_rate, read_frames
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL = Path("artifacts/models/colorizer.onnx")
+
+
+def colorize_video(
+    source: Path, output: Path, model: Path, backend: str = "auto", max_frames: int = 0
+) -> int:
+    """Convert each frame to grayscale, colorize it, write the result as mp4.
+
+    Also writes `<output>.preview.png`: the first frame as gray input | colorized | original.
+
+    Returns:
+        The number of frames written.
+    """
+    colorizer = Colorizer(open_engine(model, backend))
+    writer = Mp4Writer(output, frame_rate(source))
+    started = time.perf_counter()
+    try:
+        for index, frame in enumerate(read_frames(source)):
+            if max_frames and index >= max_frames:
+                break
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            colorized = colorizer.colorize(gray)
+            writer.write(colorized)
+            if index == 0:
+                preview = np.hstack([cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), colorized, frame])
+                cv2.imwrite(str(output.with_suffix(".preview.png")), preview)
+            if (index + 1) % 100 == 0:
+                log.info("%d frames colorized", index + 1)
+    finally:
+        writer.close()
+    elapsed = time.perf_counter() - started
+    log.info("wrote %s: %d frames, %.1f FPS", output, writer.frames, writer.frames / elapsed)
+    return writer.frames
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `colorize` command."""
+    parser = subparsers.add_parser("colorize", help="colorize a video file (as seen in grayscale)")
+    parser.add_argument("source", type=Path, help="video file")
+    parser.add_argument("--output", type=Path, required=True, help="mp4 file to write")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="chroma colorizer")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: all)")
+    parser.set_defaults(
+        func=lambda a: colorize_video(a.source, a.output, a.model, a.backend, a.max_frames)
+    )
