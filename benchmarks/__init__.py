@@ -1,0 +1,1 @@
+"""Benchmarks: latency per stage, the naive way side by side, and tracking metrics."""

