@@ -1,0 +1,94 @@
+"""Time to colorize one sample-video frame (768×576, gray) with the runtime colorizer.
+
+`python -m benchmarks.colorize [--model M] [--frames N]` prints a Markdown table and writes
+`artifacts/bench/colorize.json`: per-stage (pre: Lab + resize, infer, post: upsample chroma +
+Lab→BGR) and total p50/p95/p99/mean in milliseconds, with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from benchmarks.machine import machine_info
+from edge.colorizer import Colorizer, model_input, rebuild_bgr, to_lab
+from edge.engine import open_engine
+from edge.video_file import read_frames
+from export import paths
+from export.data import data_file
+
+WARMUP = 10
+
+
+def stats(samples_ms: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and mean of timings in milliseconds."""
+    p50, p95, p99 = np.percentile(samples_ms, [50, 95, 99])
+    return {"p50": p50, "p95": p95, "p99": p99, "mean": float(np.mean(samples_ms))}
+
+
+def run(model: Path, frame_count: int, threads: int) -> dict[str, Any]:
+    """Colorize `frame_count` gray frames of vtest.avi after a warm-up; time every stage."""
+    colorizer = Colorizer(open_engine(model, threads=threads))
+    frames = []
+    for frame in read_frames(data_file("vtest.avi")):
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        if len(frames) == WARMUP + frame_count:
+            break
+    timings: dict[str, list[float]] = {"pre": [], "infer": [], "post": [], "total": []}
+    name_in, name_out = colorizer.engine.inputs[0].name, colorizer.engine.outputs[0].name
+    for index, gray in enumerate(frames):
+        t0 = time.perf_counter()
+        lightness = to_lab(gray)[..., 0]
+        batch = model_input(lightness, colorizer.size)[np.newaxis]
+        t1 = time.perf_counter()
+        chroma = colorizer.engine.run({name_in: batch})[name_out][0]
+        t2 = time.perf_counter()
+        rebuild_bgr(lightness, chroma)
+        t3 = time.perf_counter()
+        if index >= WARMUP:
+            for key, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+                timings[key].append(seconds * 1000)
+    return {
+        "benchmark": "colorize one 768x576 gray frame",
+        "model": str(model),
+        "frames": frame_count,
+        "threads": threads or "onnxruntime default",
+        "machine": machine_info(),
+        "ms": {stage: stats(samples) for stage, samples in timings.items()},
+    }
+
+
+def markdown(result: dict[str, object]) -> str:
+    """The per-stage table of a result."""
+    lines = ["| stage | p50 ms | p95 ms | p99 ms | mean ms |", "|---|---|---|---|---|"]
+    for stage, s in result["ms"].items():  # type: ignore[attr-defined]
+        lines.append(
+            f"| {stage} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {s['mean']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Run the benchmark and write its JSON and Markdown."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=paths.MODELS / "colorizer.onnx")
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
+    parser.add_argument("--output", type=Path, default=paths.ROOT / "bench")
+    args = parser.parse_args()
+    result = run(args.model, args.frames, args.threads)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "colorize.json").write_text(json.dumps(result, indent=1))
+    table = markdown(result)
+    (args.output / "colorize.md").write_text(table)
+    print(table, end="")
+
+
+if __name__ == "__main__":
+    main()
