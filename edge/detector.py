@@ -96,7 +96,7 @@ def read_model_info(
         len(engine.outputs) == 1
         and len(head.shape) == 3
         and head.shape[0] in (None, 1)
-        and head.shape[1] == 4 + len(names)
+        and head.shape[1] in (None, 4 + len(names))
         and head.shape[2] in (None, anchors)
     )
     if not looks_like_head:
@@ -218,8 +218,17 @@ class Detector:
         return tensor, box
 
     def infer(self, tensor: FloatArray) -> FloatArray:
-        """Run the engine on a preprocessed input; returns the raw head (4 + classes, anchors)."""
+        """Run the engine on a preprocessed input; returns the raw head (4 + classes, anchors).
+
+        Raises:
+            EdgeError: a model with dynamic output axes gave an output unlike a YOLOv8 head.
+        """
         raw: FloatArray = self.engine.run({self._input_name: tensor})[self._output_name][0]
+        if raw.ndim != 2 or raw.shape[0] != 4 + len(self.names):
+            raise EdgeError(
+                f"{self.engine.path.name} gave output {raw.shape}, not a YOLOv8 detection head "
+                f"(4 + {len(self.names)} classes, anchors): {EXPORT_HINT}"
+            )
         return raw
 
     def postprocess(self, raw: FloatArray, box: Letterbox, frame_hw: tuple[int, int]) -> Detections:

@@ -35,15 +35,20 @@ def default_weights() -> Path:
     return data_file("best.pt")
 
 
+def ultralytics_offline() -> None:
+    """Put ultralytics in offline mode with auto-install off; call before importing it."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(paths.CACHE / "ultralytics"))
+
+
 def load_yolo(weights: Path) -> Any:
-    """Load a `.pt` with ultralytics in offline mode (no downloads, no pip installs).
+    """Load a `.pt` (or an exported `.onnx`) with ultralytics in offline mode.
 
     Raises:
         EdgeError: the file is missing or is not an ultralytics checkpoint.
     """
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(paths.CACHE / "ultralytics"))
+    ultralytics_offline()
     if not weights.is_file():
         raise EdgeError(f"weights file not found: {weights} (run `make data` for the default)")
     from ultralytics import YOLO

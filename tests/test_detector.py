@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from edge.detections import Detections
 from edge.detector import Detector, Letterbox, letterbox, nms
@@ -182,6 +184,39 @@ def test_model_that_is_not_a_yolov8_detector_is_refused(
     path = single_output_model(tmp_path / "other.onnx", output_shape, metadata, [1, 3, 64, 64])
     with open_engine(path) as engine, pytest.raises(EdgeError, match=message):
         Detector(engine)
+
+
+def _ints(name: str, values: list[int]) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(values, np.int64), name)
+
+
+def _dynamic_reshape_model(path: Path) -> Path:
+    """A model whose output (1, 3·h, w) has only dynamic axes, so loading cannot judge it."""
+    nodes = [
+        helper.make_node("Shape", ["images"], ["shape"]),
+        helper.make_node("Slice", ["shape", "three", "four"], ["width"]),
+        helper.make_node("Concat", ["one_any", "width"], ["target"], axis=0),
+        helper.make_node("Reshape", ["images", "target"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dynamic_reshape",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "h", "w"])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, None)],
+        initializer=[_ints("three", [3]), _ints("four", [4]), _ints("one_any", [1, -1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.metadata_props.add(key="class_names", value=json.dumps(["a", "b"]))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_dynamic_output_unlike_a_head_is_refused_when_run(tmp_path: Path) -> None:
+    path = _dynamic_reshape_model(tmp_path / "dyn.onnx")
+    with open_engine(path) as engine:
+        detector = Detector(engine, input_hw=(64, 64))  # the dynamic output shape cannot tell
+        with pytest.raises(EdgeError, match=r"gave output \(192, 64\), not a YOLOv8 detection"):
+            detector(np.zeros((64, 64, 3), np.uint8))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,125 @@
+"""The `track` command end to end, its outputs, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.__main__ import COMMANDS
+from edge.cli import main
+from edge.errors import EdgeError
+from edge.track_io import EventWriter, MotWriter
+from edge.tracker import Track, TrackEvent
+from export.data import data_file
+from tests.detect_models import detector_onnx, reid_onnx  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAMES = 15
+# Runs the whole command in a fresh interpreter, then reports which heavy frameworks it loaded.
+PROBE = """
+import json, sys
+from edge.__main__ import COMMANDS
+from edge.cli import main
+status = main("edge", "", COMMANDS, sys.argv[1:])
+heavy = [m for m in ("torch", "tensorflow", "ultralytics") if m in sys.modules]
+print(json.dumps({"status": status, "heavy": heavy}))
+"""
+
+
+def _track_args(detector: Path, reid: Path, out: Path, video: Path) -> list[str]:
+    return [
+        "track", str(video), "--detector", str(detector), "--reid", str(reid),
+        "--max-frames", str(FRAMES), "--events", str(out / "events.jsonl"),
+        "--mot", str(out / "tracks.txt"),
+    ]  # fmt: skip
+
+
+def test_full_run_writes_both_files_without_torch(
+    tmp_path: Path,
+    detector_onnx: Path,  # noqa: F811 - fixture
+    reid_onnx: Path,  # noqa: F811 - fixture
+) -> None:
+    args = _track_args(detector_onnx, reid_onnx, tmp_path, data_file("vtest.avi"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"status": 0, "heavy": []}
+
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert {e["event"] for e in events} >= {"started", "ended"}
+    assert {e["class"] for e in events} == {"Normal"}
+    started = {e["track_id"] for e in events if e["event"] == "started"}
+    assert started == {e["track_id"] for e in events if e["event"] == "ended"}
+    rows = np.loadtxt(tmp_path / "tracks.txt", delimiter=",", ndmin=2)
+    assert rows.shape[1] == 10
+    assert rows[:, 0].min() >= 1
+    assert rows[:, 0].max() <= FRAMES
+    assert set(rows[:, 1].astype(int)) == started
+    assert (rows[:, 4:6] > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("video", "message"),
+    [
+        ("missing.avi", "video file not found"),
+        ("garbage.avi", "cannot decode video"),
+    ],
+)
+def test_unreadable_video_is_one_line_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    detector_onnx: Path,  # noqa: F811 - fixture
+    reid_onnx: Path,  # noqa: F811 - fixture
+    video: str,
+    message: str,
+) -> None:
+    (tmp_path / "garbage.avi").write_bytes(b"this is not a video\n" * 100)
+    args = _track_args(detector_onnx, reid_onnx, tmp_path, tmp_path / video)
+    assert main("edge", "", COMMANDS, args) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("edge track: error: ")
+    assert message in error
+
+
+def test_unknown_class_is_one_line_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    detector_onnx: Path,  # noqa: F811 - fixture
+    reid_onnx: Path,  # noqa: F811 - fixture
+) -> None:
+    args = _track_args(detector_onnx, reid_onnx, tmp_path, data_file("vtest.avi"))
+    assert main("edge", "", COMMANDS, [*args, "--classes", "person"]) == 2
+    assert "class 'person' is not in" in capsys.readouterr().err
+
+
+def _track(track_id: int, frame_box: tuple[float, float, float, float]) -> Track:
+    return Track(track_id, 1, 0.8765, frame_box, age=5, hits=4, time_since_update=0)
+
+
+def test_writers_format(tmp_path: Path) -> None:
+    track = _track(7, (10.0, 20.0, 40.5, 80.0))
+    with EventWriter(tmp_path / "e.jsonl", ["Normal", "Fall"], fps=10.0) as events:
+        events.write([TrackEvent(12, "started", track)])
+    with MotWriter(tmp_path / "m.txt") as mot:
+        mot.write(0, [track])
+    assert json.loads((tmp_path / "e.jsonl").read_text()) == {
+        "frame": 12, "time_s": 1.2, "event": "started", "track_id": 7, "class": "Fall",
+        "class_id": 1, "confidence": 0.8765, "box": [10.0, 20.0, 40.5, 80.0], "age": 5, "hits": 4,
+    }  # fmt: skip
+    assert (tmp_path / "m.txt").read_text() == "1,7,10.00,20.00,30.50,60.00,0.8765,-1,-1,-1\n"
+
+
+def test_unwritable_output_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(EdgeError, match="cannot write"):
+        MotWriter(tmp_path / "file" / "m.txt")
