@@ -55,3 +55,15 @@ bench: models
 
 clean:
 	rm -rf artifacts
+
+# Detection and tracking: YOLOv8 + ReID models, the track command on the sample video, benchmark.
+.PHONY: track-models track bench-track
+track-models: data
+	$(PY) -m export yolo
+	$(PY) -m export reid
+
+track: track-models
+	$(PY) -m edge track artifacts/data/opencv/vtest.avi
+
+bench-track: track-models
+	$(PY) -m benchmarks.track
