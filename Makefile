@@ -9,7 +9,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv dpkg-dev
 EPOCHS  ?= 20
 
-.PHONY: demo test system-deps data models evaluate lint typecheck bench clean
+.PHONY: demo test system-deps data models evaluate lint typecheck bench clean engines
 
 system-deps: $(VENV)/.system-deps
 $(VENV)/.system-deps:
@@ -24,6 +24,10 @@ $(VENV)/.installed: requirements.txt requirements-export.txt requirements-dev.tx
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	@# TensorRT's type stubs without TensorRT itself (it cannot be installed off a Jetson), made
+	@# readable by mypy: see typings/fix_tensorrt_stubs.py.
+	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
+	$(PY) typings/fix_tensorrt_stubs.py
 	touch $@
 
 data: $(VENV)/.installed
@@ -49,6 +53,13 @@ typecheck: $(VENV)/.installed
 
 test: data lint typecheck
 	$(VENV)/bin/pytest
+
+# On the Jetson: FP16 TensorRT engines beside the ONNX models; up-to-date ones are skipped.
+# Its virtualenv sees JetPack's TensorRT; the builder runs alone, without TensorFlow or torch.
+engines:
+	@[ -x $(PY) ] || { echo "first: python3 -m venv --system-site-packages $(VENV) &&" \
+		"$(VENV)/bin/pip install -r requirements-jetson.txt"; exit 2; }
+	$(PY) -m export.engine_builder engines
 
 bench: models
 	$(PY) -m benchmarks colorize
