@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 
-BACKENDS = ("auto", "onnxruntime")
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -92,20 +92,36 @@ def open_engine(path: str | Path, backend: str = "auto", threads: int = 0) -> In
     """Load a model file with the backend named, or the one its file type implies.
 
     Args:
-        path: model file (`.onnx`).
-        backend: one of BACKENDS; `auto` picks by file type.
-        threads: CPU threads for the backend (0: the backend's default).
+        path: model file (`.onnx`, or a TensorRT `.engine`).
+        backend: one of BACKENDS. `auto` runs an `.engine` with TensorRT, and an `.onnx` with
+            TensorRT when an up-to-date engine lies beside it (same name, `.engine`) and
+            TensorRT is here, else with ONNX Runtime (logging why). `tensorrt` on an `.onnx`
+            requires that engine.
+        threads: CPU threads for ONNX Runtime (0: its default).
 
     Raises:
-        EdgeError: the file is missing, of an unknown type, or the backend is unknown.
+        EdgeError: the file is missing, of an unknown type, or the backend is unknown or cannot
+            run it.
     """
     path = Path(path)
     if backend not in BACKENDS:
         raise EdgeError(f"unknown backend '{backend}': choose one of {', '.join(BACKENDS)}")
     if not path.is_file():
         raise EdgeError(f"model file not found: {path} (run `make models` to create it)")
-    if path.suffix != ".onnx":
-        raise EdgeError(f"unsupported model file type '{path.suffix}' for {path}: expected .onnx")
+    if path.suffix not in (".onnx", ".engine"):
+        raise EdgeError(
+            f"unsupported model file type '{path.suffix}' for {path}: expected .onnx or .engine"
+        )
+    if path.suffix == ".engine" and backend == "onnxruntime":
+        raise EdgeError(f"{path.name} is a TensorRT engine: ONNX Runtime runs the .onnx model")
+    if backend != "onnxruntime" and (
+        backend == "tensorrt" or path.suffix == ".engine" or path.with_suffix(".engine").is_file()
+    ):
+        from edge.trt_engine import open_tensorrt
+
+        engine = open_tensorrt(path, required=backend == "tensorrt" or path.suffix == ".engine")
+        if engine is not None:
+            return engine
     from edge.ort_engine import OnnxRuntimeEngine
 
     return OnnxRuntimeEngine(path, threads=threads)

@@ -1,0 +1,252 @@
+"""The TensorRT backend and `open_engine`'s backend choice, driven through tests/fake_tensorrt.py.
+
+The fake's "engine" runs the ONNX model with ONNX Runtime, so equal outputs show that our
+backend moves the right bytes through its buffers (page-locked host, device, stream, addresses,
+dynamic shapes, trimming) and reads the right tensors and metadata. No real TensorRT runs here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from edge.colorizer import Colorizer
+from edge.detector import Detector
+from edge.embedder import Embedder
+from edge.engine import InferenceEngine, open_engine
+from edge.errors import EdgeError
+from edge.trt_engine import TensorRTEngine, split_header
+from edge.trt_sidecar import sidecar_path
+from export.data import data_file
+from export.engine_builder import MODELS, BuildOptions, build_engine_file, timing_cache_path
+from export.reid import sample_crops
+from tests import detect_models, fake_tensorrt
+from tests.onnx_models import scale_model
+
+# The shared session fixtures, under their names so pytest finds them here.
+detector_onnx = detect_models.detector_onnx
+reid_onnx = detect_models.reid_onnx
+vtest_frames = detect_models.vtest_frames
+BATCHES = {spec.name: spec.batch for spec in MODELS}
+
+
+@pytest.fixture
+def gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> fake_tensorrt.FakeGpu:
+    monkeypatch.setattr("export.paths.CACHE", tmp_path / "cache")
+    return fake_tensorrt.install(monkeypatch)
+
+
+def build(onnx: Path, folder: Path, name: str, **options: object) -> Path:
+    """Copy the ONNX model into `folder` and build its engine beside it with the fake."""
+    from edge.trt_engine import current_target
+
+    local = folder / f"{name}.onnx"
+    local.write_bytes(onnx.read_bytes())
+    engine = local.with_suffix(".engine")
+    target = current_target()
+    settings = BuildOptions(batch=BATCHES.get(name, (1, 4, 8)), **options)  # type: ignore[arg-type]
+    build_engine_file(local, engine, settings, timing_cache_path(target), target)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def colorizer_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Our chroma colorizer, trained one epoch and exported by the project's own tf2onnx path."""
+    from export.onnx_export import keras_to_onnx
+    from export.train import keras_path, train
+
+    folder = tmp_path_factory.mktemp("colorizer")
+    train("chroma", epochs=1, batch_size=8, tile_count=16, models_dir=folder)
+    keras_to_onnx("chroma", keras_path("chroma", folder), folder / "colorizer.onnx")
+    return folder / "colorizer.onnx"
+
+
+def both(onnx: Path, engine: Path) -> tuple[InferenceEngine, InferenceEngine]:
+    return open_engine(onnx, "onnxruntime"), open_engine(engine)
+
+
+def test_colorizer_matches_onnx_runtime(
+    gpu: fake_tensorrt.FakeGpu, colorizer_onnx: Path, tmp_path: Path, vtest_frames: list
+) -> None:
+    engine = build(colorizer_onnx, tmp_path, "colorizer")
+    ort_engine, trt_engine = both(colorizer_onnx, engine)
+    assert isinstance(trt_engine, TensorRTEngine)
+    assert trt_engine.inputs == ort_engine.inputs
+    assert [(t.name, t.shape, t.dtype) for t in trt_engine.outputs] == [
+        (t.name, t.shape, t.dtype) for t in ort_engine.outputs
+    ]
+    for frame in vtest_frames[:3]:
+        expected = Colorizer(ort_engine).colorize(frame)
+        np.testing.assert_array_equal(Colorizer(trt_engine).colorize(frame), expected)
+    trt_engine.close()
+
+
+def test_detector_matches_onnx_runtime(
+    gpu: fake_tensorrt.FakeGpu, detector_onnx: Path, tmp_path: Path, vtest_frames: list
+) -> None:
+    engine = build(detector_onnx, tmp_path, "detector")
+    ort_engine, trt_engine = both(detector_onnx, engine)
+    assert trt_engine.metadata == ort_engine.metadata  # class names, stride, size: from sidecar
+    ours, theirs = Detector(trt_engine), Detector(ort_engine)
+    assert ours.names == theirs.names
+    for frame in vtest_frames[:2]:
+        got, want = ours(frame), theirs(frame)
+        assert len(want.xyxy) > 0
+        np.testing.assert_allclose(got.xyxy, want.xyxy, rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(got.class_id, want.class_id)
+    trt_engine.close()
+
+
+def test_embedder_dynamic_batch_matches_onnx_runtime(
+    gpu: fake_tensorrt.FakeGpu, reid_onnx: Path, tmp_path: Path
+) -> None:
+    engine = build(reid_onnx, tmp_path, "reid")
+    ort_engine, trt_engine = both(reid_onnx, engine)
+    allocations = gpu.calls["mem_alloc"]
+    crops = sample_crops(data_file("vtest.avi"), count=32)
+    # Largest first, then smaller: a stale tail of the reused buffers would show up.
+    for count in (32, 5, 1):
+        got = Embedder(trt_engine).embed_crops(crops[:count])
+        want = Embedder(ort_engine).embed_crops(crops[:count])
+        assert got.shape == want.shape == (count, 1280)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert gpu.calls["mem_alloc"] == allocations, "buffers must be allocated once, at open"
+    assert gpu.calls["execute"] == 3
+    trt_engine.close()
+    assert not gpu.memory, "close frees every device buffer"
+
+
+def test_shape_outside_profile_is_refused(gpu: fake_tensorrt.FakeGpu, tmp_path: Path) -> None:
+    onnx = scale_model(tmp_path / "m.onnx", ["batch", 3])
+    with open_engine(build(onnx, tmp_path, "scale")) as engine:
+        np.testing.assert_array_equal(engine.run({"x": np.ones((8, 3), np.float32)})["y"], 2)
+        with pytest.raises(
+            EdgeError, match=r"shape \(9, 3\) is outside the engine's opt.*\(1, 3\) to \(8, 3\)"
+        ):
+            engine.run({"x": np.ones((9, 3), np.float32)})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"tensorrt_version": "10.7.0"},
+            r"built by TensorRT 10\.3\.0, but this is TensorRT 10\.7\.0",
+        ),
+        ({"gpu": "RTX 4090", "compute_capability": (8, 9)}, r"built for Orin \(fake\) \(comp"),
+    ],
+)
+def test_foreign_engine_is_refused_from_its_sidecar(
+    gpu: fake_tensorrt.FakeGpu, tmp_path: Path, change: dict, message: str
+) -> None:
+    engine = build(scale_model(tmp_path / "m.onnx", ["batch", 3]), tmp_path, "scale")
+    fake_tensorrt.switch(**change)
+    with pytest.raises(EdgeError, match=message + r".*`make engines`"):
+        open_engine(engine)
+    assert gpu.calls["retain"] == 0, "refused before touching CUDA or TensorRT"
+
+
+def test_foreign_engine_without_sidecar_fails_deserializing_with_the_fix(
+    gpu: fake_tensorrt.FakeGpu, tmp_path: Path
+) -> None:
+    engine = build(scale_model(tmp_path / "m.onnx", ["batch", 3]), tmp_path, "scale")
+    sidecar_path(engine).unlink()
+    fake_tensorrt.switch(tensorrt_version="10.7.0")
+    with pytest.raises(
+        EdgeError, match=r"TensorRT 10\.7\.0 on .* cannot deserialize scale\.engine.*`make engines`"
+    ):
+        open_engine(engine)
+    assert gpu.calls["detach"] == gpu.calls["retain"] == 1, "the CUDA context is released"
+
+
+def test_ultralytics_engine_header_is_read_and_stripped(
+    gpu: fake_tensorrt.FakeGpu, detector_onnx: Path, tmp_path: Path, vtest_frames: list
+) -> None:
+    plain = build(detector_onnx, tmp_path, "detector")
+    header = {"task": "detect", "stride": 32, "imgsz": [640, 640], "batch": 1}
+    header["names"] = {"0": "Normal", "1": "Fall"}  # JSON keys are strings
+    blob = json.dumps(header).encode()
+    exported = tmp_path / "yolov8s.engine"
+    exported.write_bytes(len(blob).to_bytes(4, "little") + blob + plain.read_bytes())
+    with open_engine(exported) as engine:
+        assert engine.metadata["names"] == "{0: 'Normal', 1: 'Fall'}"  # as in ultralytics' ONNX
+        detector = Detector(engine)
+        assert detector.names == ("Normal", "Fall")
+        assert len(detector(vtest_frames[0]).xyxy) > 0
+
+
+def test_header_names_keep_numeric_order() -> None:
+    names = {str(i): f"c{i}" for i in range(12)}
+    blob = json.dumps({"names": names}).encode()
+    metadata, plan = split_header(len(blob).to_bytes(4, "little") + blob + b"PLAN")
+    assert plan == b"PLAN"
+    assert metadata["names"].startswith("{0: 'c0', 1: 'c1', 2: 'c2'")
+    assert split_header(b"\x00\x01plain plan bytes") == ({}, b"\x00\x01plain plan bytes")
+
+
+def test_auto_prefers_up_to_date_engine_then_onnx(
+    gpu: fake_tensorrt.FakeGpu, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    onnx = scale_model(tmp_path / "scale.onnx", ["batch", 3])
+    assert not isinstance(open_engine(onnx), TensorRTEngine)  # no engine beside it yet
+    build(onnx, tmp_path, "scale")
+    with open_engine(onnx) as engine:
+        assert isinstance(engine, TensorRTEngine)
+    scale_model(onnx, ["batch", 3], factor=3.0)  # the ONNX model changes: engine is stale
+    with caplog.at_level(logging.WARNING), open_engine(onnx) as engine:
+        assert not isinstance(engine, TensorRTEngine)
+        np.testing.assert_array_equal(engine.run({"x": np.ones((1, 3), np.float32)})["y"], 3)
+    assert "scale.engine was built from another scale.onnx" in caplog.text
+    assert "running scale.onnx with ONNX Runtime instead" in caplog.text
+    with pytest.raises(EdgeError, match=r"built from another scale\.onnx: rebuild"):
+        open_engine(onnx, "tensorrt")
+
+
+@pytest.mark.parametrize(
+    ("module", "replacement", "message"),
+    [
+        ("pycuda", None, "pycuda is not installed"),  # None in sys.modules: import fails
+        ("tensorrt", ModuleType("tensorrt"), "tensorrt here is only type stubs"),
+    ],
+)
+def test_missing_tensorrt_falls_back_with_auto_and_fails_when_asked_for(
+    gpu: fake_tensorrt.FakeGpu,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    module: str,
+    replacement: ModuleType | None,
+    message: str,
+) -> None:
+    onnx = scale_model(tmp_path / "scale.onnx", ["batch", 3])
+    build(onnx, tmp_path, "scale")
+    monkeypatch.setitem(sys.modules, module, replacement)
+    with caplog.at_level(logging.WARNING), open_engine(onnx) as engine:
+        assert not isinstance(engine, TensorRTEngine)
+    assert message in caplog.text
+    assert "ONNX Runtime instead" in caplog.text
+    for path, backend in ((onnx, "tensorrt"), (onnx.with_suffix(".engine"), "auto")):
+        with pytest.raises(EdgeError, match=r"requirements-jetson\.txt"):
+            open_engine(path, backend)
+    with pytest.raises(EdgeError, match=r"is a TensorRT engine: ONNX Runtime runs the \.onnx"):
+        open_engine(onnx.with_suffix(".engine"), "onnxruntime")
+
+
+def test_engine_runs_on_another_thread(gpu: fake_tensorrt.FakeGpu, tmp_path: Path) -> None:
+    engine = open_engine(build(scale_model(tmp_path / "m.onnx", ["batch", 3]), tmp_path, "m"))
+    results: list[np.ndarray] = []
+    worker = threading.Thread(
+        target=lambda: results.append(engine.run({"x": np.ones((2, 3), np.float32)})["y"])
+    )
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(results[0], np.full((2, 3), 2, np.float32))
+    engine.close()
+    engine.close()  # twice is harmless
