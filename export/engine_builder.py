@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.cli import main
-from edge.engine import open_engine
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, writable_dir
 from edge.trt_engine import current_target, dims, import_tensorrt, numpy_dtype
@@ -70,6 +69,21 @@ class BuildOptions:
         values: dict[str, Any] = json.loads(json.dumps(asdict(self)))
         values["gpu_fallback"] = self.dla_core is not None
         return values
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The ONNX model's metadata (class names, input size...), for the sidecar and profiles.
+
+    Raises:
+        EdgeError: the file is not an ONNX model.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError, whose package has no types here
+        raise EdgeError(f"{path} is not an ONNX model: re-export it with `make models`") from exc
+    return {entry.key: entry.value for entry in model.metadata_props}
 
 
 def parser_errors(parser: trt.OnnxParser) -> str:
@@ -193,8 +207,7 @@ def build_engine_file(
 
     started = time.monotonic()
     writable_dir(cache.parent)
-    with open_engine(onnx, "onnxruntime") as checked:  # also fails early on a broken file
-        metadata = dict(checked.metadata)
+    metadata = onnx_metadata(onnx)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
