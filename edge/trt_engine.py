@@ -140,7 +140,9 @@ def check_engine(engine: Path, onnx: Path | None = None) -> Sidecar | None:
             `onnx`, it is missing, has no sidecar, or was built from another ONNX file.
     """
     if onnx is not None and not engine.is_file():
-        raise UnusableEngine(f"no TensorRT engine {engine.name} beside {onnx.name}")
+        raise UnusableEngine(
+            f"no TensorRT engine {engine.name} beside {onnx.name}: build it with `make engines`"
+        )
     sidecar = read_sidecar(engine)
     if sidecar is None:
         if onnx is not None:
