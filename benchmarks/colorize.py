@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from benchmarks.machine import machine_info
-from edge.colorizer import Colorizer, model_input, rebuild_bgr, to_lab
+from edge.colorizer import Colorizer, lightness, model_input, rebuild_bgr
 from edge.engine import open_engine
 from edge.video_file import read_frames
 from export import paths
@@ -44,12 +44,12 @@ def run(model: Path, frame_count: int, threads: int) -> dict[str, Any]:
     name_in, name_out = colorizer.engine.inputs[0].name, colorizer.engine.outputs[0].name
     for index, gray in enumerate(frames):
         t0 = time.perf_counter()
-        lightness = to_lab(gray)[..., 0]
-        batch = model_input(lightness, colorizer.size)[np.newaxis]
+        full_lightness = lightness(gray)
+        batch = model_input(full_lightness, colorizer.size)[np.newaxis]
         t1 = time.perf_counter()
         chroma = colorizer.engine.run({name_in: batch})[name_out][0]
         t2 = time.perf_counter()
-        rebuild_bgr(lightness, chroma)
+        rebuild_bgr(full_lightness, chroma)
         t3 = time.perf_counter()
         if index >= WARMUP:
             for key, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):

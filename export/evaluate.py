@@ -207,7 +207,7 @@ def evaluate(
         json.dumps({"photos": [str(p) for p in photos], "summary": summary}, indent=1)
     )
     (output / "summary.md").write_text(markdown(summary, count))
-    labels = ["grayscale input", "original", "original method", "ours"]
+    labels = ["grayscale input", "color original (truth)", "original method", "ours"]
     cv2.imwrite(str(output / "grid.png"), _grid(grid, labels))
     log.info("wrote %s/{metrics.csv,summary.json,summary.md,grid.png}", output)
     return summary

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.colorizer import AB_SCALE, L_SCALE, to_lab
+from edge.colorizer import AB_SCALE, L_SCALE, lightness, to_lab
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, writable_dir
 from export import paths
@@ -42,9 +42,9 @@ def training_pairs(kind: str, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if kind == "rgb":
         inputs = gray[..., np.newaxis].astype(np.float32) / 255.0
         return inputs, tiles[..., ::-1].astype(np.float32) / 255.0
-    lightness = np.stack([to_lab(g)[..., 0] for g in gray])[..., np.newaxis] / L_SCALE
+    inputs = np.stack([lightness(g) for g in gray])[..., np.newaxis] / L_SCALE
     chroma = np.stack([to_lab(t)[..., 1:] for t in tiles]) / AB_SCALE
-    return lightness.astype(np.float32), chroma.astype(np.float32)
+    return inputs.astype(np.float32), chroma.astype(np.float32)
 
 
 def train(

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.colorizer import Colorizer, rebuild_bgr, to_lab
+from edge.colorizer import Colorizer, lightness, rebuild_bgr, to_lab
 from edge.engine import open_engine
 from edge.errors import EdgeError
 from export.data import data_file
@@ -73,3 +73,10 @@ def test_wrong_model_shape_is_refused(tmp_path: Path) -> None:
 def test_empty_frame_is_refused(neutral: Colorizer) -> None:
     with pytest.raises(EdgeError, match="empty frame"):
         neutral.colorize(np.zeros((0, 10), np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (16, 16, 1), (16, 16, 3)])
+def test_lightness_of_gray_matches_the_lab_conversion(shape: tuple[int, ...]) -> None:
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    frame = gray.reshape(16, 16, 1).repeat(shape[2], axis=2) if len(shape) == 3 else gray
+    np.testing.assert_allclose(lightness(frame), to_lab(gray)[..., 0], atol=1e-4)
