@@ -25,6 +25,7 @@ import numpy as np
 
 from edge.engine import InferenceEngine, TensorInfo
 from edge.errors import EdgeError
+from edge.files import sha256
 from edge.trt_sidecar import REBUILD_HINT, Sidecar, Target, read_sidecar
 
 if TYPE_CHECKING:
@@ -152,13 +153,8 @@ def check_engine(engine: Path, onnx: Path | None = None) -> Sidecar | None:
     problem = sidecar.foreign_to(current_target())
     if problem:
         raise UnusableEngine(f"{engine.name} {problem}: {REBUILD_HINT}")
-    if onnx is not None:
-        from export.data import sha256  # the one file-hash helper of the project
-
-        if sidecar.stale_for(sha256(onnx)):
-            raise UnusableEngine(
-                f"{engine.name} was built from another {onnx.name}: {REBUILD_HINT}"
-            )
+    if onnx is not None and sidecar.stale_for(sha256(onnx)):
+        raise UnusableEngine(f"{engine.name} was built from another {onnx.name}: {REBUILD_HINT}")
     return sidecar
 
 

@@ -8,7 +8,6 @@ Running it again verifies what is there and fetches only what is missing or corr
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.files import sha256
 from export import paths
 
 MANIFEST = Path(__file__).with_name("data_manifest.json")
@@ -47,15 +47,6 @@ class Source:
 def load_manifest(path: Path = MANIFEST) -> list[Source]:
     """The sources listed in the manifest."""
     return [Source(**entry) for entry in json.loads(path.read_text())["sources"]]
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def data_file(name: str, data_dir: Path | None = None) -> Path:

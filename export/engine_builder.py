@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from edge.cli import main
 from edge.errors import EdgeError
-from edge.files import replaced_on_success, writable_dir
+from edge.files import replaced_on_success, sha256, writable_dir
 from edge.trt_engine import current_target, dims, import_tensorrt, numpy_dtype
 from edge.trt_sidecar import Sidecar, Target, read_sidecar, write_sidecar
 from export import paths
-from export.data import sha256
 
 if TYPE_CHECKING:
     import tensorrt as trt

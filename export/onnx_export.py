@@ -17,9 +17,8 @@ import onnx
 
 from edge.engine import open_engine
 from edge.errors import EdgeError
-from edge.files import replaced_on_success, writable_dir
+from edge.files import replaced_on_success, sha256, writable_dir
 from export import paths
-from export.data import sha256
 from export.tiles import TILE, split_photos, tiles_from
 from export.train import keras_path, training_pairs
 

@@ -25,8 +25,9 @@ import numpy as np
 from edge.embedder import Embedder
 from edge.engine import open_engine
 from edge.errors import EdgeError
+from edge.files import sha256
 from export import paths
-from export.data import data_file, sha256
+from export.data import data_file
 
 log = logging.getLogger(__name__)
 

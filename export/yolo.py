@@ -21,8 +21,9 @@ from typing import Any
 
 from edge.engine import open_engine
 from edge.errors import EdgeError
+from edge.files import sha256
 from export import paths
-from export.data import data_file, sha256
+from export.data import data_file
 
 log = logging.getLogger(__name__)
 

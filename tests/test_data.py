@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from edge.errors import EdgeError
+from edge.files import sha256
 from export import paths
-from export.data import collect, load_manifest, sha256
+from export.data import collect, load_manifest
 
 
 def motmetrics_source() -> object:
