@@ -1,0 +1,147 @@
+"""Frames from a GStreamer pipeline through appsink, with reconnection for live sources.
+
+`GstCapture` runs one pipeline and returns frames (`read` gives None on a timeout, like
+jetson-utils' Capture). `FrameSource` turns a source URI into an endless stream for a camera or
+RTSP feed — an error, an end of stream or a silent source closes the pipeline and reopens it with
+exponential backoff, each attempt logged — and into a finite one for a file, which ends at EOS.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge import gst
+from edge.config import SourceConfig
+from edge.errors import EdgeError
+from edge.metrics import Metrics
+from edge.sources import SINK_NAME, SourceSpec, capture_pipeline, parse_uri
+
+log = logging.getLogger(__name__)
+
+
+class SourceLost(Exception):
+    """The pipeline reported an error or ended; a live source may be reopened."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame: BGR (H, W, 3) or GRAY8 (H, W) uint8, its index and capture time."""
+
+    index: int
+    image: np.ndarray
+    captured: float  # time.monotonic() when it arrived
+    pts_s: float | None  # stream timestamp in seconds, when the source gives one
+
+
+class GstCapture:
+    """One running capture pipeline."""
+
+    def __init__(self, description: str) -> None:
+        """Start the pipeline; raises SourceLost if it cannot start (e.g. camera unplugged)."""
+        Gst = gst.init()
+        try:
+            self._pipeline = Gst.parse_launch(description)
+        except Exception as exc:  # GLib.Error: a malformed pipeline is a bug, not a lost source
+            raise EdgeError(f"cannot build capture pipeline: {exc}") from exc
+        self._sink = self._pipeline.get_by_name(SINK_NAME)
+        self._bus = self._pipeline.get_bus()
+        if self._pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            problem = gst.bus_error(self._bus) or "pipeline failed to start"
+            self.close()
+            raise SourceLost(problem)
+
+    def read(self, timeout_s: float) -> tuple[np.ndarray, float | None] | None:
+        """The next frame and its timestamp, or None if none came within `timeout_s`.
+
+        Raises:
+            SourceLost: the pipeline posted an error, or the stream ended.
+        """
+        sample = self._sink.emit("try-pull-sample", int(timeout_s * 1e9))
+        if sample is None:
+            problem = gst.bus_error(self._bus)
+            if problem:
+                raise SourceLost(problem)
+            if self._sink.get_property("eos"):
+                raise SourceLost("end of stream")
+            return None
+        return gst.sample_to_array(sample)
+
+    def close(self) -> None:
+        """Stop the pipeline and free it."""
+        if self._pipeline is not None:
+            self._pipeline.set_state(gst.init().State.NULL)
+            self._pipeline = None
+
+
+class FrameSource:
+    """Frames from a source URI until it ends (file), forever (live), or `stop()` is called."""
+
+    def __init__(self, config: SourceConfig, metrics: Metrics) -> None:
+        """Parse the URI and build its pipeline (not started yet)."""
+        self.config = config
+        self.spec: SourceSpec = parse_uri(config.uri)
+        self.description = capture_pipeline(self.spec, config, gst.has_element)
+        self.metrics = metrics
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Make `frames()` end at its next step (thread-safe)."""
+        self._stop.set()
+
+    def frames(self) -> Iterator[Frame]:
+        """Yield frames; reconnect live sources with backoff; stop at EOS for files.
+
+        Raises:
+            EdgeError: a file cannot be read at all.
+        """
+        index = 0
+        delay = self.config.reconnect_initial_s
+        while not self._stop.is_set():
+            try:
+                capture = GstCapture(self.description)
+            except SourceLost as exc:
+                if not self.spec.live:
+                    raise EdgeError(f"cannot read {self.spec.describe()}: {exc}") from exc
+                delay = self._wait_to_reconnect(str(exc), delay)
+                continue
+            log.info("capturing from %s", self.spec.describe())
+            try:
+                for image, pts in self._read_until_lost(capture):
+                    yield Frame(index, image, time.monotonic(), pts)
+                    index += 1
+                    delay = self.config.reconnect_initial_s  # frames flow again: reset backoff
+                    if self.config.max_frames and index >= self.config.max_frames:
+                        return
+                return  # stopped
+            except SourceLost as exc:
+                if not self.spec.live:
+                    if index == 0 and str(exc) != "end of stream":
+                        raise EdgeError(f"cannot read {self.spec.describe()}: {exc}") from exc
+                    log.info("%s: %s after %d frames", self.spec.describe(), exc, index)
+                    return
+                delay = self._wait_to_reconnect(str(exc), delay)
+            finally:
+                capture.close()
+
+    def _read_until_lost(self, capture: GstCapture) -> Iterator[tuple[np.ndarray, float | None]]:
+        silent_since = time.monotonic()
+        while not self._stop.is_set():
+            frame = capture.read(min(self.config.timeout_s, 0.25))
+            if frame is not None:
+                silent_since = time.monotonic()
+                yield frame
+            elif self.spec.live and time.monotonic() - silent_since > self.config.timeout_s:
+                raise SourceLost(f"no frame for {self.config.timeout_s:g} s")
+
+    def _wait_to_reconnect(self, reason: str, delay: float) -> float:
+        """Log, count and sleep before the next attempt; return the next (doubled) delay."""
+        self.metrics.increment("reconnects")
+        log.warning("%s: %s; reconnecting in %.1f s", self.spec.describe(), reason, delay)
+        self._stop.wait(delay)
+        return min(delay * 2, self.config.reconnect_max_s)

@@ -1,0 +1,205 @@
+"""The runtime's one config file (TOML), every value validated at start.
+
+Each section is a frozen dataclass; a field's metadata holds its allowed range or choices. Errors
+name the key: `config key 'detector.confidence': expected a number in [0, 1], got 1.5`. The CLI
+overrides any key with `section.key=value` (the value is read as TOML, else as a string).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from edge.errors import EdgeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 on JetPack 6
+    import tomli as tomllib
+
+
+def _range(low: float, high: float | None = None) -> dict[str, Any]:
+    return {"range": (low, high)}
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where frames come from (see `edge.sources` for the URI forms)."""
+
+    uri: str = "test://"
+    width: int = field(default=0, metadata=_range(0, 8192))  # 0: the source's own
+    height: int = field(default=0, metadata=_range(0, 8192))
+    fps: int = field(default=0, metadata=_range(0, 240))
+    format: str = field(default="BGR", metadata=_choices("BGR", "GRAY8"))
+    pattern: str = "ball"  # videotestsrc pattern for test://
+    max_frames: int = field(default=0, metadata=_range(0))  # 0: until the source ends
+    timeout_s: float = field(default=5.0, metadata=_range(0.1, 600))
+    reconnect_initial_s: float = field(default=0.5, metadata=_range(0.01, 600))
+    reconnect_max_s: float = field(default=30.0, metadata=_range(0.01, 3600))
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """YOLOv8 detection."""
+
+    model: str = "artifacts/models/yolov8_detector.onnx"
+    backend: str = field(default="auto", metadata=_choices("auto", "onnxruntime", "tensorrt"))
+    confidence: float = field(default=0.25, metadata=_range(0, 1))
+    iou: float = field(default=0.7, metadata=_range(0, 1))
+    classes: list[str] = field(default_factory=lambda: ["Normal"])  # []: every class
+    max_detections: int = field(default=100, metadata=_range(1, 10000))
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """DeepSORT with our ReID embedder."""
+
+    reid_model: str = "artifacts/models/reid_mobilenetv2.onnx"
+    max_age: int = field(default=30, metadata=_range(1, 100000))
+    n_init: int = field(default=3, metadata=_range(1, 1000))
+
+
+@dataclass(frozen=True)
+class ColorizerConfig:
+    """Colorization: `frame` (whole frame), `tracks` (each track's crop), `off`, or `auto`
+    (`frame` when the source is grayscale, else `off`)."""
+
+    model: str = "artifacts/models/colorizer.onnx"
+    mode: str = field(default="auto", metadata=_choices("auto", "frame", "tracks", "off"))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What the run writes; an empty name turns that output off."""
+
+    dir: str = "artifacts/outputs/run"
+    video: str = "annotated.mp4"
+    bitrate_kbps: int = field(default=4000, metadata=_range(100, 100000))
+    overlay: bool = True  # boxes, track ids, classes and FPS on the video
+    rtsp_port: int = field(default=0, metadata=_range(0, 65535))  # 0: no RTSP server
+    rtsp_path: str = "/edge"
+    events: str = "events.jsonl"
+    mot: str = "tracks.mot.txt"
+    snapshots: bool = True  # a JPEG of each new track's colorized crop
+    summary: str = "summary.json"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Threads and queues."""
+
+    queue_size: int = field(default=4, metadata=_range(1, 1000))
+    threads: int = field(default=0, metadata=_range(0, 256))  # CPU threads per model, 0: auto
+    log_every_s: float = field(default=10.0, metadata=_range(0, 86400))  # 0: no progress logs
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """systemd notification and the metrics endpoint."""
+
+    watchdog: bool = True
+    metrics_port: int = field(default=0, metadata=_range(0, 65535))  # 0: no HTTP endpoint
+    metrics_host: str = "127.0.0.1"
+    stall_s: float = field(default=10.0, metadata=_range(0.1, 3600))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole runtime configuration."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    colorizer: ColorizerConfig = field(default_factory=ColorizerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+
+def _check(key: str, value: Any, kind: Any, meta: Any) -> Any:
+    """The value, converted where lossless (int -> float), or an EdgeError naming the key."""
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind == list[str]:
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise EdgeError(f"config key '{key}': expected a list of strings, got {value!r}")
+        return value
+    if type(value) is not kind:
+        raise EdgeError(f"config key '{key}': expected {expected[kind]}, got {value!r}")
+    if "range" in meta:
+        low, high = meta["range"]
+        if value < low or (high is not None and value > high):
+            bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise EdgeError(f"config key '{key}': expected a value {bounds}, got {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        raise EdgeError(
+            f"config key '{key}': expected one of {', '.join(meta['choices'])}, got {value!r}"
+        )
+    return value
+
+
+def _section(name: str, cls: type[Any], values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise EdgeError(f"config key '{name}' must be a [{name}] table, got {values!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise EdgeError(
+            f"unknown config key '{name}.{unknown[0]}' (known in [{name}]: {', '.join(fields)})"
+        )
+    checked = {k: _check(f"{name}.{k}", v, hints[k], fields[k].metadata) for k, v in values.items()}
+    return cls(**checked)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document into a Config."""
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise EdgeError(f"unknown config section '{unknown[0]}' (known: {', '.join(sections)})")
+    hints = get_type_hints(Config)
+    return Config(**{k: _section(k, hints[k], v) for k, v in data.items()})
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, key, value); the value is TOML, else a plain string."""
+    path, sep, raw = text.partition("=")
+    section, dot, key = path.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise EdgeError(f"override '{text}' is not section.key=value (e.g. source.fps=15)")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def load(path: Path | None, overrides: list[str] | None = None) -> Config:
+    """Read the TOML file (None: defaults only), apply `section.key=value` overrides, validate.
+
+    Raises:
+        EdgeError: the file is missing or not TOML, or a key is unknown, mistyped or out of range.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise EdgeError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise EdgeError(f"config file {path} is not valid TOML: {exc}") from exc
+    for text in overrides or []:
+        section, key, value = parse_override(text)
+        table = data.setdefault(section, {})
+        if isinstance(table, dict):
+            table[key] = value
+    return from_dict(data)

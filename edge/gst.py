@@ -1,0 +1,81 @@
+"""Thin helpers over GStreamer's Python bindings (PyGObject), imported lazily.
+
+The bindings come from the system (python3-gi / PyGObject over GStreamer 1.20+), not from pip
+wheels of OpenCV, which carry no GStreamer.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from edge.errors import EdgeError
+
+CHANNELS = {"BGR": 3, "BGRx": 4, "GRAY8": 1}
+
+
+@functools.cache
+def init() -> Any:
+    """The initialized `Gst` module; raises EdgeError with the install command if missing."""
+    try:
+        import gi
+
+        gi.require_version("Gst", "1.0")
+        gi.require_version("GstVideo", "1.0")
+        from gi.repository import Gst
+    except (ImportError, ValueError) as exc:
+        raise EdgeError(
+            f"GStreamer's Python bindings are missing ({exc}): install python3-gi and "
+            "gir1.2-gstreamer-1.0 (or `pip install 'PyGObject<3.50'` in a virtualenv)"
+        ) from exc
+    Gst.init(None)
+    return Gst
+
+
+def has_element(name: str) -> bool:
+    """Whether the GStreamer registry has an element factory of this name."""
+    return init().ElementFactory.find(name) is not None
+
+
+def bus_error(bus: Any) -> str | None:
+    """The first pending error message on a pipeline's bus, as one line, or None."""
+    Gst = init()
+    message = bus.pop_filtered(Gst.MessageType.ERROR)
+    if message is None:
+        return None
+    error, _debug = message.parse_error()
+    source = message.src.get_name() if message.src is not None else "pipeline"
+    return f"{source}: {error.message}"
+
+
+def sample_to_array(sample: Any) -> tuple[np.ndarray, float | None]:
+    """Copy an appsink sample (BGR, BGRx or GRAY8) into a (H, W[, C]) uint8 array.
+
+    Rows of GStreamer video frames are padded to 4 bytes, so the stride is read from the caps.
+
+    Returns:
+        The frame and its presentation timestamp in seconds (None if the buffer has none).
+    """
+    Gst = init()
+    from gi.repository import GstVideo
+
+    info = GstVideo.VideoInfo.new_from_caps(sample.get_caps())
+    channels = CHANNELS.get(info.finfo.name)
+    if channels is None:
+        raise EdgeError(f"unsupported frame format {info.finfo.name}: use BGR or GRAY8")
+    buffer = sample.get_buffer()
+    ok, mapped = buffer.map(Gst.MapFlags.READ)
+    if not ok:
+        raise EdgeError("cannot map a GStreamer buffer for reading")
+    try:
+        stride = info.stride[0]
+        rows = np.frombuffer(mapped.data, np.uint8, count=stride * info.height)
+        rows = rows.reshape(info.height, stride)[:, : info.width * channels]
+        shape = (info.height, info.width) if channels == 1 else (info.height, info.width, channels)
+        image = rows.reshape(shape).copy()
+    finally:
+        buffer.unmap(mapped)
+    pts = None if buffer.pts == Gst.CLOCK_TIME_NONE else buffer.pts / 1e9
+    return image, pts
