@@ -1,0 +1,156 @@
+"""The metrics endpoint, served for real on 127.0.0.1 and read with Prometheus' own parser."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge.errors import EdgeError
+from edge.health import Health
+from edge.metrics import BUCKETS, Metrics
+from edge.metrics_http import MetricsServer
+
+# Seconds per observation, per stage: includes one past the last bucket (only in +Inf).
+OBSERVATIONS = {
+    "capture": [0.0004, 0.0009, 0.003],
+    "detect": [0.15, 0.16, 0.21, 7.5],
+    "track": [0.002],
+    "total": [0.2, 0.25, 0.31],
+}
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    store = Metrics()
+    for stage, values in OBSERVATIONS.items():
+        for seconds in values:
+            store.observe(stage, seconds)
+    store.increment("frames", 3)
+    store.increment("dropped_frames", 2)
+    store.set("fps", 4.5)
+    store.set("active_tracks", 2)
+    return store
+
+
+@pytest.fixture
+def health(metrics: Metrics, clock: Clock) -> Health:
+    return Health(metrics, None, stall_s=5.0, clock=clock)
+
+
+@pytest.fixture
+def server(metrics: Metrics, health: Health) -> Iterator[MetricsServer]:
+    endpoint = MetricsServer(metrics, health, "127.0.0.1", 0)
+    yield endpoint
+    endpoint.close()
+
+
+def _get(server: MetricsServer, path: str) -> tuple[int, str, str]:
+    """Status, content type and body of GET `path`, error statuses included."""
+    url = f"http://{server.host}:{server.port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def _families(server: MetricsServer) -> dict[str, dict[str, object]]:
+    status, content_type, body = _get(server, "/metrics")
+    assert status == 200
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    return {
+        family.name: {"type": family.type, "help": family.documentation, "samples": family.samples}
+        for family in text_string_to_metric_families(body)
+    }
+
+
+def test_metrics_parse_with_histograms_per_stage(server: MetricsServer) -> None:
+    families = _families(server)
+    latency = families["edge_stage_latency_seconds"]
+    assert latency["type"] == "histogram"
+    assert latency["help"] == "Time one frame spent in a pipeline stage."
+    samples = latency["samples"]
+    assert isinstance(samples, list)
+    for stage, values in OBSERVATIONS.items():
+        mine = [s for s in samples if s.labels["stage"] == stage]
+        buckets = {s.labels["le"]: s.value for s in mine if s.name.endswith("_bucket")}
+        expected = {repr(b): sum(v <= b for v in values) for b in BUCKETS}
+        assert buckets == {**expected, "+Inf": len(values)}, stage
+        (count,) = (s.value for s in mine if s.name.endswith("_count"))
+        (total,) = (s.value for s in mine if s.name.endswith("_sum"))
+        assert count == len(values)
+        assert total == pytest.approx(sum(values))
+
+
+def test_metrics_counters_gauges_and_percentiles(server: MetricsServer) -> None:
+    families = _families(server)
+
+    def value(name: str, **labels: str) -> float:
+        samples = families[name]["samples"]
+        assert isinstance(samples, list)
+        (found,) = (s.value for s in samples if s.labels == labels)
+        return float(found)
+
+    # The parser names counter families without `_total`; the samples keep it.
+    for name, total in [("frames", 3), ("dropped_frames", 2), ("reconnects", 0)]:
+        assert families[f"edge_{name}"]["type"] == "counter"
+        assert value(f"edge_{name}") == total
+    assert families["edge_tracks_started"]["help"] == "Tracks confirmed by the tracker."
+    assert value("edge_fps") == 4.5
+    assert value("edge_active_tracks") == 2
+    assert families["edge_fps"]["type"] == "gauge"
+    assert value("edge_uptime_seconds") >= 0
+    p50 = value("edge_stage_latency_recent_seconds", stage="total", quantile="0.5")
+    assert p50 == pytest.approx(0.25)
+
+
+def test_metrics_before_any_frame_still_lists_every_series(health: Health) -> None:
+    endpoint = MetricsServer(Metrics(), health, "127.0.0.1", 0)
+    families = _families(endpoint)
+    endpoint.close()
+    assert {"edge_frames", "edge_dropped_frames", "edge_reconnects", "edge_tracks_started"} <= set(
+        families
+    )
+    assert families["edge_stage_latency_seconds"]["samples"] == []
+
+
+def test_healthz_follows_the_frames(server: MetricsServer, health: Health, clock: Clock) -> None:
+    status, _, body = _get(server, "/healthz")
+    assert (status, body) == (503, "unhealthy: starting: waiting for the first frame\n")
+    health.frame_done()
+    clock.now += 1.0
+    assert _get(server, "/healthz")[::2] == (200, "ok: last frame 1.0 s ago\n")
+    clock.now += 5.0
+    status, _, body = _get(server, "/healthz")
+    assert status == 503
+    assert body.startswith("unhealthy: stalled: no frame for 6 s")
+
+
+def test_unknown_path_is_404(server: MetricsServer) -> None:
+    assert _get(server, "/")[0] == 404
+
+
+def test_port_in_use_is_a_one_line_error(
+    server: MetricsServer, metrics: Metrics, health: Health
+) -> None:
+    with pytest.raises(EdgeError, match=rf"cannot serve metrics on 127.0.0.1:{server.port} "):
+        MetricsServer(metrics, health, "127.0.0.1", server.port)
