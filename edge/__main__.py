@@ -10,10 +10,10 @@ import sys
 # is small matrices, so one BLAS thread costs nothing. Set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from edge import colorize_cli, track_cli
+from edge import colorize_cli, run_cli, track_cli
 from edge.cli import main
 
-COMMANDS = [colorize_cli.register, track_cli.register]
+COMMANDS = [run_cli.register, colorize_cli.register, track_cli.register]
 
 if __name__ == "__main__":
     sys.exit(main("edge", __doc__ or "", COMMANDS, sys.argv[1:]))
