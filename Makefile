@@ -5,8 +5,9 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the project needs: venv support and the apt tooling the data step uses.
-APT_PACKAGES := python3-venv dpkg-dev
+# Debian packages the project needs: venv support, the apt tooling the data step uses, and
+# systemd-analyze + shellcheck for the deploy/ tests.
+APT_PACKAGES := python3-venv dpkg-dev systemd shellcheck
 EPOCHS  ?= 20
 
 .PHONY: demo test system-deps data models evaluate lint typecheck bench clean engines
@@ -78,3 +79,8 @@ track: track-models
 
 bench-track: track-models
 	$(PY) -m benchmarks.track
+
+# On the device: install or update the systemd service (deploy/install.sh --help says what it does).
+.PHONY: install
+install:
+	$(SUDO) deploy/install.sh
