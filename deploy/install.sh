@@ -155,9 +155,10 @@ install_venv() {
 	[[ -x $venv/bin/python ]] ||
 		act "create the virtualenv $venv" /usr/bin/python3 -m venv --system-site-packages "$venv"
 	# Reinstall only when the requirement files changed (pip's own check is slow on a Jetson).
-	stamp=$(cat "$APP_DIR"/requirements*.txt 2>/dev/null | sha256sum | cut -d' ' -f1)
+	stamp=$(cat "$SRC/requirements.txt" "$SRC/requirements-jetson.txt" | sha256sum | cut -d' ' -f1)
 	if [[ $(cat "$venv/.requirements" 2>/dev/null) != "$stamp" ]]; then
-		act "install $requirements into $venv" \
+		# pycuda (Jetson) compiles against JetPack's CUDA and looks for nvcc on the PATH.
+		act "install $requirements into $venv" env PATH="/usr/local/cuda/bin:$PATH" \
 			"$venv/bin/pip" install -q --disable-pip-version-check -r "$APP_DIR/$requirements"
 		((DRY_RUN)) || printf '%s\n' "$stamp" >"$venv/.requirements"
 	fi

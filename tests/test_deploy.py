@@ -156,6 +156,19 @@ def test_dry_run_changes_nothing(root: Path, models: Path) -> None:
     assert "dry run: 1 changes to make, none made" in output
 
 
+@pytest.mark.skipif(shutil.which("dpkg") is None, reason="needs a Debian-family system (dpkg)")
+def test_dry_run_of_a_real_install_plans_every_step_and_changes_nothing(models: Path) -> None:
+    """No --prefix: the apt, virtualenv, user and systemctl steps are planned, not taken."""
+    before = {path: Path(path).exists() for path in ["/opt/edge-vision", "/etc/edge-vision"]}
+    output = _script("install.sh", "--dry-run", "--models", models)
+    assert {path: Path(path).exists() for path in before} == before
+    assert (
+        "would create the virtualenv /opt/edge-vision/.venv" in output
+        or Path("/opt/edge-vision/.venv").exists()
+    )
+    assert "none made" in output
+
+
 def test_power_mode_is_written_for_the_power_unit(root: Path, models: Path) -> None:
     _install(root, models, "--power-mode", "2")
     assert (root / "etc/edge-vision/power.env").read_text() == "EDGE_NVPMODEL=2\n"
