@@ -21,8 +21,10 @@ import argparse
 import json
 import logging
 import platform
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -37,6 +39,7 @@ from edge.tracker import Tracker
 from edge.video_file import read_frames
 from export import paths, reid, yolo
 from export.data import data_file
+from export.freshness import reuse_or_export
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +70,6 @@ class Stopwatch:
             }
             for stage, values in self.times.items()
         }
-
-
-def _fresh_model(model: Path, weights: Path, export: Callable[[], Path]) -> Path:
-    """The exported model, exported again when missing or older than its weights."""
-    if model.is_file() and model.stat().st_mtime > weights.stat().st_mtime:
-        return model
-    return export()
 
 
 class Ours:
@@ -134,7 +130,7 @@ def _markdown(results: dict[str, Any]) -> str:
         f"# Detect + track, per frame ({results['frames']} frames of vtest.avi, 768×576)",
         "",
         f"Machine: {results['machine']}. Milliseconds; first {WARMUP} frames are warm-up; "
-        "pipelines take turns frame by frame.",
+        "each pipeline runs alone in its own process.",
         "",
         "| pipeline | stage | mean | p50 | p95 | p99 |",
         "|---|---|---:|---:|---:|---:|",
@@ -149,50 +145,75 @@ def _markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+LABELS = {
+    "ours-640x640": "ours, ONNX Runtime 640×640",
+    "ours-480x640": "ours, ONNX Runtime 480×640",
+    "naive": "naive: ultralytics .pt + deep-sort torch embedder",
+}
+
+
+def _models() -> dict[str, Path]:
+    """The models the pipelines use, exported when missing or stale."""
+    weights, reid_weights = yolo.default_weights(), reid.default_weights()
+    camera = paths.MODELS / "yolov8_detector_480x640.onnx"
+    return {
+        "weights": weights,
+        "ours-640x640": reuse_or_export(
+            yolo.DEFAULT_OUTPUT, weights, lambda: yolo.export_yolo(weights)
+        ),
+        "ours-480x640": reuse_or_export(
+            camera, weights, lambda: yolo.export_yolo(weights, camera, (480, 640))
+        ),
+        "reid": reuse_or_export(
+            reid.DEFAULT_OUTPUT, reid_weights, lambda: reid.export_reid(reid_weights)
+        ),
+    }
+
+
+def run_pipeline(key: str, frames: int) -> dict[str, dict[str, float]]:
+    """Time one pipeline on the first `frames` frames of the sample video."""
+    models = _models()
+    pipeline = Naive(models["weights"]) if key == "naive" else Ours(models[key], models["reid"])
+    watch = Stopwatch()
+    for frame in islice(read_frames(data_file("vtest.avi")), frames):
+        pipeline.step(frame, watch)
+    return watch.summary()
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run all pipelines on the same frames and write JSON and Markdown results."""
+    """Run each pipeline in a process of its own and write JSON and Markdown results."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.track", description=__doc__)
     parser.add_argument("--frames", type=int, default=100, help="frames of the sample video")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="folder for the results")
+    parser.add_argument("--pipeline", choices=list(LABELS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args.output.mkdir(parents=True, exist_ok=True)
+    if args.pipeline:  # a child run: one pipeline, its summary to a file
+        summary = run_pipeline(args.pipeline, args.frames)
+        (args.output / f"{args.pipeline}.json").write_text(json.dumps(summary))
+        return
 
-    weights, reid_weights = yolo.default_weights(), reid.default_weights()
-    square = _fresh_model(
-        paths.MODELS / "yolov8_detector.onnx", weights, lambda: yolo.export_yolo(weights)
-    )
-    camera_path = paths.MODELS / "yolov8_detector_480x640.onnx"
-    camera = _fresh_model(
-        camera_path, weights, lambda: yolo.export_yolo(weights, camera_path, (480, 640))
-    )
-    reid_model = _fresh_model(
-        reid.DEFAULT_OUTPUT, reid_weights, lambda: reid.export_reid(reid_weights)
-    )
-    frames = list(islice(read_frames(data_file("vtest.avi")), args.frames))
-
-    pipelines: dict[str, Ours | Naive] = {
-        "ours, ONNX Runtime 640×640": Ours(square, reid_model),
-        "ours, ONNX Runtime 480×640": Ours(camera, reid_model),
-        "naive: ultralytics .pt + deep-sort torch embedder": Naive(weights),
-    }
-    watches = {name: Stopwatch() for name in pipelines}
-    # Frame by frame in turn, so a busy machine slows every pipeline alike.
-    for frame in frames:
-        for name, pipeline in pipelines.items():
-            pipeline.step(frame, watches[name])
-    naive_fps = 1000 / watches[list(watches)[-1]].summary()["total"]["mean"]
+    _models()  # export once, before the timed children
+    stages = {}
+    # One process per pipeline: torch's and ONNX Runtime's thread pools spin after each call
+    # and would slow whichever pipeline ran next to them in the same process.
+    for key in LABELS:
+        command = [sys.executable, "-m", "benchmarks.track", "--pipeline", key,
+                   "--frames", str(args.frames), "--output", str(args.output)]  # fmt: skip
+        subprocess.run(command, check=True)
+        stages[LABELS[key]] = json.loads((args.output / f"{key}.json").read_text())
+    naive_fps = 1000 / stages[LABELS["naive"]]["total"]["mean"]
     runs = {}
-    for name, watch in watches.items():
-        stages = watch.summary()
-        fps = 1000 / stages["total"]["mean"]
-        runs[name] = {"stages": stages, "fps": fps, "speedup_vs_naive": fps / naive_fps}
+    for name, by_stage in stages.items():
+        fps = 1000 / by_stage["total"]["mean"]
+        runs[name] = {"stages": by_stage, "fps": fps, "speedup_vs_naive": fps / naive_fps}
         log.info("%s: %.2f FPS (%.2f× naive)", name, fps, fps / naive_fps)
     results = {
-        "frames": len(frames),
+        "frames": args.frames,
         "machine": f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores",
         "runs": runs,
     }
-    args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "track.json").write_text(json.dumps(results, indent=2))
     (args.output / "track.md").write_text(_markdown(results))
     log.info("wrote %s and %s", args.output / "track.json", args.output / "track.md")

@@ -6,7 +6,6 @@ their `.pt`, so the suite stays fast. Import the fixtures into a test module by 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
@@ -18,16 +17,11 @@ from onnx import TensorProto, helper
 from edge.video_file import read_frames
 from export import paths
 from export.data import data_file
+from export.freshness import reuse_or_export
 
-DETECTOR_ONNX = paths.MODELS / "yolov8_detector.onnx"
-REID_ONNX = paths.MODELS / "reid_mobilenetv2.onnx"
-
-
-def _fresh(model: Path, weights: Path, export: Callable[[], Path]) -> Path:
-    """The model file, exported again only when missing or older than its weights."""
-    if model.is_file() and model.stat().st_mtime > weights.stat().st_mtime:
-        return model
-    return export()
+# Files of their own, so that exporting other variants to the default paths cannot change them.
+DETECTOR_ONNX = paths.MODELS / "test_yolov8_detector_640.onnx"
+REID_ONNX = paths.MODELS / "test_reid_mobilenetv2.onnx"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +30,7 @@ def detector_onnx() -> Path:
     from export.yolo import default_weights, export_yolo
 
     weights = default_weights()
-    return _fresh(DETECTOR_ONNX, weights, lambda: export_yolo(weights, DETECTOR_ONNX))
+    return reuse_or_export(DETECTOR_ONNX, weights, lambda: export_yolo(weights, DETECTOR_ONNX))
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +39,7 @@ def reid_onnx() -> Path:
     from export.reid import default_weights, export_reid
 
     weights = default_weights()
-    return _fresh(REID_ONNX, weights, lambda: export_reid(weights, REID_ONNX))
+    return reuse_or_export(REID_ONNX, weights, lambda: export_reid(weights, REID_ONNX))
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from edge.detector import Detector
 from edge.engine import open_engine
 from edge.errors import EdgeError
+from export.freshness import reuse_or_export
 from export.yolo import default_weights, export_yolo, ultralytics_offline
 from tests.detect_models import detector_onnx, vtest_frames  # noqa: F401 - fixtures
 
@@ -76,3 +78,22 @@ def test_weights_that_are_not_a_detection_model_are_refused(
 def test_old_opset_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EdgeError, match="opset 12 is too old: use 17"):
         export_yolo(default_weights(), tmp_path / "out.onnx", opset=12)
+
+
+def test_export_is_reused_only_while_newer_than_its_weights(tmp_path: Path) -> None:
+    weights, model = tmp_path / "w.pt", tmp_path / "m.onnx"
+    weights.write_text("w")
+    model.write_text("m")
+    os.utime(weights, (1000, 1000))
+    os.utime(model, (2000, 2000))
+    exports: list[Path] = []
+
+    def export() -> Path:
+        exports.append(model)
+        return model
+
+    assert reuse_or_export(model, weights, export) == model
+    assert exports == []
+    os.utime(weights, (3000, 3000))
+    reuse_or_export(model, weights, export)
+    assert exports == [model]
