@@ -225,7 +225,9 @@ class Pipeline:
 
     def _track(self, packet: Packet) -> Packet:
         started = time.perf_counter()
-        packet.update = self.models.tracker.update(packet.detections or Detections.empty())
+        if packet.detections is None:  # the detect stage always sets them
+            raise RuntimeError(f"frame {packet.frame.index} reached tracking without detections")
+        packet.update = self.models.tracker.update(packet.detections)
         self._timed(packet, "track", started)
         return packet
 

@@ -1,0 +1,271 @@
+"""`python -m edge run` end to end with real GStreamer, real ONNX models and the sample video.
+
+Models: the offline YOLOv8 exported at 320×320 (a quarter of the 640 model's work, so the full
+795-frame video runs in CI time), the real ReID embedder, and a tiny constant-chroma colorizer
+(tests/onnx_models.py): the trained colorizer is `make demo`'s, not the tests'.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge import gst
+from edge.capture import FrameSource
+from edge.config import load
+from edge.metrics import Metrics
+from edge.outputs import RunOutputs
+from edge.pipeline import Pipeline
+from edge.run_cli import load_models
+from export import paths
+from export.data import data_file
+from export.freshness import reuse_or_export
+from tests.onnx_models import constant_chroma_model
+from tests.test_capture import free_port, start_rtsp_server
+
+DETECTOR_320 = paths.MODELS / "test_yolov8_detector_320.onnx"
+
+
+@pytest.fixture(scope="session")
+def detector_320() -> Path:
+    from export.yolo import default_weights, export_yolo
+
+    weights = default_weights()
+    return reuse_or_export(
+        DETECTOR_320, weights, lambda: export_yolo(weights, DETECTOR_320, (320, 320))
+    )
+
+
+@pytest.fixture(scope="session")
+def model_overrides(
+    detector_320: Path, reid_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> list[str]:
+    colorizer = constant_chroma_model(tmp_path_factory.mktemp("m") / "colorizer.onnx", (0.1, 0.2))
+    return [
+        f"detector.model='{detector_320}'",
+        f"tracker.reid_model='{reid_onnx}'",
+        f"colorizer.model='{colorizer}'",
+        "pipeline.log_every_s=0",
+    ]
+
+
+def run_edge(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        **kwargs,
+    )  # type: ignore[call-overload]
+
+
+def decoded_frames(video: Path) -> tuple[int, tuple[int, ...]]:
+    """Frame count and (height, width) of a video, decoded with GStreamer."""
+    Gst = gst.init()
+    pipeline = Gst.parse_launch(
+        f'filesrc location="{video}" ! decodebin ! videoconvert ! video/x-raw,format=BGR '
+        "! appsink name=sink sync=false"
+    )
+    sink = pipeline.get_by_name("sink")
+    pipeline.set_state(Gst.State.PLAYING)
+    count, shape = 0, ()
+    while (sample := sink.emit("try-pull-sample", 10 * Gst.SECOND)) is not None:
+        image, _ = gst.sample_to_array(sample)
+        count, shape = count + 1, image.shape[:2]
+    pipeline.set_state(Gst.State.NULL)
+    return count, shape
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_sample_video_through_the_whole_pipeline(
+    model_overrides: list[str], tmp_path: Path
+) -> None:
+    result = run_edge(
+        [
+            "--source",
+            str(data_file("vtest.avi")),
+            "source.format='GRAY8'",
+            f"output.dir='{tmp_path}'",
+            *model_overrides,
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert decoded_frames(tmp_path / "annotated.mp4") == (795, (576, 768))
+    events = read_jsonl(tmp_path / "events.jsonl")
+    mot_ids = {
+        int(line.split(",")[1]) for line in (tmp_path / "tracks.mot.txt").read_text().splitlines()
+    }
+    started = {e["track_id"] for e in events if e["event"] == "started"}
+    ended = {e["track_id"] for e in events if e["event"] == "ended"}
+    assert len(mot_ids) >= 10  # the walkers of the sample video
+    assert started == ended == mot_ids
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["frames"] == 795
+    assert summary["counters"].get("dropped_frames", 0) == 0
+    assert len(list((tmp_path / "snapshots").glob("track_*.jpg"))) == len(started)
+
+
+@pytest.mark.parametrize("fmt", ["BGR", "GRAY8"])
+def test_test_pattern_runs_for_a_bounded_number_of_frames(
+    model_overrides: list[str], tmp_path: Path, fmt: str
+) -> None:
+    result = run_edge(
+        [
+            "--source",
+            "test://",
+            f"source.format='{fmt}'",
+            "source.max_frames=12",
+            "source.width=320",
+            "source.height=240",
+            "colorizer.mode='frame'",
+            f"output.dir='{tmp_path}'",
+            *model_overrides,
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["counters"]["frames_captured"] == 12
+    assert 1 <= summary["frames"] <= 12  # a live source drops frames the pipeline cannot take
+    assert decoded_frames(tmp_path / "annotated.mp4") == (summary["frames"], (240, 320))
+
+
+def test_sigterm_mid_run_leaves_a_playable_video_and_complete_events(
+    model_overrides: list[str], tmp_path: Path
+) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "run",
+            "--source",
+            str(data_file("vtest.avi")),
+            f"output.dir='{tmp_path}'",
+            *model_overrides,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    mot = tmp_path / "tracks.mot.txt"
+    deadline = time.monotonic() + 300
+    while not (mot.is_file() and mot.stat().st_size > 0):
+        assert time.monotonic() < deadline
+        assert process.poll() is None
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-2000:]
+    assert time.monotonic() - signalled < 15
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert 0 < summary["frames"] < 795
+    assert decoded_frames(tmp_path / "annotated.mp4") == (summary["frames"], (576, 768))
+    events = read_jsonl(tmp_path / "events.jsonl")  # every line parses
+    started = {e["track_id"] for e in events if e["event"] == "started"}
+    assert started
+    assert started == {e["track_id"] for e in events if e["event"] == "ended"}
+
+
+def test_rtsp_source_restart_keeps_the_pipeline_processing(
+    model_overrides: list[str], tmp_path: Path
+) -> None:
+    port = free_port()
+    server = start_rtsp_server(port)
+    config = load(
+        None,
+        [
+            *model_overrides,
+            f"source.uri='rtsp://127.0.0.1:{port}/cam'",
+            "source.timeout_s=2",
+            "source.reconnect_initial_s=0.2",
+            "source.reconnect_max_s=1",
+            f"output.dir='{tmp_path}'",
+        ],
+    )
+    metrics = Metrics()
+    source = FrameSource(config.source, metrics)
+    models = load_models(config)
+    pipeline = Pipeline(
+        source, models, RunOutputs(config, models.detector.names, 15, metrics), metrics
+    )
+    thread = threading.Thread(target=pipeline.run, daemon=True)
+    thread.start()
+
+    def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            assert thread.is_alive(), "pipeline stopped"
+            time.sleep(0.1)
+
+    try:
+        wait_for(lambda: pipeline.frames_done >= 5)
+        server.kill()
+        server.wait()
+        wait_for(lambda: metrics.snapshot().counters.get("reconnects", 0) >= 1)
+        before = pipeline.frames_done
+        server = start_rtsp_server(port)
+        wait_for(lambda: pipeline.frames_done >= before + 5)
+    finally:
+        pipeline.stop()
+        thread.join(timeout=30)
+        server.kill()
+    assert not thread.is_alive()
+    assert decoded_frames(tmp_path / "annotated.mp4")[0] == pipeline.frames_done
+
+
+def test_rtsp_output_serves_the_annotated_stream(
+    model_overrides: list[str], tmp_path: Path
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "run",
+            "--source",
+            "test://",
+            "source.width=320",
+            "source.height=240",
+            f"output.rtsp_port={port}",
+            "output.video=''",
+            f"output.dir='{tmp_path}'",
+            *model_overrides,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        Gst = gst.init()
+        received = 0
+        deadline = time.monotonic() + 120
+        while received == 0 and time.monotonic() < deadline:
+            client = Gst.parse_launch(
+                f"rtspsrc location=rtsp://127.0.0.1:{port}/edge latency=0 ! decodebin ! "
+                "videoconvert ! video/x-raw,format=BGR ! appsink name=sink sync=false"
+            )
+            client.set_state(Gst.State.PLAYING)
+            sample = client.get_by_name("sink").emit("try-pull-sample", 5 * Gst.SECOND)
+            if sample is not None:
+                image, _ = gst.sample_to_array(sample)
+                assert image.shape == (240, 320, 3)
+                received += 1
+            client.set_state(Gst.State.NULL)
+        assert received, "no frame over RTSP"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    assert process.returncode == 0
