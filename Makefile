@@ -5,15 +5,21 @@ PYTHON  ?= python3
 VENV    := .venv
 PY      := $(VENV)/bin/python
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the project needs: venv support, the apt tooling the data step uses, and
-# systemd-analyze + shellcheck for the deploy/ tests.
-APT_PACKAGES := python3-venv dpkg-dev systemd shellcheck
+# Debian packages the project needs: venv support, the apt tooling the data step uses,
+# systemd-analyze + shellcheck for the deploy/ tests, GStreamer with the plugins the runtime uses
+# (x264enc is in -ugly, rtspsrc in -good, avdec_h264 in -libav), gst-rtsp-server, and what
+# PyGObject builds with.
+APT_PACKAGES := python3-venv dpkg-dev systemd shellcheck gstreamer1.0-tools \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gstreamer-1.0 \
+	gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 libgirepository1.0-dev \
+	libcairo2-dev pkg-config
 EPOCHS  ?= 20
 
 .PHONY: demo test system-deps data models evaluate lint typecheck bench clean engines
 
 system-deps: $(VENV)/.system-deps
-$(VENV)/.system-deps:
+$(VENV)/.system-deps: Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 	@# `apt-get download` (data step) needs package lists, which a fresh container lacks.
@@ -34,16 +40,23 @@ $(VENV)/.installed: requirements.txt requirements-export.txt requirements-dev.tx
 data: $(VENV)/.installed
 	$(PY) -m export data
 
-models: data
-	$(PY) -m export train --model rgb --epochs $(EPOCHS)
-	$(PY) -m export train --model chroma --epochs $(EPOCHS)
+# Trained once: delete artifacts/models/colorizer_*.keras (or `make clean`) to train again.
+MODELS_DIR := artifacts/models
+$(MODELS_DIR)/colorizer_%.keras: | data
+	$(PY) -m export train --model $* --epochs $(EPOCHS)
+
+$(MODELS_DIR)/colorizer.onnx: $(MODELS_DIR)/colorizer_rgb.keras $(MODELS_DIR)/colorizer_chroma.keras
 	$(PY) -m export onnx
+
+models: $(MODELS_DIR)/colorizer.onnx track-models
 
 evaluate: models
 	$(PY) -m export evaluate
 
+# The whole runtime on the sample video, seen as a grayscale camera would deliver it.
 demo: evaluate
-	$(PY) -m edge colorize artifacts/data/opencv/vtest.avi --output artifacts/outputs/vtest_colorized.mp4
+	$(PY) -m edge run --config deploy/edge.toml --source artifacts/data/opencv/vtest.avi \
+		source.format=GRAY8 output.dir=artifacts/outputs/demo
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -63,7 +76,7 @@ engines:
 	$(PY) -m export.engine_builder engines
 
 bench: models
-	$(PY) -m benchmarks colorize
+	$(PY) -m benchmarks.colorize
 
 clean:
 	rm -rf artifacts
