@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.detector import Detector
 from edge.embedder import Embedder
-from edge.engine import open_engine
+from edge.engine import BACKENDS, open_engine
 from edge.errors import EdgeError
 from edge.track_io import EventWriter, MotWriter
 from edge.tracker import Tracker
@@ -86,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--events", type=Path, help="JSONL events (default: artifacts/outputs/)")
     parser.add_argument("--mot", type=Path, help="MOTChallenge file (default: artifacts/outputs/)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="inference backend")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per model (0: all)")
     parser.set_defaults(func=_run)
 
@@ -101,8 +102,8 @@ def _run(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise EdgeError(f"{exc} (check --max-age and --n-init)") from exc
     with (
-        open_engine(args.detector, threads=args.threads) as detector_engine,
-        open_engine(args.reid, threads=args.threads) as reid_engine,
+        open_engine(args.detector, args.backend, args.threads) as detector_engine,
+        open_engine(args.reid, args.backend, args.threads) as reid_engine,
     ):
         try:
             detector = Detector(detector_engine, args.conf, args.iou, classes, args.max_det)
