@@ -248,12 +248,17 @@ build_engines() {
 
 enable_service() {
 	local models_ready=$1
-	((UNITS_CHANGED)) && act "reload systemd" systemctl daemon-reload
 	systemctl is-enabled --quiet "$SERVICE" 2>/dev/null ||
 		act "enable $SERVICE at boot" systemctl enable "$SERVICE"
 	if [[ -f $CONF_DIR/power.env ]] && ! systemctl is-enabled --quiet "$POWER_SERVICE" 2>/dev/null; then
 		act "enable $POWER_SERVICE at boot" systemctl enable "$POWER_SERVICE"
 	fi
+	# Enabling works offline; the rest needs a running systemd (not so in a chroot or an image build).
+	if ! systemd_running; then
+		warn "systemd is not running here: $SERVICE is enabled and starts at the next boot"
+		return 0
+	fi
+	((UNITS_CHANGED)) && act "reload systemd" systemctl daemon-reload
 	if ((!START)); then
 		say "not started (--no-start): systemctl start $SERVICE"
 	elif ((!models_ready)); then

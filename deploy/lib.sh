@@ -53,13 +53,19 @@ remove() {
 	fi
 }
 
-# Stop and disable units that systemd knows (not under --prefix).
+# True when systemd runs this machine (not in a chroot, a container or an image build).
+systemd_running() { [[ -d /run/systemd/system ]]; }
+
+# Stop and disable installed units (not under --prefix); disabling works without a running systemd.
 disable_units() {
 	local unit
 	prefixed && return 0
 	for unit in "$@"; do
-		if systemctl cat "$unit" >/dev/null 2>&1; then
+		[[ -f $UNIT_DIR/$unit ]] || continue
+		if systemd_running; then
 			act "stop and disable $unit" systemctl disable --now "$unit"
+		else
+			act "disable $unit" systemctl disable "$unit"
 		fi
 	done
 }

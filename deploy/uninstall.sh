@@ -49,7 +49,7 @@ disable_units "$SERVICE" "$POWER_SERVICE"
 remove "$UNIT_DIR/$SERVICE"
 remove "$UNIT_DIR/$SERVICE.d"
 remove "$UNIT_DIR/$POWER_SERVICE"
-if ! prefixed && ((CHANGES)); then
+if ! prefixed && systemd_running && ((CHANGES)); then
 	act "reload systemd" systemctl daemon-reload
 fi
 remove "$APP_DIR"
