@@ -20,7 +20,8 @@ class _LineWriter:
     def __init__(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream: IO[str] = path.open("w", encoding="utf-8")
+            # Line-buffered: a crash or a kill loses no complete line.
+            self._stream: IO[str] = path.open("w", encoding="utf-8", buffering=1)
         except OSError as exc:
             raise EdgeError(f"cannot write {path}: {exc.strerror} (choose another path)") from exc
         self.path = path

@@ -269,3 +269,46 @@ def test_rtsp_output_serves_the_annotated_stream(
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
     assert process.returncode == 0
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_5000_frames(model_overrides: list[str], tmp_path: Path) -> None:
+    """5,000 frames of test:// processed: resident memory after warm-up grows < 5%."""
+    settings = ["source.width=320", "source.height=240", "source.fps=30", "output.video=''"]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "run",
+            "--source",
+            "test://",
+            *settings,
+            f"output.dir='{tmp_path}'",
+            *model_overrides,
+            "pipeline.log_every_s=1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    processed, samples = 0, []
+    assert process.stderr is not None
+    for line in process.stderr:
+        if " frames=" in line:
+            processed = int(line.split(" frames=")[1].split()[0])
+            if processed >= 500:  # warm-up: models loaded, buffers and caches allocated
+                samples.append(rss_kib(process.pid))
+            if processed >= 5000:
+                process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    assert processed >= 5000
+    warm, peak = samples[0], max(samples)
+    assert peak < warm * 1.05, f"RSS grew from {warm} KiB to {peak} KiB"
