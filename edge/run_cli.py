@@ -20,7 +20,9 @@ from edge.config import Config, load
 from edge.detector import Detector
 from edge.embedder import Embedder
 from edge.engine import open_engine
+from edge.health import Health, SystemdNotifier
 from edge.metrics import Metrics
+from edge.metrics_http import MetricsServer
 from edge.outputs import RunOutputs
 from edge.pipeline import Models, Pipeline, progress_line
 from edge.sources import TEST_FPS, SourceSpec
