@@ -74,27 +74,41 @@ def run(config: Config) -> dict[str, float | int]:
     source = FrameSource(config.source, metrics)
     models = load_models(config)
     outputs = RunOutputs(config, models.detector.names, output_fps(config, source.spec), metrics)
+    health = Health(
+        metrics, SystemdNotifier.from_env(), config.health.stall_s, config.health.watchdog
+    )
     pipeline = Pipeline(
         source,
         models,
         outputs,
         metrics,
         config.pipeline.queue_size,
+        listener=health,
         log_every_s=config.pipeline.log_every_s,
     )
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
         log.info("%s: stopping capture and draining", signal.Signals(number).name)
+        health.stopping()
         pipeline.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    server = None
     started = time.monotonic()
     log.info("running %s, colorize=%s", source.spec.describe(), models.colorize_mode)
     try:
+        if config.health.metrics_port:
+            server = MetricsServer(
+                metrics, health, config.health.metrics_host, config.health.metrics_port
+            )
+        health.start()
         pipeline.run()
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        if server is not None:
+            server.close()
+        health.close()
     seconds = time.monotonic() - started
     summary: dict[str, float | int] = {
         "seconds": round(seconds, 3),
