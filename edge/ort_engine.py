@@ -37,6 +37,10 @@ class OnnxRuntimeEngine(InferenceEngine):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # Idle worker threads must not spin: the detector, embedder and colorizer sessions share
+        # the CPU cores, and a spinning session slows the others (embedder 137-173 -> 76-78 ms
+        # per frame with spinning off, measured with `python -m benchmarks.track` under load).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
