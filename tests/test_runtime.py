@@ -67,6 +67,13 @@ def run_edge(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[s
     )  # type: ignore[call-overload]
 
 
+def start_edge(args: list[str]) -> subprocess.Popen[str]:
+    """`python -m edge run ARGS` in the background, its log readable from `stderr`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge", "run", *args], stderr=subprocess.PIPE, text=True
+    )
+
+
 def decoded_frames(video: Path) -> tuple[int, tuple[int, ...]]:
     """Frame count and (height, width) of a video, decoded with GStreamer."""
     Gst = gst.init()
@@ -143,19 +150,13 @@ def test_test_pattern_runs_for_a_bounded_number_of_frames(
 def test_sigterm_mid_run_leaves_a_playable_video_and_complete_events(
     model_overrides: list[str], tmp_path: Path
 ) -> None:
-    process = subprocess.Popen(
+    process = start_edge(
         [
-            sys.executable,
-            "-m",
-            "edge",
-            "run",
             "--source",
             str(data_file("vtest.avi")),
             f"output.dir='{tmp_path}'",
             *model_overrides,
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+        ]
     )
     mot = tmp_path / "tracks.mot.txt"
     deadline = time.monotonic() + 300
@@ -230,12 +231,8 @@ def test_rtsp_output_serves_the_annotated_stream(
     model_overrides: list[str], tmp_path: Path
 ) -> None:
     port = free_port()
-    process = subprocess.Popen(
+    process = start_edge(
         [
-            sys.executable,
-            "-m",
-            "edge",
-            "run",
             "--source",
             "test://",
             "source.width=320",
@@ -244,9 +241,7 @@ def test_rtsp_output_serves_the_annotated_stream(
             "output.video=''",
             f"output.dir='{tmp_path}'",
             *model_overrides,
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+        ]
     )
     try:
         Gst = gst.init()
@@ -283,21 +278,15 @@ def rss_kib(pid: int) -> int:
 def test_memory_stays_flat_over_5000_frames(model_overrides: list[str], tmp_path: Path) -> None:
     """5,000 frames of test:// processed: resident memory after warm-up grows < 5%."""
     settings = ["source.width=320", "source.height=240", "source.fps=30", "output.video=''"]
-    process = subprocess.Popen(
+    process = start_edge(
         [
-            sys.executable,
-            "-m",
-            "edge",
-            "run",
             "--source",
             "test://",
             *settings,
             f"output.dir='{tmp_path}'",
             *model_overrides,
             "pipeline.log_every_s=1",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+        ]
     )
     processed, samples = 0, []
     assert process.stderr is not None
