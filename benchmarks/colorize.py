@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from benchmarks.machine import machine_info
+from benchmarks.report import stats
 from edge.colorizer import Colorizer, lightness, model_input, rebuild_bgr
 from edge.engine import open_engine
 from edge.video_file import read_frames
@@ -24,12 +25,6 @@ from export import paths
 from export.data import data_file
 
 WARMUP = 10
-
-
-def stats(samples_ms: list[float]) -> dict[str, float]:
-    """p50, p95, p99 and mean of timings in milliseconds."""
-    p50, p95, p99 = np.percentile(samples_ms, [50, 95, 99])
-    return {"p50": p50, "p95": p95, "p99": p99, "mean": float(np.mean(samples_ms))}
 
 
 def run(model: Path, frame_count: int, threads: int) -> dict[str, Any]:

@@ -95,16 +95,32 @@ def keras_to_onnx(kind: str, source: Path, target: Path) -> float:
     return difference
 
 
-def to_fp16(source: Path, target: Path) -> None:
-    """Write an FP16 copy of an ONNX model: FP16 weights and activations, FP32 inputs/outputs."""
+def fp16_path(source: Path) -> Path:
+    """Where the FP16 copy of an ONNX model lives: beside it, `NAME_fp16.onnx`."""
+    return source.with_name(f"{source.stem}_fp16.onnx")
+
+
+def to_fp16(source: Path, target: Path) -> Path:
+    """Write an FP16 copy of an ONNX model: FP16 weights and activations, FP32 inputs/outputs.
+
+    Used for every model (colorizer, detector, embedder); metadata such as class names is kept.
+
+    Returns:
+        `target`.
+    """
+    import warnings
+
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(source), keep_io_types=True)
+    with warnings.catch_warnings():  # one warning per tiny weight clamped to FP16's range
+        warnings.simplefilter("ignore", UserWarning)
+        model = float16.convert_float_to_float16(onnx.load(source), keep_io_types=True)
     _set_metadata(model, {"edge.precision": "fp16"})
     with replaced_on_success(target) as temporary:
         onnx.save(model, temporary)
         open_engine(temporary).close()  # fail here, not later, if ONNX Runtime rejects it
     log.info("%s -> %s (FP16)", source.name, target)
+    return target
 
 
 def export_all(models_dir: Path | None = None) -> list[Path]:

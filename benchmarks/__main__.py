@@ -1,0 +1,22 @@
+"""`python -m benchmarks COMMAND`: latency per stage, FP16 drift, tracking quality, naive vs ours.
+
+Results go to `artifacts/bench/` (JSON with the machine and the exact config, Markdown, PNG).
+"""
+
+from __future__ import annotations
+
+import os
+
+# numpy's OpenBLAS threads busy-wait and steal the inference engines' cores (as `python -m edge`
+# does). Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import sys
+
+from benchmarks import latency
+from edge.cli import main
+
+COMMANDS = [latency.register]
+
+if __name__ == "__main__":
+    sys.exit(main("benchmarks", __doc__ or "", COMMANDS, sys.argv[1:]))
