@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import Tegrastats
-from benchmarks.report import OUTPUT, Report, machine_line, plot_distributions, stats, table
+from benchmarks.report import (
+    OUTPUT,
+    Report,
+    machine_line,
+    plot_distributions,
+    require_model,
+    stats,
+    table,
+)
 from edge.capture import FrameSource
 from edge.config import Config, load
 from edge.engine import InferenceEngine
@@ -129,10 +137,7 @@ def ordered_stages(samples: Mapping[str, list[float]]) -> dict[str, list[float]]
 def check_models(config: Config) -> None:
     """Refuse a config whose model for some stage is missing, naming the stage."""
     for stage, model in stage_models(config).items():
-        if not Path(model).is_file():
-            raise EdgeError(
-                f"{stage} model not found: {model} (run `make models`, or set its config key)"
-            )
+        require_model(stage, model)
 
 
 def backends(models: Models) -> dict[str, dict[str, str]]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine import machine_info
+from edge.errors import EdgeError
 from edge.files import writable_dir
 from export import paths
 
@@ -29,6 +30,12 @@ def stats(samples_ms: Sequence[float]) -> dict[str, float]:
         return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan")}
     p50, p95, p99 = (float(v) for v in np.percentile(samples_ms, [50, 95, 99]))
     return {"p50": p50, "p95": p95, "p99": p99, "mean": float(np.mean(samples_ms))}
+
+
+def require_model(stage: str, model: str | Path) -> None:
+    """Refuse a missing model file with one line that names the stage it is for."""
+    if not Path(model).is_file():
+        raise EdgeError(f"{stage} model not found: {model} (run `make models`, or pass its path)")
 
 
 def load_average() -> list[float] | None:
