@@ -36,9 +36,7 @@ from edge.engine import InferenceEngine, open_engine
 from edge.errors import EdgeError
 from edge.video_file import read_frames
 from export import paths
-from export.evaluate import scores
 from export.freshness import reuse_or_export
-from export.onnx_export import fp16_path, to_fp16
 from export.tiles import read_color_image, split_photos
 
 if sys.version_info >= (3, 11):
@@ -80,6 +78,9 @@ def open_pair(model: Path, stage: str) -> tuple[InferenceEngine, InferenceEngine
     fp32 = open_engine(model, "onnxruntime")
     if tensorrt_version():
         return fp32, open_engine(model, "tensorrt"), "TensorRT FP16 engine"
+    # export.onnx_export (like export.evaluate) loads TensorFlow: only when a model is there.
+    from export.onnx_export import fp16_path, to_fp16
+
     target = fp16_path(model)
     fp16 = reuse_or_export(target, model, lambda: to_fp16(model, target))
     return fp32, open_engine(fp16, "onnxruntime"), f"FP16 ONNX ({fp16.name}, ONNX Runtime)"
@@ -91,6 +92,8 @@ def colorizer_drift(
     """Score FP32 and FP16 colorizations of (name, set, BGR truth) images; summary and rows."""
     fp32_engine, fp16_engine, kind = open_pair(model, "colorizer")
     fp32, fp16 = Colorizer(fp32_engine), Colorizer(fp16_engine)
+    from export.evaluate import scores
+
     rows = []
     for name, subset, truth in images:
         gray = cv2.cvtColor(truth, cv2.COLOR_BGR2GRAY)

@@ -14,8 +14,8 @@ import numpy as np
 
 # A frame's boxes: object ids (n,) and boxes (n, 4) as left, top, width, height.
 FrameBoxes = tuple[np.ndarray, np.ndarray]
-METRICS = ["mota", "motp", "idf1", "num_switches", "num_false_positives", "num_misses",
-           "recall", "precision", "mostly_tracked", "num_unique_objects"]  # fmt: skip
+METRICS = ["mota", "motp", "idf1", "num_switches", "num_fragmentations", "num_false_positives",
+           "num_misses", "recall", "precision", "mostly_tracked", "num_unique_objects"]  # fmt: skip
 
 
 def iou_distance(
