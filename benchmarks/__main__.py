@@ -13,10 +13,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import sys
 
-from benchmarks import drift, latency, tracking
+from benchmarks import compare, drift, latency, tracking
 from edge.cli import main
 
-COMMANDS = [latency.register, drift.register, tracking.register]
+COMMANDS = [latency.register, drift.register, tracking.register, compare.register]
 
 if __name__ == "__main__":
     sys.exit(main("benchmarks", __doc__ or "", COMMANDS, sys.argv[1:]))

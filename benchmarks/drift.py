@@ -27,7 +27,15 @@ import cv2
 import numpy as np
 
 from benchmarks.machine import tensorrt_version
-from benchmarks.report import OUTPUT, Report, machine_line, plot_series, require_model, table
+from benchmarks.report import (
+    Report,
+    add_output_arguments,
+    arguments,
+    machine_line,
+    plot_series,
+    require_model,
+    table,
+)
 from edge.colorizer import Colorizer
 from edge.detections import Detections
 from edge.detector import Detector, box_iou
@@ -283,8 +291,7 @@ def markdown(data: Mapping[str, Any]) -> str:
 def run_drift(args: argparse.Namespace) -> dict[str, Any]:
     """The `drift` command: each model's FP16 drift, the plot, then the threshold gate."""
     thresholds = load_thresholds(args.thresholds)
-    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-              if k != "func"}  # fmt: skip
+    config = arguments(args)
     report = Report(args.name, args.output, {**config, "threshold_values": thresholds})
     photos = split_photos("test")[: args.photos]
     frames = video_frames(args.video, args.frames, args.step)
@@ -331,6 +338,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--photos", type=int, default=None, help="test-split photos (all)")
     parser.add_argument("--conf", type=float, default=0.25, help="detector confidence")
     parser.add_argument("--thresholds", type=Path, default=THRESHOLDS, help="thresholds TOML")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="results folder")
-    parser.add_argument("--name", default="drift", help="results file name (NAME.json)")
+    add_output_arguments(parser, "drift")
     parser.set_defaults(func=run_drift)

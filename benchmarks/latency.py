@@ -24,6 +24,7 @@ from benchmarks.machine import Tegrastats
 from benchmarks.report import (
     OUTPUT,
     Report,
+    add_output_arguments,
     machine_line,
     plot_distributions,
     require_model,
@@ -285,8 +286,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--source", default=DEFAULT_SOURCE, help="source URI (%(default)s)")
     parser.add_argument("--frames", type=int, default=300, help="frames measured")
     parser.add_argument("--warmup", type=int, default=10, help="frames run before measuring")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="results folder")
-    parser.add_argument("--name", default="latency", help="results file name (NAME.json)")
+    add_output_arguments(parser, "latency")
     parser.add_argument(
         "overrides", nargs="*", metavar="section.key=value", help="runtime config overrides"
     )

@@ -6,6 +6,7 @@ a bad file) the results measured so far stay on disk.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -30,6 +31,17 @@ def stats(samples_ms: Sequence[float]) -> dict[str, float]:
         return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan")}
     p50, p95, p99 = (float(v) for v in np.percentile(samples_ms, [50, 95, 99]))
     return {"p50": p50, "p95": p95, "p99": p99, "mean": float(np.mean(samples_ms))}
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The results folder and file name every command takes."""
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="results folder")
+    parser.add_argument("--name", default=name, help="results file name (NAME.json)")
+
+
+def arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """A command's arguments as JSON-ready config (paths as text)."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
 
 
 def require_model(stage: str, model: str | Path) -> None:

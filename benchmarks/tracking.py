@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks.mot_metrics import FrameBoxes, accumulate, load_mot, summarize
-from benchmarks.report import OUTPUT, Report, machine_line, require_model, table
+from benchmarks.report import (
+    Report,
+    add_output_arguments,
+    arguments,
+    machine_line,
+    require_model,
+    table,
+)
 from edge.detector import Detector
 from edge.embedder import Embedder
 from edge.engine import open_engine
@@ -102,8 +109,7 @@ def run_tracking(args: argparse.Namespace) -> dict[str, float]:
     if (args.video is None) == (args.tracks is None):
         raise EdgeError("give exactly one of --video (track it now) and --tracks (score a file)")
     truth = load_truth(args.gt)
-    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-              if k != "func"}  # fmt: skip
+    config = arguments(args)
     report = Report(args.name, args.output, config)
     if args.video is not None:
         tracks = report.output / f"{args.name}.mot.txt"
@@ -134,6 +140,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--classes", nargs="+", default=DEFAULT_CLASSES, metavar="NAME")
     parser.add_argument("--conf", type=float, default=0.25, help="detector confidence")
     parser.add_argument("--backend", default="auto", help="inference backend")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="results folder")
-    parser.add_argument("--name", default="tracking", help="results file name (NAME.json)")
+    add_output_arguments(parser, "tracking")
     parser.set_defaults(func=run_tracking)
