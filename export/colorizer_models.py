@@ -7,8 +7,6 @@ from keras import layers
 
 from export.tiles import TILE
 
-KINDS = ("rgb", "chroma")
-
 
 def _conv(x: keras.KerasTensor, filters: int) -> keras.KerasTensor:
     return layers.Conv2D(filters, 3, padding="same", activation="relu")(x)

@@ -14,12 +14,12 @@ from edge.colorizer import AB_SCALE, L_SCALE, lightness, to_lab
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, writable_dir
 from export import paths
-from export.colorizer_models import KINDS
 from export.tiles import split_photos, tiles_from
 
 log = logging.getLogger(__name__)
 TRAIN_STRIDE = 64  # overlapping train tiles; validation and test tiles never overlap
 ORIGINAL_TILE_COUNT = 500  # the original method trained on 500 images
+KINDS = ("rgb", "chroma")  # the original method's RGB autoencoder; our chroma model
 
 
 def keras_path(kind: str, models_dir: Path | None = None) -> Path:

@@ -1,5 +1,15 @@
-"""Fixtures shared by every test module (defined in their own modules, gathered here)."""
+"""Fixtures shared by every test module (defined in their own modules, gathered here).
 
-from tests.detect_models import detector_onnx, reid_onnx, vtest_frames
+One process runs the whole suite, so it loads TensorFlow (colorizer export tests) and torch
+(ultralytics parity, ReID export). torch's x86 wheel pulls in Triton, whose bundled LLVM clashes
+with TensorFlow's: importing both segfaults. Triton only compiles GPU kernels, which nothing here
+uses, so the test process tells torch it is absent. The project's commands never load both.
+"""
+
+import sys
+
+sys.modules.setdefault("triton", None)  # type: ignore[assignment]
+
+from tests.detect_models import detector_onnx, reid_onnx, vtest_frames  # noqa: E402
 
 __all__ = ["detector_onnx", "reid_onnx", "vtest_frames"]
