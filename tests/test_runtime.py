@@ -301,3 +301,16 @@ def test_memory_stays_flat_over_5000_frames(model_overrides: list[str], tmp_path
     assert processed >= 5000
     warm, peak = samples[0], max(samples)
     assert peak < warm * 1.05, f"RSS grew from {warm} KiB to {peak} KiB"
+
+
+def test_json_logs_are_one_object_per_line(model_overrides: list[str], tmp_path: Path) -> None:
+    args = ["--source", "test://", "source.max_frames=3", "source.width=160", "source.height=120"]
+    result = subprocess.run(
+        [sys.executable, "-m", "edge", "--log-format", "json", "run", *args,
+         f"output.dir='{tmp_path}'", *model_overrides],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {"time", "level", "logger", "thread", "message"} <= set(records[-1])
+    assert records[-1]["message"].startswith("done: frames=")
