@@ -75,23 +75,26 @@ engines:
 		"$(VENV)/bin/pip install -r requirements-jetson.txt"; exit 2; }
 	$(PY) -m export.engine_builder engines
 
+# Benchmarks (python -m benchmarks --help): results, plots and Markdown under artifacts/bench/.
+# `drift` exits non-zero when FP16 drifts past benchmarks/drift.toml, so `make bench` stops there.
+MOT_SAMPLE := artifacts/data/motmetrics/TUD-Campus
 bench: models
-	$(PY) -m benchmarks.colorize
+	$(PY) -m benchmarks latency --frames 300
+	$(PY) -m benchmarks drift
+	$(PY) -m benchmarks tracking --gt $(MOT_SAMPLE)/gt.txt --tracks $(MOT_SAMPLE)/test.txt
+	$(PY) -m benchmarks compare --frames 100 --rounds 2
 
 clean:
 	rm -rf artifacts
 
-# Detection and tracking: YOLOv8 + ReID models, the track command on the sample video, benchmark.
-.PHONY: track-models track bench-track
+# Detection and tracking: YOLOv8 + ReID models, the track command on the sample video.
+.PHONY: track-models track
 track-models: data
 	$(PY) -m export yolo
 	$(PY) -m export reid
 
 track: track-models
 	$(PY) -m edge track artifacts/data/opencv/vtest.avi
-
-bench-track: track-models
-	$(PY) -m benchmarks.track
 
 # On the device: install or update the systemd service (deploy/install.sh --help says what it does).
 .PHONY: install

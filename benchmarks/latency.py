@@ -5,7 +5,8 @@ reports per stage (capture, detect pre/infer/post, embed, track, colorize, draw,
 p50/p95/p99/mean, the frame rate, dropped frames, CPU use and resident memory, GPU load from
 tegrastats on a Jetson, and the backend of each model. Time per frame is set against the sum of
 the three models' own inference times (`infer:*` rows): the goal is within 15% of it.
-Only frames after the warm-up count: observations start once the warm-up frames are done.
+Only frames after the warm-up count: each stage's first `--warmup` observations are dropped, and
+rate and CPU use are measured from the moment the warm-up frames have left the pipeline.
 """
 
 from __future__ import annotations
@@ -53,25 +54,30 @@ TARGET_RATIO = 1.15  # time per frame / sum of model inference times (issue 4's 
 
 
 class RecordingMetrics(Metrics):
-    """Metrics that also keep every observation once `recording` is set (for the plots)."""
+    """Metrics that also keep every observation (ms), for percentiles past the warm-up and plots."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.recording = False
         self.samples: dict[str, list[float]] = {}
+        self._samples_lock = threading.Lock()
 
     def observe(self, stage: str, seconds: float) -> None:
-        """Record as usual and, after the warm-up, keep the raw value."""
+        """Record as usual and keep the raw value."""
         super().observe(stage, seconds)
-        if self.recording:
+        with self._samples_lock:
             self.samples.setdefault(stage, []).append(seconds * 1000)
+
+    def after_warmup(self, warmup: int) -> dict[str, list[float]]:
+        """Each stage's observations without its first `warmup` (one per frame, in order)."""
+        with self._samples_lock:
+            return {stage: values[warmup:] for stage, values in self.samples.items()}
 
 
 class Window:
     """Frame listener that opens the measured window after `warmup` frames and times it."""
 
-    def __init__(self, metrics: RecordingMetrics, warmup: int) -> None:
-        self.metrics, self.warmup = metrics, warmup
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
         self.done = 0
         self.started: float | None = None
         self.ended: float | None = None
@@ -85,7 +91,6 @@ class Window:
             now = time.perf_counter()
             if self.done == self.warmup:
                 self.started, self.cpu_start = now, cpu_seconds()
-                self.metrics.recording = True
             elif self.done > self.warmup:
                 self.ended = now
 
@@ -178,12 +183,12 @@ def measure(config: Config, warmup: int, report: Report) -> dict[str, Any]:
     if models.colorizer is not None:
         time_engine(models.colorizer.engine, "infer:colorizer", metrics)
     outputs = RunOutputs(config, models.detector.names, output_fps(config, source.spec), metrics)
-    window = Window(metrics, warmup)
+    window = Window(warmup)
     pipeline = Pipeline(source, models, outputs, metrics, config.pipeline.queue_size, window, 0)
     with Tegrastats() as tegrastats:
         pipeline.run()
     cpu_used = cpu_seconds() - window.cpu_start
-    samples = ordered_stages(metrics.samples)
+    samples = ordered_stages(metrics.after_warmup(warmup))
     counters = metrics.snapshot().counters
     report.add("counters", counters)
     if window.frames < 2 or window.started is None or window.ended is None:
@@ -203,7 +208,7 @@ def measure(config: Config, warmup: int, report: Report) -> dict[str, Any]:
         "fps": window.frames / seconds,
         "ms_per_frame": per_frame_ms,
         "model_infer_ms_per_frame": model_ms,
-        "per_frame_over_model_ratio": per_frame_ms / model_ms,
+        "per_frame_over_model_ratio": per_frame_ms / model_ms if model_ms else float("nan"),
         "target_ratio": TARGET_RATIO,
         "dropped_frames": counters.get("dropped_frames", 0),
         "cpu_percent": 100 * cpu_used / seconds,

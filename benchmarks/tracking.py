@@ -47,6 +47,8 @@ def load_truth(path: Path) -> dict[int, FrameBoxes]:
     """
     if not path.is_file():
         raise EdgeError(f"ground-truth file not found: {path}")
+    if not path.read_text().strip():
+        raise EdgeError(f"{path} is empty: no ground-truth boxes")
     try:
         rows = np.loadtxt(path, delimiter=",", ndmin=2)
     except ValueError as exc:
@@ -54,8 +56,6 @@ def load_truth(path: Path) -> dict[int, FrameBoxes]:
         raise EdgeError(
             f"{path} is not MOTChallenge ground truth ({MOT_FORMAT}): {problem}"
         ) from exc
-    if rows.size == 0:
-        raise EdgeError(f"{path} is empty: no ground-truth boxes")
     if rows.shape[1] < 6:
         raise EdgeError(
             f"{path} has {rows.shape[1]} columns, MOTChallenge ground truth has at least 6 "
