@@ -99,6 +99,8 @@ def markdown(data: Mapping[str, Any]) -> str:
         "",
         machine_line(data),
         "",
+        f"Ours with config overrides: {' '.join(data['config']['overrides']) or 'none'}.",
+        "",
         table(["pipeline", "FPS", "p95 latency ms", f"× naive (goal ≥ {GOAL:g})"], rows),
     ])  # fmt: skip
 

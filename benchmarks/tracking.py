@@ -88,7 +88,7 @@ def markdown(data: Mapping[str, Any]) -> str:
     """The tracking scores as Markdown."""
     metrics = data["metrics"]
     return "\n".join([
-        f"# Tracking quality: {Path(data['config']['gt']).name}",
+        f"# Tracking quality: {'/'.join(Path(data['config']['gt']).parts[-2:])}",
         "",
         machine_line(data),
         "",
