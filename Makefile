@@ -89,9 +89,13 @@ clean:
 
 # Detection and tracking: YOLOv8 + ReID models, the track command on the sample video.
 .PHONY: track-models track
-track-models: data
+$(MODELS_DIR)/yolov8_detector.onnx: | data
 	$(PY) -m export yolo
+
+$(MODELS_DIR)/reid_mobilenetv2.onnx: | data
 	$(PY) -m export reid
+
+track-models: $(MODELS_DIR)/yolov8_detector.onnx $(MODELS_DIR)/reid_mobilenetv2.onnx
 
 track: track-models
 	$(PY) -m edge track artifacts/data/opencv/vtest.avi

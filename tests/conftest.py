@@ -10,6 +10,12 @@ import sys
 
 sys.modules.setdefault("triton", None)  # type: ignore[assignment]
 
-from tests.detect_models import detector_onnx, reid_onnx, vtest_frames  # noqa: E402
+from tests.detect_models import (  # noqa: E402
+    detector_320,
+    detector_onnx,
+    model_overrides,
+    reid_onnx,
+    vtest_frames,
+)
 
-__all__ = ["detector_onnx", "reid_onnx", "vtest_frames"]
+__all__ = ["detector_320", "detector_onnx", "model_overrides", "reid_onnx", "vtest_frames"]

@@ -18,9 +18,13 @@ from edge.video_file import read_frames
 from export import paths
 from export.data import data_file
 from export.freshness import reuse_or_export
+from tests.onnx_models import constant_chroma_model
 
 # Files of their own, so that exporting other variants to the default paths cannot change them.
 DETECTOR_ONNX = paths.MODELS / "test_yolov8_detector_640.onnx"
+# The runtime tests' detector: a quarter of the 640 model's work, so the whole sample video runs
+# through the pipeline in CI time.
+DETECTOR_320 = paths.MODELS / "test_yolov8_detector_320.onnx"
 REID_ONNX = paths.MODELS / "test_reid_mobilenetv2.onnx"
 
 
@@ -40,6 +44,31 @@ def reid_onnx() -> Path:
 
     weights = default_weights()
     return reuse_or_export(REID_ONNX, weights, lambda: export_reid(weights, REID_ONNX))
+
+
+@pytest.fixture(scope="session")
+def detector_320() -> Path:
+    """The offline YOLOv8s exported at 320×320 (static)."""
+    from export.yolo import default_weights, export_yolo
+
+    weights = default_weights()
+    return reuse_or_export(
+        DETECTOR_320, weights, lambda: export_yolo(weights, DETECTOR_320, (320, 320))
+    )
+
+
+@pytest.fixture(scope="session")
+def model_overrides(
+    detector_320: Path, reid_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> list[str]:
+    """Config overrides that point `edge run` at the test models (tiny constant colorizer)."""
+    colorizer = constant_chroma_model(tmp_path_factory.mktemp("m") / "colorizer.onnx", (0.1, 0.2))
+    return [
+        f"detector.model='{detector_320}'",
+        f"tracker.reid_model='{reid_onnx}'",
+        f"colorizer.model='{colorizer}'",
+        "pipeline.log_every_s=0",
+    ]
 
 
 @pytest.fixture(scope="session")

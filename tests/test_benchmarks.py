@@ -22,9 +22,7 @@ from edge.errors import EdgeError
 from edge.video_file import read_frames
 from export import paths
 from export.data import data_file
-from tests.detect_models import reid_onnx  # noqa: F401 - fixture
 from tests.onnx_models import constant_chroma_model
-from tests.test_runtime import detector_320, model_overrides  # noqa: F401 - fixtures
 
 
 def bench(args: list[str], output: Path) -> subprocess.CompletedProcess[str]:
@@ -53,7 +51,7 @@ def short_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_latency_reports_every_stage(model_overrides: list[str], tmp_path: Path) -> None:  # noqa: F811
+def test_latency_reports_every_stage(model_overrides: list[str], tmp_path: Path) -> None:
     done = bench(["latency", "--frames", "3", "--warmup", "2", *model_overrides], tmp_path)
     assert done.returncode == 0, done.stderr
     data = json.loads((tmp_path / "latency.json").read_text())
@@ -75,7 +73,7 @@ def test_latency_reports_every_stage(model_overrides: list[str], tmp_path: Path)
 
 
 def test_latency_on_a_video_shorter_than_the_warmup_keeps_partial_results(
-    model_overrides: list[str],  # noqa: F811
+    model_overrides: list[str],
     short_video: Path,
     tmp_path: Path,
 ) -> None:
@@ -88,7 +86,7 @@ def test_latency_on_a_video_shorter_than_the_warmup_keeps_partial_results(
 
 
 def test_latency_names_the_stage_whose_model_is_missing(
-    model_overrides: list[str],  # noqa: F811
+    model_overrides: list[str],
     tmp_path: Path,
 ) -> None:
     missing = tmp_path / "missing.onnx"
@@ -98,8 +96,8 @@ def test_latency_names_the_stage_whose_model_is_missing(
 
 
 def test_drift_measures_each_model_and_gates_on_thresholds(
-    detector_320: Path,  # noqa: F811
-    reid_onnx: Path,  # noqa: F811
+    detector_320: Path,
+    reid_onnx: Path,
     tmp_path: Path,
 ) -> None:
     colorizer = constant_chroma_model(tmp_path / "colorizer.onnx", (0.1, 0.2))
@@ -151,8 +149,8 @@ def test_matching_and_average_precision() -> None:
 
 
 def test_tracking_scores_our_tracks_against_ground_truth(
-    detector_320: Path,  # noqa: F811
-    reid_onnx: Path,  # noqa: F811
+    detector_320: Path,
+    reid_onnx: Path,
     short_video: Path,
     tmp_path: Path,
 ) -> None:
@@ -202,7 +200,7 @@ def test_bad_ground_truth_from_the_command_line(tmp_path: Path) -> None:
     assert "is not MOTChallenge ground truth" in error_line(bench(args, tmp_path), "tracking")
 
 
-def test_compare_runs_both_pipelines(model_overrides: list[str], tmp_path: Path) -> None:  # noqa: F811
+def test_compare_runs_both_pipelines(model_overrides: list[str], tmp_path: Path) -> None:
     args = ["compare", "--frames", "2", "--warmup", "1", *model_overrides]
     done = bench(args, tmp_path)
     assert done.returncode == 0, done.stderr

@@ -4,9 +4,6 @@ an RTSP server on loopback that goes away and comes back."""
 from __future__ import annotations
 
 import logging
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +17,7 @@ from edge.config import SourceConfig
 from edge.errors import EdgeError
 from edge.metrics import Metrics
 from export.data import data_file
-
-SERVER = Path(__file__).with_name("rtsp_test_server.py")
+from tests.rtsp_test_server import free_port, start_rtsp_server
 
 
 def capture(config: SourceConfig) -> tuple[list[np.ndarray], Metrics]:
@@ -103,23 +99,6 @@ def test_an_unplugged_camera_is_retried_with_backoff_not_fatal(
     ]
     assert delays[:4] == ["0.1 s", "0.1 s", "0.2 s", "0.2 s"]  # 0.05, 0.1, 0.2, capped at 0.2
     assert "/dev/video97" in caplog.records[0].getMessage()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_rtsp_server(port: int) -> subprocess.Popen[str]:
-    """The loopback RTSP server of tests/rtsp_test_server.py, once it listens."""
-    server = subprocess.Popen(
-        [sys.executable, str(SERVER), str(port)], stdout=subprocess.PIPE, text=True
-    )
-    if server.stdout is None or server.stdout.readline().strip() != "ready":
-        server.kill()
-        raise RuntimeError("RTSP test server did not start")
-    return server
 
 
 def test_rtsp_source_survives_a_server_restart() -> None:

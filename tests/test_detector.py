@@ -14,18 +14,14 @@ from edge.detections import Detections
 from edge.detector import Detector, Letterbox, letterbox, nms
 from edge.engine import open_engine
 from edge.errors import EdgeError
-from tests.detect_models import (  # noqa: F401 - fixtures
-    detector_onnx,
-    single_output_model,
-    vtest_frames,
-)
+from tests.detect_models import single_output_model
 
 PARITY_FRAMES = 50
 PARITY_IOU = 0.95
 
 
 @pytest.fixture(scope="module")
-def detector(detector_onnx: Path) -> Detector:  # noqa: F811 - fixture
+def detector(detector_onnx: Path) -> Detector:
     return Detector(open_engine(detector_onnx))
 
 
@@ -94,7 +90,7 @@ def test_postprocess_is_class_aware_and_maps_back(detector: Detector) -> None:
     assert found.xyxy[0].tolist() == pytest.approx([324, 168, 444, 408])
 
 
-def test_class_filter_and_max_det(detector_onnx: Path) -> None:  # noqa: F811 - fixture
+def test_class_filter_and_max_det(detector_onnx: Path) -> None:
     rows = [(50.0 * i + 25, 300, 40, 80, 0.5 + i / 100, 0.3) for i in range(10)]
     raw = _head([*rows, (600, 600, 30, 30, 0.1, 0.95)])
     box = Letterbox(1.0, 1.0, 0, 0)
@@ -124,8 +120,8 @@ def _match(ours: Detections, theirs: Detections) -> int:
 
 def test_parity_with_ultralytics_on_sample_video(
     detector: Detector,
-    detector_onnx: Path,  # noqa: F811 - fixture
-    vtest_frames: list[np.ndarray],  # noqa: F811 - fixture
+    detector_onnx: Path,
+    vtest_frames: list[np.ndarray],
 ) -> None:
     """Same ONNX model, 640×640 input, conf 0.25, IoU 0.7, all classes, on 50 real frames."""
     from export.yolo import load_yolo
@@ -161,7 +157,7 @@ def test_bad_frame_is_refused(detector: Detector, frame: np.ndarray, message: st
         detector(frame)
 
 
-def test_unknown_class_name_is_refused(detector_onnx: Path) -> None:  # noqa: F811 - fixture
+def test_unknown_class_name_is_refused(detector_onnx: Path) -> None:
     with (
         open_engine(detector_onnx) as engine,
         pytest.raises(EdgeError, match=r"class 'person' is not in .*classes are Normal, Fall"),
@@ -224,7 +220,7 @@ def test_dynamic_output_unlike_a_head_is_refused_when_run(tmp_path: Path) -> Non
     [({"conf": 1.5}, "conf must be within"), ({"iou": -0.1}, "iou"), ({"max_det": 0}, "max_det")],
 )
 def test_bad_thresholds_are_refused(
-    detector_onnx: Path,  # noqa: F811 - fixture
+    detector_onnx: Path,
     kwargs: dict[str, float],
     message: str,
 ) -> None:

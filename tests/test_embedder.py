@@ -12,12 +12,7 @@ from edge.detector import Detector
 from edge.embedder import Embedder, crop_boxes
 from edge.engine import InferenceEngine, open_engine
 from edge.errors import EdgeError
-from tests.detect_models import (  # noqa: F401 - fixtures
-    detector_onnx,
-    reid_onnx,
-    single_output_model,
-    vtest_frames,
-)
+from tests.detect_models import single_output_model
 
 
 class CountingEngine(InferenceEngine):
@@ -35,8 +30,8 @@ class CountingEngine(InferenceEngine):
 
 @pytest.fixture(scope="module")
 def person_boxes(
-    detector_onnx: Path,  # noqa: F811 - fixture
-    vtest_frames: list[np.ndarray],  # noqa: F811 - fixture
+    detector_onnx: Path,
+    vtest_frames: list[np.ndarray],
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Frames of the sample video with the people our detector finds in them."""
     with open_engine(detector_onnx) as engine:
@@ -45,7 +40,7 @@ def person_boxes(
 
 
 def test_matches_torch_embedder_on_real_person_crops(
-    reid_onnx: Path,  # noqa: F811 - fixture
+    reid_onnx: Path,
     person_boxes: list[tuple[np.ndarray, np.ndarray]],
 ) -> None:
     from export.reid import default_weights, torch_embedder
@@ -62,7 +57,7 @@ def test_matches_torch_embedder_on_real_person_crops(
 
 
 def test_all_crops_of_a_frame_go_in_one_call(
-    reid_onnx: Path,  # noqa: F811 - fixture
+    reid_onnx: Path,
     person_boxes: list[tuple[np.ndarray, np.ndarray]],
 ) -> None:
     with open_engine(reid_onnx) as inner:
@@ -75,7 +70,7 @@ def test_all_crops_of_a_frame_go_in_one_call(
     assert engine.batches == [n for n in sizes if n]
 
 
-def test_no_boxes_means_no_call(reid_onnx: Path) -> None:  # noqa: F811 - fixture
+def test_no_boxes_means_no_call(reid_onnx: Path) -> None:
     with open_engine(reid_onnx) as inner:
         engine = CountingEngine(inner)
         found = Embedder(engine)(np.zeros((64, 64, 3), np.uint8), np.zeros((0, 4), np.float32))

@@ -15,10 +15,9 @@ from edge.engine import open_engine
 from edge.errors import EdgeError
 from export.freshness import reuse_or_export
 from export.yolo import default_weights, export_yolo, ultralytics_offline
-from tests.detect_models import detector_onnx, vtest_frames  # noqa: F401 - fixtures
 
 
-def test_export_records_what_the_runtime_needs(detector_onnx: Path) -> None:  # noqa: F811
+def test_export_records_what_the_runtime_needs(detector_onnx: Path) -> None:
     model = onnx.load(str(detector_onnx), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["class_names"]) == ["Normal", "Fall"]
@@ -31,7 +30,7 @@ def test_export_records_what_the_runtime_needs(detector_onnx: Path) -> None:  # 
 
 def test_dynamic_export_runs_at_camera_aspect(
     tmp_path: Path,
-    vtest_frames: list[np.ndarray],  # noqa: F811 - fixture
+    vtest_frames: list[np.ndarray],
 ) -> None:
     path = export_yolo(default_weights(), tmp_path / "dynamic.onnx", (480, 640), dynamic=True)
     with open_engine(path) as engine:

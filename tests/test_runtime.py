@@ -25,36 +25,8 @@ from edge.metrics import Metrics
 from edge.outputs import RunOutputs
 from edge.pipeline import Pipeline
 from edge.run_cli import load_models
-from export import paths
 from export.data import data_file
-from export.freshness import reuse_or_export
-from tests.onnx_models import constant_chroma_model
-from tests.test_capture import free_port, start_rtsp_server
-
-DETECTOR_320 = paths.MODELS / "test_yolov8_detector_320.onnx"
-
-
-@pytest.fixture(scope="session")
-def detector_320() -> Path:
-    from export.yolo import default_weights, export_yolo
-
-    weights = default_weights()
-    return reuse_or_export(
-        DETECTOR_320, weights, lambda: export_yolo(weights, DETECTOR_320, (320, 320))
-    )
-
-
-@pytest.fixture(scope="session")
-def model_overrides(
-    detector_320: Path, reid_onnx: Path, tmp_path_factory: pytest.TempPathFactory
-) -> list[str]:
-    colorizer = constant_chroma_model(tmp_path_factory.mktemp("m") / "colorizer.onnx", (0.1, 0.2))
-    return [
-        f"detector.model='{detector_320}'",
-        f"tracker.reid_model='{reid_onnx}'",
-        f"colorizer.model='{colorizer}'",
-        "pipeline.log_every_s=0",
-    ]
+from tests.rtsp_test_server import free_port, start_rtsp_server
 
 
 def run_edge(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,6 @@ from edge.errors import EdgeError
 from edge.track_io import EventWriter, MotWriter
 from edge.tracker import Track, TrackEvent
 from export.data import data_file
-from tests.detect_models import detector_onnx, reid_onnx  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 15
@@ -42,8 +41,8 @@ def _track_args(detector: Path, reid: Path, out: Path, video: Path) -> list[str]
 
 def test_full_run_writes_both_files_without_torch(
     tmp_path: Path,
-    detector_onnx: Path,  # noqa: F811 - fixture
-    reid_onnx: Path,  # noqa: F811 - fixture
+    detector_onnx: Path,
+    reid_onnx: Path,
 ) -> None:
     args = _track_args(detector_onnx, reid_onnx, tmp_path, data_file("vtest.avi"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -78,8 +77,8 @@ def test_full_run_writes_both_files_without_torch(
 def test_unreadable_video_is_one_line_error(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    detector_onnx: Path,  # noqa: F811 - fixture
-    reid_onnx: Path,  # noqa: F811 - fixture
+    detector_onnx: Path,
+    reid_onnx: Path,
     video: str,
     message: str,
 ) -> None:
@@ -94,8 +93,8 @@ def test_unreadable_video_is_one_line_error(
 def test_unknown_class_is_one_line_error(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    detector_onnx: Path,  # noqa: F811 - fixture
-    reid_onnx: Path,  # noqa: F811 - fixture
+    detector_onnx: Path,
+    reid_onnx: Path,
 ) -> None:
     args = _track_args(detector_onnx, reid_onnx, tmp_path, data_file("vtest.avi"))
     assert main("edge", "", COMMANDS, [*args, "--classes", "person"]) == 2

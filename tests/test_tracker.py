@@ -24,7 +24,6 @@ from edge.engine import open_engine
 from edge.tracker import Tracker, TrackUpdate
 from edge.video_file import read_frames
 from export.data import data_file
-from tests.detect_models import detector_onnx, reid_onnx  # noqa: F401 - fixtures
 
 FRAMES = 80
 PILLAR = (380, 150, 430, 420)  # x1, y1, x2, y2 of a static occluder
@@ -66,7 +65,7 @@ def _ltwh(xyxy: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def scene(detector_onnx: Path) -> Scene:  # noqa: F811 - fixture
+def scene(detector_onnx: Path) -> Scene:
     video = list(islice(read_frames(data_file("vtest.avi")), 0, 800, 20))
     background = np.median(np.stack(video), axis=0).astype(np.uint8)
     sprites = []
@@ -116,7 +115,7 @@ def scene(detector_onnx: Path) -> Scene:  # noqa: F811 - fixture
 
 
 @pytest.fixture(scope="module")
-def updates(scene: Scene, reid_onnx: Path) -> list[TrackUpdate]:  # noqa: F811 - fixture
+def updates(scene: Scene, reid_onnx: Path) -> list[TrackUpdate]:
     tracker = Tracker()
     with open_engine(reid_onnx) as engine:
         embedder = Embedder(engine)
@@ -197,7 +196,7 @@ def test_life_cycle_events(updates: list[TrackUpdate]) -> None:
             assert 0.4 <= track.confidence <= 0.95
 
 
-def test_track_that_leaves_ends_after_max_age(reid_onnx: Path) -> None:  # noqa: F811 - fixture
+def test_track_that_leaves_ends_after_max_age(reid_onnx: Path) -> None:
     tracker = Tracker(max_age=5, n_init=2)
     box = np.array([[100, 100, 150, 220]], np.float32)
     seen = Detections(box, np.array([0.9], np.float32), np.array([0], np.int64))
