@@ -113,6 +113,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
         report.data = summary  # the parent reads the bare summary
         report.save()
         return summary
+    require_model("colorizer (.keras)", args.keras)  # fail before the first round, not inside it
     report = Report(args.name, args.output, arguments(args))
     best = best_of_rounds(["naive", "ours"], args.rounds, lambda key: child(key, args))
     report.add("stages_ms", best)

@@ -18,6 +18,7 @@ import numpy as np
 
 from benchmarks.report import stats
 from edge.colorizer import lightness, model_input, rebuild_bgr
+from edge.errors import EdgeError
 from export import yolo
 
 CLASSES = ["Normal"]
@@ -107,9 +108,16 @@ def best_of_rounds(
 
 
 def child_summary(command: Sequence[str], result: Path) -> Any:
-    """Run a child benchmark process and read the JSON it wrote."""
+    """Run a child benchmark process and read the JSON it wrote.
+
+    Raises:
+        EdgeError: the child failed; the message is its last stderr line (its own one-line error).
+    """
     import json
     import subprocess
 
-    subprocess.run(list(command), check=True)
+    done = subprocess.run(list(command), stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise EdgeError(lines[-1] if lines else f"{command[2:4]} exited with {done.returncode}")
     return json.loads(result.read_text())

@@ -200,8 +200,22 @@ def test_bad_ground_truth_from_the_command_line(tmp_path: Path) -> None:
     assert "is not MOTChallenge ground truth" in error_line(bench(args, tmp_path), "tracking")
 
 
-def test_compare_runs_both_pipelines(model_overrides: list[str], tmp_path: Path) -> None:
-    args = ["compare", "--frames", "2", "--warmup", "1", *model_overrides]
+@pytest.fixture(scope="session")
+def keras_colorizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained Keras chroma model, for the naive side's Keras `predict` (the trained
+    one is `make models`' and does not exist in a fresh checkout)."""
+    from export.colorizer_models import build
+
+    path = tmp_path_factory.mktemp("keras") / "colorizer_chroma.keras"
+    build("chroma").save(path)
+    return path
+
+
+def test_compare_runs_both_pipelines(
+    model_overrides: list[str], keras_colorizer: Path, tmp_path: Path
+) -> None:
+    args = ["compare", "--frames", "2", "--warmup", "1", "--keras", str(keras_colorizer),
+            *model_overrides]  # fmt: skip
     done = bench(args, tmp_path)
     assert done.returncode == 0, done.stderr
     pipelines = json.loads((tmp_path / "compare.json").read_text())["pipelines"]
