@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 
 from edge.colorizer import Colorizer
+from edge.config import ColorizerConfig
 from edge.engine import BACKENDS, open_engine
 from edge.video_file import Mp4Writer, frame_rate, read_frames
 
 log = logging.getLogger(__name__)
-DEFAULT_MODEL = Path("artifacts/models/colorizer.onnx")
+DEFAULT_MODEL = Path(ColorizerConfig().model)  # as `edge run`
 
 
 def colorize_video(

@@ -53,7 +53,9 @@ class DetectorConfig:
     backend: str = field(default="auto", metadata=_choices("auto", "onnxruntime", "tensorrt"))
     confidence: float = field(default=0.25, metadata=_range(0, 1))
     iou: float = field(default=0.7, metadata=_range(0, 1))
-    classes: list[str] = field(default_factory=lambda: ["Normal"])  # []: every class
+    # []: every class. Default: the offline model's upright people; its `Fall` class fires
+    # mostly on things lying on the grass.
+    classes: list[str] = field(default_factory=lambda: ["Normal"])
     max_detections: int = field(default=100, metadata=_range(1, 10000))
 
 

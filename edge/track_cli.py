@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.config import DetectorConfig, TrackerConfig
 from edge.detector import Detector
 from edge.embedder import Embedder
 from edge.engine import BACKENDS, open_engine
@@ -25,12 +26,11 @@ from edge.video_file import frame_rate, read_frames
 
 log = logging.getLogger(__name__)
 
-MODELS = Path("artifacts/models")
 OUTPUTS = Path("artifacts/outputs")
-DEFAULT_DETECTOR = MODELS / "yolov8_detector.onnx"
-DEFAULT_REID = MODELS / "reid_mobilenetv2.onnx"
-# The offline model's upright people; its `Fall` class fires mostly on things lying on grass.
-DEFAULT_CLASSES = ["Normal"]
+# The same models and classes as `edge run`'s defaults (deploy/edge.toml).
+DEFAULT_DETECTOR = Path(DetectorConfig().model)
+DEFAULT_REID = Path(TrackerConfig().reid_model)
+DEFAULT_CLASSES = DetectorConfig().classes
 
 
 @dataclass(frozen=True)
