@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import cv2
@@ -64,9 +65,9 @@ class Packet:
     image: np.ndarray | None = None  # BGR output frame (colorized where asked)
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def bgr(self) -> np.ndarray:
-        """The captured frame as BGR (gray frames are expanded)."""
+        """The captured frame as BGR (gray frames are expanded once, for every stage)."""
         image = self.frame.image
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
 
