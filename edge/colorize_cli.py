@@ -11,9 +11,11 @@ import cv2
 import numpy as np
 
 from edge.colorizer import Colorizer
-from edge.config import ColorizerConfig
+from edge.config import ColorizerConfig, OutputConfig
 from edge.engine import BACKENDS, open_engine
-from edge.video_file import Mp4Writer, frame_rate, read_frames
+from edge.files import writable_dir
+from edge.video_file import frame_rate, read_frames
+from edge.video_out import Mp4Recorder
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = Path(ColorizerConfig().model)  # as `edge run`
@@ -30,7 +32,8 @@ def colorize_video(
         The number of frames written.
     """
     colorizer = Colorizer(open_engine(model, backend))
-    writer = Mp4Writer(output, frame_rate(source))
+    writable_dir(output.parent)  # fail now, not after decoding the whole video
+    fps, recorder = frame_rate(source), None
     started = time.perf_counter()
     try:
         for index, frame in enumerate(read_frames(source)):
@@ -38,17 +41,21 @@ def colorize_video(
                 break
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             colorized = colorizer.colorize(gray)
-            writer.write(colorized)
+            if recorder is None:
+                height, width = colorized.shape[:2]
+                recorder = Mp4Recorder(output, width, height, fps, OutputConfig().bitrate_kbps)
+            recorder.write(colorized)
             if index == 0:
                 preview = np.hstack([cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), colorized, frame])
                 cv2.imwrite(str(output.with_suffix(".preview.png")), preview)
             if (index + 1) % 100 == 0:
                 log.info("%d frames colorized", index + 1)
     finally:
-        writer.close()
-    elapsed = time.perf_counter() - started
-    log.info("wrote %s: %d frames, %.1f FPS", output, writer.frames, writer.frames / elapsed)
-    return writer.frames
+        if recorder is not None:
+            recorder.close()
+    frames = recorder.frames if recorder is not None else 0
+    log.info("%d frames colorized at %.1f FPS", frames, frames / (time.perf_counter() - started))
+    return frames
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
