@@ -8,16 +8,13 @@ Lab→BGR) and total p50/p95/p99/mean in milliseconds, with the machine it ran o
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
-from benchmarks.machine import machine_info
-from benchmarks.report import stats
+from benchmarks.report import Report, add_output_arguments, arguments, machine_line, stats, table
 from edge.colorizer import Colorizer, lightness, model_input, rebuild_bgr
 from edge.engine import open_engine
 from edge.video_file import read_frames
@@ -27,8 +24,8 @@ from export.data import data_file
 WARMUP = 10
 
 
-def run(model: Path, frame_count: int, threads: int) -> dict[str, Any]:
-    """Colorize `frame_count` gray frames of vtest.avi after a warm-up; time every stage."""
+def run(model: Path, frame_count: int, threads: int) -> dict[str, dict[str, float]]:
+    """Colorize `frame_count` gray frames of vtest.avi after a warm-up; stats per stage in ms."""
     colorizer = Colorizer(open_engine(model, threads=threads))
     frames = []
     for frame in read_frames(data_file("vtest.avi")):
@@ -49,40 +46,23 @@ def run(model: Path, frame_count: int, threads: int) -> dict[str, Any]:
         if index >= WARMUP:
             for key, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
                 timings[key].append(seconds * 1000)
-    return {
-        "benchmark": "colorize one 768x576 gray frame",
-        "model": str(model),
-        "frames": frame_count,
-        "threads": threads or "onnxruntime default",
-        "machine": machine_info(),
-        "ms": {stage: stats(samples) for stage, samples in timings.items()},
-    }
-
-
-def markdown(result: dict[str, object]) -> str:
-    """The per-stage table of a result."""
-    lines = ["| stage | p50 ms | p95 ms | p99 ms | mean ms |", "|---|---|---|---|---|"]
-    for stage, s in result["ms"].items():  # type: ignore[attr-defined]
-        lines.append(
-            f"| {stage} | {s['p50']:.2f} | {s['p95']:.2f} | {s['p99']:.2f} | {s['mean']:.2f} |"
-        )
-    return "\n".join(lines) + "\n"
+    return {stage: stats(samples) for stage, samples in timings.items()}
 
 
 def main() -> None:
-    """Run the benchmark and write its JSON and Markdown."""
+    """Run the benchmark; write JSON (with the machine) and Markdown; print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=paths.MODELS / "colorizer.onnx")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
-    parser.add_argument("--output", type=Path, default=paths.ROOT / "bench")
+    add_output_arguments(parser, "colorize")
     args = parser.parse_args()
-    result = run(args.model, args.frames, args.threads)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "colorize.json").write_text(json.dumps(result, indent=1))
-    table = markdown(result)
-    (args.output / "colorize.md").write_text(table)
-    print(table, end="")
+    report = Report(args.name, args.output, arguments(args))
+    ms = run(args.model, args.frames, args.threads)
+    report.add("ms", ms)
+    header = ["stage", "p50 ms", "p95 ms", "p99 ms", "mean ms"]
+    rows = [[stage, *(s[k] for k in ("p50", "p95", "p99", "mean"))] for stage, s in ms.items()]
+    report.finish(machine_line(report.data) + "\n\n" + table(header, rows))
 
 
 if __name__ == "__main__":

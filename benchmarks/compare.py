@@ -129,7 +129,6 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
     report.add("pipelines", pipelines)
     report.add("goal_speedup", GOAL)
     report.finish(markdown(report.data))
-    print(markdown(report.data))
     return pipelines
 
 

@@ -318,7 +318,6 @@ def run_drift(args: argparse.Namespace) -> dict[str, Any]:
         report.add("thresholds", check(results, thresholds))
         report.save(markdown(report.data))
     report.finish(markdown(report.data))
-    print(markdown(report.data))
     failed = [f"{k} {v['value']:.4f} (limit {v['limit']})"
               for k, v in report.data["thresholds"].items() if not v["ok"]]  # fmt: skip
     if failed:

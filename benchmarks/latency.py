@@ -280,7 +280,6 @@ def run_latency(args: argparse.Namespace) -> dict[str, Any]:
     report = Report(args.name, args.output, dataclasses.asdict(config))
     result = measure(config, args.warmup, report)
     report.finish(markdown(report.data))
-    print(markdown(report.data))
     return result
 
 

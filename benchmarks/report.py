@@ -98,11 +98,12 @@ class Report:
             (self.output / f"{self.name}.md").write_text(markdown)
 
     def finish(self, markdown: str) -> None:
-        """Mark the results complete and write JSON and Markdown."""
+        """Mark the results complete, write JSON and Markdown, and print the Markdown."""
         self.data["complete"] = True
         self.data["load_average_end"] = load_average()
         self.save(markdown)
         log.info("wrote %s and %s", self.json_path, self.output / f"{self.name}.md")
+        print(markdown)
 
 
 def machine_line(data: Mapping[str, Any]) -> str:

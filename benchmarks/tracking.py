@@ -124,7 +124,6 @@ def run_tracking(args: argparse.Namespace) -> dict[str, float]:
                                            load_mot(tracks))})["run"]  # fmt: skip
     report.add("metrics", metrics)
     report.finish(markdown(report.data))
-    print(markdown(report.data))
     return metrics
 
 
