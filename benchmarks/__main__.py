@@ -5,12 +5,6 @@ Results go to `artifacts/bench/` (JSON with the machine and the exact config, Ma
 
 from __future__ import annotations
 
-import os
-
-# numpy's OpenBLAS threads busy-wait and steal the inference engines' cores (as `python -m edge`
-# does). Set before numpy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import sys
 
 from benchmarks import compare, drift, latency, tracking

@@ -11,15 +11,10 @@ MobileNetV2 embedder. Both keep class `Normal` only, confidence 0.25.
 
 from __future__ import annotations
 
-import os
-
-# numpy's OpenBLAS threads busy-wait and steal the inference engines' cores (as `python -m edge`
-# does, one BLAS thread for both pipelines). Set before numpy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 from itertools import islice
