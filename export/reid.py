@@ -25,7 +25,7 @@ import numpy as np
 from edge.embedder import Embedder
 from edge.engine import open_engine
 from edge.errors import EdgeError
-from edge.files import sha256
+from edge.files import replaced_on_success, sha256, writable_dir
 from export import paths
 from export.data import data_file
 
@@ -103,34 +103,36 @@ def export_reid(weights: Path, output: Path = DEFAULT_OUTPUT, opset: int = 17) -
     import torch
 
     reference = torch_embedder(weights)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE)
-    torch.onnx.export(
-        reference.model,
-        (dummy,),
-        str(output),
-        input_names=["crops"],
-        output_names=["embeddings"],
-        dynamic_axes={"crops": {0: "batch"}, "embeddings": {0: "batch"}},
-        opset_version=opset,
-        dynamo=False,
-    )
-    model = onnx.load(str(output))
-    metadata = {
-        "task": "reid",
-        "input_size": json.dumps([INPUT_SIZE, INPUT_SIZE]),
-        "preprocessing": PREPROCESSING,
-        "source_sha256": sha256(weights),
-    }
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(output))
-    cosine = cosine_per_crop(output, reference, sample_crops(data_file("vtest.avi")))
-    if cosine.min() < MIN_COSINE:
-        raise EdgeError(
-            f"{output.name} disagrees with torch: cosine {cosine.min():.5f} < {MIN_COSINE} on a "
-            "sample crop; check the onnx and torch versions"
+    writable_dir(output.parent)
+    # A refused export never replaces a good one.
+    with replaced_on_success(output) as temporary:
+        dummy = torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE)
+        torch.onnx.export(
+            reference.model,
+            (dummy,),
+            str(temporary),
+            input_names=["crops"],
+            output_names=["embeddings"],
+            dynamic_axes={"crops": {0: "batch"}, "embeddings": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
         )
+        model = onnx.load(str(temporary))
+        metadata = {
+            "task": "reid",
+            "input_size": json.dumps([INPUT_SIZE, INPUT_SIZE]),
+            "preprocessing": PREPROCESSING,
+            "source_sha256": sha256(weights),
+        }
+        for key, value in metadata.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(temporary))
+        cosine = cosine_per_crop(temporary, reference, sample_crops(data_file("vtest.avi")))
+        if cosine.min() < MIN_COSINE:
+            raise EdgeError(
+                f"{output.name} disagrees with torch: cosine {cosine.min():.5f} < {MIN_COSINE} "
+                "on a sample crop; check the onnx and torch versions"
+            )
     log.info("exported %s to %s; cosine vs torch min %.6f", weights.name, output, cosine.min())
     return output
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from edge.engine import open_engine
 from edge.errors import EdgeError
-from edge.files import sha256
+from edge.files import replaced_on_success, sha256, writable_dir
 from export import paths
 from export.data import data_file
 
@@ -98,6 +98,7 @@ def export_yolo(
         raise EdgeError(f"opset {opset} is too old: use {MIN_OPSET} or newer")
     import onnx
 
+    writable_dir(output.parent)
     yolo = load_yolo(weights)
     check_detection_model(yolo, weights)
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,9 +122,9 @@ def export_yolo(
     del model.metadata_props[:]
     for key, value in props.items():
         model.metadata_props.add(key=key, value=value)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(output))
-    _check_runtime_accepts(output)
+    with replaced_on_success(output) as temporary:  # a refused export never replaces a good one
+        onnx.save(model, str(temporary))
+        _check_runtime_accepts(temporary)
     log.info("exported %s (%s, classes %s) to %s", weights.name, imgsz, names, output)
     return output
 
