@@ -73,7 +73,7 @@ test: data lint typecheck
 engines:
 	@[ -x $(PY) ] || { echo "first: python3 -m venv --system-site-packages $(VENV) &&" \
 		"$(VENV)/bin/pip install -r requirements-jetson.txt"; exit 2; }
-	$(PY) -m export.engine_builder engines
+	$(PY) -m edge engines
 
 # Benchmarks (python -m benchmarks --help): results, plots and Markdown under artifacts/bench/.
 # `drift` exits non-zero when FP16 drifts past benchmarks/drift.toml, so `make bench` stops there.

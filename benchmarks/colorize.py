@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from benchmarks.report import Report, add_output_arguments, arguments, machine_line, stats, table
-from edge.colorizer import Colorizer, lightness, model_input, rebuild_bgr
-from edge.engine import open_engine
-from edge.video_file import read_frames
-from export import paths
+from edge import paths
+from edge.engines import open_engine
+from edge.models.colorizer import Colorizer, lightness, model_input, rebuild_bgr
+from edge.video.files import read_frames
 from export.data import data_file
 
 WARMUP = 10
@@ -52,7 +52,7 @@ def run(model: Path, frame_count: int, threads: int) -> dict[str, dict[str, floa
 def main() -> None:
     """Run the benchmark; write JSON (with the machine) and Markdown; print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=paths.MODELS / "colorizer.onnx")
+    parser.add_argument("--model", type=Path, default=paths.MODELS / paths.COLORIZER_FILE)
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: default)")
     add_output_arguments(parser, "colorize")

@@ -31,8 +31,8 @@ from benchmarks.report import (
     require_model,
     table,
 )
+from edge import paths
 from edge.errors import EdgeError
-from export import paths
 
 log = logging.getLogger(__name__)
 GOAL = 3.0

@@ -36,14 +36,14 @@ from benchmarks.report import (
     require_model,
     table,
 )
-from edge.colorizer import Colorizer
+from edge import paths
 from edge.detections import Detections
-from edge.detector import Detector, box_iou
-from edge.embedder import Embedder
-from edge.engine import InferenceEngine, open_engine
+from edge.engines import InferenceEngine, open_engine
 from edge.errors import EdgeError
-from edge.video_file import read_frames
-from export import paths
+from edge.models.colorizer import Colorizer
+from edge.models.detector import Detector, box_iou
+from edge.models.embedder import Embedder
+from edge.video.files import read_frames
 from export.freshness import reuse_or_export
 from export.tiles import read_color_image, split_photos
 
@@ -103,17 +103,18 @@ def colorizer_drift(
     from export.evaluate import scores
 
     rows = []
-    for name, subset, truth in images:
-        gray = cv2.cvtColor(truth, cv2.COLOR_BGR2GRAY)
-        out32, out16 = fp32.colorize(gray), fp16.colorize(gray)
-        s32, s16, between = scores(out32, truth), scores(out16, truth), scores(out16, out32)
-        rows.append({
-            "image": name, "set": subset,
-            "psnr_fp32": s32["psnr"], "psnr_fp16": s16["psnr"],
-            "ssim_fp32": s32["ssim"], "ssim_fp16": s16["ssim"],
-            "delta_psnr": s16["psnr"] - s32["psnr"], "delta_ssim": s16["ssim"] - s32["ssim"],
-            "psnr_fp16_vs_fp32": between["psnr"], "ssim_fp16_vs_fp32": between["ssim"],
-        })  # fmt: skip
+    with fp32_engine, fp16_engine:  # closed when the comparison is done
+        for name, subset, truth in images:
+            gray = cv2.cvtColor(truth, cv2.COLOR_BGR2GRAY)
+            out32, out16 = fp32.colorize(gray), fp16.colorize(gray)
+            s32, s16, between = scores(out32, truth), scores(out16, truth), scores(out16, out32)
+            rows.append({
+                "image": name, "set": subset,
+                "psnr_fp32": s32["psnr"], "psnr_fp16": s16["psnr"],
+                "ssim_fp32": s32["ssim"], "ssim_fp16": s16["ssim"],
+                "delta_psnr": s16["psnr"] - s32["psnr"], "delta_ssim": s16["ssim"] - s32["ssim"],
+                "psnr_fp16_vs_fp32": between["psnr"], "ssim_fp16_vs_fp32": between["ssim"],
+            })  # fmt: skip
     summary: dict[str, Any] = {"fp16": kind, "images": len(rows)}
     for subset in sorted({r["set"] for r in rows}):
         chosen = [r for r in rows if r["set"] == subset]
@@ -169,15 +170,18 @@ def detector_drift(
     rows, references = [], []
     ranked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # confidence, hit, class
     ious, score_changes = [], []
-    for index, frame in enumerate(frames):
-        reference, found = fp32(frame), fp16(frame)
-        matched, partner, iou = match(reference, found)
-        references.append(reference)
-        ranked.append((found.confidence, matched, found.class_id))
-        ious += list(iou[matched])
-        score_changes += list(found.confidence[matched] - reference.confidence[partner[matched]])
-        rows.append({"frame": index, "fp32": len(reference), "fp16": len(found),
-                     "matched": int(matched.sum())})  # fmt: skip
+    with fp32_engine, fp16_engine:  # closed when the comparison is done
+        for index, frame in enumerate(frames):
+            reference, found = fp32(frame), fp16(frame)
+            matched, partner, iou = match(reference, found)
+            references.append(reference)
+            ranked.append((found.confidence, matched, found.class_id))
+            ious += list(iou[matched])
+            score_changes += list(
+                found.confidence[matched] - reference.confidence[partner[matched]]
+            )
+            rows.append({"frame": index, "fp32": len(reference), "fp16": len(found),
+                         "matched": int(matched.sum())})  # fmt: skip
     total32 = sum(r["fp32"] for r in rows)
     total16 = sum(r["fp16"] for r in rows)
     hits = sum(r["matched"] for r in rows)
@@ -212,9 +216,10 @@ def embedder_drift(
     fp32_engine, fp16_engine, kind = open_pair(model, "embedder")
     fp32, fp16 = Embedder(fp32_engine), Embedder(fp16_engine)
     cosines: list[float] = []
-    for frame, found in zip(frames, boxes, strict=True):
-        a, b = fp32(frame, found.xyxy), fp16(frame, found.xyxy)
-        cosines += [float(v) for v in np.sum(a * b, axis=1)]  # unit vectors
+    with fp32_engine, fp16_engine:  # closed when the comparison is done
+        for frame, found in zip(frames, boxes, strict=True):
+            a, b = fp32(frame, found.xyxy), fp16(frame, found.xyxy)
+            cosines += [float(v) for v in np.sum(a * b, axis=1)]  # unit vectors
     if not cosines:
         raise EdgeError("the detector found no boxes to embed: no embedder drift measured")
     summary = {
@@ -328,9 +333,9 @@ def run_drift(args: argparse.Namespace) -> dict[str, Any]:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `drift` command."""
     parser = subparsers.add_parser("drift", help="FP16 against FP32 for each model")
-    parser.add_argument("--colorizer", type=Path, default=paths.MODELS / "colorizer.onnx")
-    parser.add_argument("--detector", type=Path, default=paths.MODELS / "yolov8_detector.onnx")
-    parser.add_argument("--embedder", type=Path, default=paths.MODELS / "reid_mobilenetv2.onnx")
+    parser.add_argument("--colorizer", type=Path, default=paths.MODELS / paths.COLORIZER_FILE)
+    parser.add_argument("--detector", type=Path, default=paths.MODELS / paths.DETECTOR_FILE)
+    parser.add_argument("--embedder", type=Path, default=paths.MODELS / paths.EMBEDDER_FILE)
     parser.add_argument("--video", type=Path, default=paths.DATA / "opencv" / "vtest.avi")
     parser.add_argument("--frames", type=int, default=40, help="video frames used")
     parser.add_argument("--step", type=int, default=19, help="take every STEP-th video frame")

@@ -32,14 +32,13 @@ from benchmarks.report import (
     stats,
     table,
 )
-from edge.capture import FrameSource
 from edge.config import Config, load
-from edge.engine import InferenceEngine
+from edge.engines import InferenceEngine
 from edge.errors import EdgeError
 from edge.metrics import Metrics
-from edge.outputs import RunOutputs
 from edge.pipeline import Models, Pipeline
-from edge.run_cli import colorize_mode, load_models, output_fps
+from edge.runtime import colorize_mode, load_models, open_sinks
+from edge.video.capture import FrameSource
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path("deploy/edge.toml")
@@ -182,9 +181,9 @@ def measure(config: Config, warmup: int, report: Report) -> dict[str, Any]:
     time_engine(models.embedder.engine, "infer:embedder", metrics)
     if models.colorizer is not None:
         time_engine(models.colorizer.engine, "infer:colorizer", metrics)
-    outputs = RunOutputs(config, models.detector.names, output_fps(config, source.spec), metrics)
+    sinks = open_sinks(config.output, models.detector.names, metrics)
     window = Window(warmup)
-    pipeline = Pipeline(source, models, outputs, metrics, config.pipeline.queue_size, window, 0)
+    pipeline = Pipeline(source, models, sinks, metrics, config.pipeline.queue_size, window, 0)
     with Tegrastats() as tegrastats:
         pipeline.run()
     cpu_used = cpu_seconds() - window.cpu_start

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import stats
-from edge.colorizer import lightness, model_input, rebuild_bgr
 from edge.errors import EdgeError
+from edge.models.colorizer import lightness, model_input, rebuild_bgr
 from export import yolo
 
 CLASSES = ["Normal"]

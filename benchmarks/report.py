@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine import machine_info
+from edge import paths
 from edge.errors import EdgeError
 from edge.files import writable_dir
-from export import paths
 
 log = logging.getLogger(__name__)
 OUTPUT = paths.ROOT / "bench"

@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks.naive import CLASSES, CONF, Naive, Stopwatch, best_of_rounds, child_summary
-from edge.detector import Detector
-from edge.embedder import Embedder
-from edge.engine import open_engine
-from edge.tracker import Tracker
-from edge.video_file import read_frames
-from export import paths, reid, yolo
+from edge import paths
+from edge.engines import open_engine
+from edge.models.detector import Detector
+from edge.models.embedder import Embedder
+from edge.models.tracker import Tracker
+from edge.video.files import read_frames
+from export import reid, yolo
 from export.data import data_file
 from export.freshness import reuse_or_export
 

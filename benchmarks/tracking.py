@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Mapping
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,9 @@ from benchmarks.report import (
     require_model,
     table,
 )
-from edge.detector import Detector
-from edge.embedder import Embedder
-from edge.engine import open_engine
+from edge.config import DetectorConfig, TrackerConfig
 from edge.errors import EdgeError
-from edge.track_cli import DEFAULT_CLASSES, DEFAULT_DETECTOR, DEFAULT_REID, track_frames
-from edge.track_io import EventWriter, MotWriter
-from edge.tracker import Tracker
-from edge.video_file import frame_rate, read_frames
+from edge.runtime import run, tracking_config
 
 log = logging.getLogger(__name__)
 MOT_FORMAT = "frame,id,left,top,width,height[,conf,...]: comma-separated numbers"
@@ -69,19 +63,20 @@ def load_truth(path: Path) -> dict[int, FrameBoxes]:
 
 
 def track_video(args: argparse.Namespace, mot_path: Path) -> int:
-    """Track the video with our runtime's models into a MOTChallenge file; return frames done."""
+    """Track the video with the runtime (as `edge track`) into a MOTChallenge file; return the
+    frames done."""
     require_model("detector", args.detector)
     require_model("embedder", args.reid)
-    with (
-        open_engine(args.detector, args.backend) as detector_engine,
-        open_engine(args.reid, args.backend) as reid_engine,
-        EventWriter(mot_path.with_suffix(".jsonl"), (), frame_rate(args.video)) as events,
-        MotWriter(mot_path) as mot,
-    ):
-        detector = Detector(detector_engine, conf=args.conf, classes=args.classes)
-        frames = islice(read_frames(args.video), args.frames)
-        summary = track_frames(frames, detector, Embedder(reid_engine), Tracker(), events, mot)
-    return summary.frames
+    settings = {
+        "source.max_frames": args.frames or 0,
+        "detector.model": str(args.detector),
+        "detector.backend": args.backend,
+        "detector.classes": args.classes,
+        "detector.confidence": args.conf,
+        "tracker.reid_model": str(args.reid),
+    }
+    config = tracking_config(args.video, mot_path.with_suffix(".jsonl"), mot_path, settings)
+    return int(run(config)["frames"])
 
 
 def markdown(data: Mapping[str, Any]) -> str:
@@ -134,10 +129,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--video", type=Path, help="the video the ground truth belongs to")
     parser.add_argument("--tracks", type=Path, help="score this MOTChallenge file instead")
     parser.add_argument("--frames", type=int, default=None, help="track only the first N frames")
-    parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
-    parser.add_argument("--reid", type=Path, default=DEFAULT_REID)
-    parser.add_argument("--classes", nargs="+", default=DEFAULT_CLASSES, metavar="NAME")
-    parser.add_argument("--conf", type=float, default=0.25, help="detector confidence")
+    parser.add_argument("--detector", type=Path, default=DetectorConfig().model)
+    parser.add_argument("--reid", type=Path, default=TrackerConfig().reid_model)
+    parser.add_argument("--classes", nargs="+", default=DetectorConfig().classes, metavar="NAME")
+    parser.add_argument(
+        "--conf", type=float, default=DetectorConfig().confidence, help="detector confidence"
+    )
     parser.add_argument("--backend", default="auto", help="inference backend")
     add_output_arguments(parser, "tracking")
     parser.set_defaults(func=run_tracking)

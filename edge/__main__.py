@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from edge import colorize_cli, run_cli, track_cli
-from edge.cli import main
+from edge.cli import colorize, engines, main, run, track
 
-COMMANDS = [run_cli.register, colorize_cli.register, track_cli.register]
+COMMANDS = [run.register, colorize.register, track.register, engines.register]
 
 if __name__ == "__main__":
     sys.exit(main("edge", __doc__ or "", COMMANDS, sys.argv[1:]))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from edge import paths
+from edge.engines import BACKENDS
 from edge.errors import EdgeError
 
 if sys.version_info >= (3, 11):
@@ -31,7 +33,7 @@ def _choices(*values: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """Where frames come from (see `edge.sources` for the URI forms)."""
+    """Where frames come from (see `edge.video.sources` for the URI forms)."""
 
     uri: str = "test://"
     width: int = field(default=0, metadata=_range(0, 8192))  # 0: the source's own
@@ -49,8 +51,8 @@ class SourceConfig:
 class DetectorConfig:
     """YOLOv8 detection."""
 
-    model: str = "artifacts/models/yolov8_detector.onnx"
-    backend: str = field(default="auto", metadata=_choices("auto", "onnxruntime", "tensorrt"))
+    model: str = f"artifacts/models/{paths.DETECTOR_FILE}"
+    backend: str = field(default="auto", metadata=_choices(*BACKENDS))
     confidence: float = field(default=0.25, metadata=_range(0, 1))
     iou: float = field(default=0.7, metadata=_range(0, 1))
     # []: every class. Default: the offline model's upright people; its `Fall` class fires
@@ -63,7 +65,7 @@ class DetectorConfig:
 class TrackerConfig:
     """DeepSORT with our ReID embedder."""
 
-    reid_model: str = "artifacts/models/reid_mobilenetv2.onnx"
+    reid_model: str = f"artifacts/models/{paths.EMBEDDER_FILE}"
     max_age: int = field(default=30, metadata=_range(1, 100000))
     n_init: int = field(default=3, metadata=_range(1, 1000))
 
@@ -73,7 +75,7 @@ class ColorizerConfig:
     """Colorization: `frame` (whole frame), `tracks` (each track's crop), `off`, or `auto`
     (`frame` when the source is grayscale, else `off`)."""
 
-    model: str = "artifacts/models/colorizer.onnx"
+    model: str = f"artifacts/models/{paths.COLORIZER_FILE}"
     mode: str = field(default="auto", metadata=_choices("auto", "frame", "tracks", "off"))
 
 

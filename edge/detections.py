@@ -61,3 +61,20 @@ class Detections:
     def with_data(self, **arrays: npt.NDArray[Any]) -> Detections:
         """A copy with more per-box arrays in `data`."""
         return Detections(self.xyxy, self.confidence, self.class_id, {**self.data, **arrays})
+
+
+def clip_boxes(xyxy: FloatArray, frame_hw: tuple[int, int]) -> FloatArray:
+    """Boxes (n, 4) clipped to a frame of this height and width, as a new array."""
+    height, width = frame_hw
+    clipped: FloatArray = np.clip(xyxy, 0, np.array([width, height, width, height], xyxy.dtype))
+    return clipped
+
+
+def pixel_box(
+    xyxy: FloatArray | tuple[float, float, float, float], frame_hw: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Whole-pixel corners of one box clipped to the frame; empty (right <= left or bottom <=
+    top) when the box lies outside it."""
+    box = clip_boxes(np.asarray(xyxy, np.float32).reshape(1, 4), frame_hw)[0]
+    left, top, right, bottom = (int(v) for v in box)
+    return left, top, right, bottom

@@ -17,22 +17,22 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
-from edge.capture import Frame, FrameSource
-from edge.colorizer import Colorizer
-from edge.detections import Detections
-from edge.detector import Detector
-from edge.embedder import Embedder
+from edge.detections import pixel_box
 from edge.errors import EdgeError
 from edge.metrics import Metrics
-from edge.tracker import Tracker, TrackEvent, TrackUpdate
+from edge.models.colorizer import Colorizer
+from edge.models.detector import Detector
+from edge.models.embedder import Embedder
+from edge.models.tracker import Tracker
+from edge.outputs.base import Sink
+from edge.types import Packet
+from edge.video.capture import FrameSource
 
 log = logging.getLogger(__name__)
 END = None  # the end-of-stream marker passed down the queues
@@ -43,33 +43,6 @@ class FrameListener(Protocol):
 
     def frame_done(self) -> None:
         """One more frame completed."""
-
-
-class Sink(Protocol):
-    """Where finished frames go (video, events, snapshots...): see `edge.outputs`."""
-
-    def write(self, packet: Packet, fps: float) -> None:
-        """Consume one finished frame."""
-
-    def close(self, final_events: list[TrackEvent]) -> None:
-        """Write the tracker's last events and finalize (called once, after the last frame)."""
-
-
-@dataclass
-class Packet:
-    """One frame on its way through the stages."""
-
-    frame: Frame
-    detections: Detections | None = None
-    update: TrackUpdate | None = None
-    image: np.ndarray | None = None  # BGR output frame (colorized where asked)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @cached_property
-    def bgr(self) -> np.ndarray:
-        """The captured frame as BGR (gray frames are expanded once, for every stage)."""
-        image = self.frame.image
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
 
 
 @dataclass
@@ -104,13 +77,14 @@ class Pipeline:
         self,
         source: FrameSource,
         models: Models,
-        sink: Sink,
+        sinks: Sequence[Sink],
         metrics: Metrics,
         queue_size: int = 4,
         listener: FrameListener | None = None,
         log_every_s: float = 10.0,
     ) -> None:
-        self.source, self.models, self.sink, self.metrics = source, models, sink, metrics
+        self.source, self.models, self.metrics = source, models, metrics
+        self.sinks = list(sinks)
         self.listener = listener
         self.log_every_s = log_every_s
         self._queues = [queue.Queue[Packet | None](maxsize=queue_size) for _ in range(4)]
@@ -151,7 +125,10 @@ class Pipeline:
             raise EdgeError(f"pipeline stage failed: {type(error).__name__}: {error}") from error
 
     def _fail(self, error: BaseException) -> None:
-        log.error("%s stage failed: %s", threading.current_thread().name, error, exc_info=error)
+        # An EdgeError is a problem the user can fix, said in one line; anything else is a bug
+        # and keeps its traceback.
+        trace = None if isinstance(error, EdgeError) else error
+        log.error("%s stage failed: %s", threading.current_thread().name, error, exc_info=trace)
         self._errors.append(error)
         self.source.stop()
 
@@ -253,7 +230,8 @@ class Pipeline:
                 continue
             try:
                 fps = self._rate.tick()
-                self.sink.write(packet, fps)
+                for sink in self.sinks:
+                    sink.write(packet, fps)
                 self._finish(packet, fps)
                 if self.log_every_s and time.monotonic() - last_log >= self.log_every_s:
                     last_log = time.monotonic()
@@ -261,10 +239,12 @@ class Pipeline:
             except BaseException as error:  # reported by run()
                 self._fail(error)
                 failed = True
-        try:
-            self.sink.close(self.models.tracker.finish())
-        except BaseException as error:  # reported by run()
-            self._fail(error)
+        final_events = self.models.tracker.finish()
+        for sink in self.sinks:  # each is closed, so one failure loses no other output
+            try:
+                sink.close(final_events)
+            except BaseException as error:  # reported by run()
+                self._fail(error)
 
     def _finish(self, packet: Packet, fps: float) -> None:
         self.frames_done += 1
@@ -284,9 +264,8 @@ class Pipeline:
 def colorize_tracks(colorizer: Colorizer, packet: Packet) -> np.ndarray:
     """The frame as BGR with each current track's box colorized in place."""
     image = packet.bgr.copy()
-    height, width = image.shape[:2]
     for track in packet.update.tracks if packet.update else []:
-        x1, y1, x2, y2 = (int(v) for v in np.clip(track.xyxy, 0, [width, height, width, height]))
+        x1, y1, x2, y2 = pixel_box(track.xyxy, image.shape[:2])
         if x2 - x1 >= 2 and y2 - y1 >= 2:
             image[y1:y2, x1:x2] = colorizer.colorize(packet.frame.image[y1:y2, x1:x2])
     return image

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from edge.cli import main
-from export import data, engine_builder, evaluate, onnx_export, reid, train, yolo
+from export import data, evaluate, onnx_export, reid, train, yolo
 
 COMMANDS = [
     data.register,
@@ -14,7 +14,6 @@ COMMANDS = [
     evaluate.register,
     yolo.register,
     reid.register,
-    engine_builder.register,
 ]
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge import paths
 from edge.errors import EdgeError
 from edge.files import sha256
-from export import paths
 
 MANIFEST = Path(__file__).with_name("data_manifest.json")
 log = logging.getLogger(__name__)

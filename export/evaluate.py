@@ -21,11 +21,11 @@ import numpy as np
 from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
-from edge.colorizer import Colorizer
-from edge.engine import InferenceEngine, open_engine
+from edge import paths
+from edge.engines import InferenceEngine, open_engine
 from edge.errors import EdgeError
 from edge.files import writable_dir
-from export import paths
+from edge.models.colorizer import Colorizer
 from export.onnx_export import onnx_path
 from export.tiles import (
     TILE,

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edge.engine import open_engine
+from edge import paths
+from edge.engines import open_engine
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, sha256, writable_dir
-from export import paths
 from export.tiles import TILE, split_photos, tiles_from
 from export.train import keras_path, training_pairs
 

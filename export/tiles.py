@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge import paths
 from edge.errors import EdgeError
-from export import paths
 
 SPLIT_FILE = Path(__file__).with_name("colorizer_split.json")
 SPLITS = ("train", "validation", "test")

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.colorizer import AB_SCALE, L_SCALE, lightness, to_lab
+from edge import paths
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, writable_dir
-from export import paths
+from edge.models.colorizer import AB_SCALE, L_SCALE, lightness, to_lab
 from export.tiles import split_photos, tiles_from
 
 log = logging.getLogger(__name__)

@@ -19,15 +19,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edge.engine import open_engine
+from edge import paths
+from edge.engines import open_engine
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, sha256, writable_dir
-from export import paths
 from export.data import data_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUTPUT = paths.MODELS / "yolov8_detector.onnx"
+DEFAULT_OUTPUT = paths.MODELS / paths.DETECTOR_FILE
 MIN_OPSET = 17
 
 
@@ -131,7 +131,7 @@ def export_yolo(
 
 def _check_runtime_accepts(model: Path) -> None:
     """Load the export the way the runtime does, so a bad file fails here and not on the device."""
-    from edge.detector import Detector
+    from edge.models.detector import Detector
 
     with open_engine(model) as engine:
         Detector(engine)

@@ -14,8 +14,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edge.video_file import read_frames
-from export import paths
+from edge import paths
+from edge.video.files import read_frames
 from export.data import data_file
 from export.freshness import reuse_or_export
 from tests.onnx_models import constant_chroma_model

@@ -17,10 +17,10 @@ import pytest
 from benchmarks.drift import average_precision, load_thresholds, match, open_pair
 from benchmarks.machine import parse_tegrastats
 from benchmarks.tracking import load_truth
+from edge import paths
 from edge.detections import Detections
 from edge.errors import EdgeError
-from edge.video_file import read_frames
-from export import paths
+from edge.video.files import read_frames
 from export.data import data_file
 from tests.onnx_models import constant_chroma_model
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.capture import FrameSource
 from edge.config import SourceConfig
 from edge.errors import EdgeError
 from edge.metrics import Metrics
+from edge.video.capture import FrameSource
 from export.data import data_file
 from tests.rtsp_test_server import free_port, start_rtsp_server
 

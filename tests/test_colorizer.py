@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.colorizer import Colorizer, lightness, rebuild_bgr, to_lab
-from edge.engine import open_engine
+from edge.engines import open_engine
 from edge.errors import EdgeError
+from edge.models.colorizer import Colorizer, lightness, rebuild_bgr, to_lab
 from export.data import data_file
 from tests.onnx_models import constant_chroma_model, scale_model
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from edge import paths
 from edge.errors import EdgeError
 from edge.files import sha256
-from export import paths
 from export.data import collect, load_manifest
 
 

@@ -91,9 +91,9 @@ def test_install_lays_out_what_the_unit_runs(root: Path, models: Path) -> None:
     assert (root / CONFIG).stat().st_mode & 0o777 == 0o640  # may hold camera passwords
     assert (root / f"{CONFIG}.dist").read_bytes() == (DEPLOY / "edge.toml").read_bytes()
     code = root / "opt/edge-vision"
-    for module in ["edge/__main__.py", "edge/run_cli.py", "edge/health.py"]:
+    for module in ["edge/__main__.py", "edge/cli/run.py", "edge/service/health.py"]:
         assert (code / module).read_bytes() == (REPO / module).read_bytes()
-    assert (code / "export/engine_builder.py").is_file()  # `make engines` on the Jetson
+    assert (code / "edge/engines/build.py").is_file()  # `make engines` on the Jetson
     assert (code / "requirements-jetson.txt").is_file()
     assert not list(code.rglob("__pycache__"))
     working = root / service["WorkingDirectory"].lstrip("/")
@@ -148,11 +148,11 @@ def test_dry_run_changes_nothing(root: Path, models: Path) -> None:
     assert not root.exists()
     assert "would install /etc/systemd/system/edge-vision.service" in output
     _install(root, models)
-    (root / "opt/edge-vision/edge/health.py").unlink()
+    (root / "opt/edge-vision/edge/service/health.py").unlink()
     before = _tree(root)
     output = _install(root, models, "--dry-run")
     assert _tree(root) == before
-    assert "would install /opt/edge-vision/edge/health.py" in output
+    assert "would install /opt/edge-vision/edge/service/health.py" in output
     assert "dry run: 1 changes to make, none made" in output
 
 

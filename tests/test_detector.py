@@ -11,9 +11,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.detections import Detections
-from edge.detector import Detector, Letterbox, letterbox, nms
-from edge.engine import open_engine
+from edge.engines import open_engine
 from edge.errors import EdgeError
+from edge.models.detector import Detector, Letterbox, letterbox, nms
 from tests.detect_models import single_output_model
 
 PARITY_FRAMES = 50

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.detector import Detector
-from edge.embedder import Embedder, crop_boxes
-from edge.engine import InferenceEngine, open_engine
+from edge.engines import InferenceEngine, open_engine
 from edge.errors import EdgeError
+from edge.models.detector import Detector
+from edge.models.embedder import Embedder, crop_boxes
 from tests.detect_models import single_output_model
 
 

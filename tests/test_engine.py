@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.engine import open_engine
+from edge.engines import open_engine
 from edge.errors import EdgeError
 from tests.onnx_models import scale_model
 

@@ -19,9 +19,9 @@ import numpy as np
 import onnx
 import pytest
 
-from edge.colorizer import Colorizer
-from edge.engine import open_engine
+from edge.engines import open_engine
 from edge.errors import EdgeError
+from edge.models.colorizer import Colorizer
 from export import onnx_export
 from export.data import data_file
 from export.evaluate import evaluate

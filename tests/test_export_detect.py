@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from edge.detector import Detector
-from edge.engine import open_engine
+from edge.engines import open_engine
 from edge.errors import EdgeError
+from edge.models.detector import Detector
 from export.freshness import reuse_or_export
 from export.yolo import default_weights, export_yolo, ultralytics_offline
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.health import Health, SystemdNotifier
 from edge.metrics import Metrics
+from edge.service.health import Health, SystemdNotifier
 from tests.notify_socket import NotifyListener
 
 WATCHDOG_USEC = 200_000  # 0.2 s timeout: a ping every 0.1 s while frames flow

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.errors import EdgeError
-from edge.health import Health
 from edge.metrics import BUCKETS, Metrics
-from edge.metrics_http import MetricsServer
+from edge.service.health import Health
+from edge.service.metrics_http import MetricsServer
 
 # Seconds per observation, per stage: includes one past the last bucket (only in +Inf).
 OBSERVATIONS = {

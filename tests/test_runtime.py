@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from edge import gst
-from edge.capture import FrameSource
 from edge.config import load
 from edge.metrics import Metrics
-from edge.outputs import RunOutputs
 from edge.pipeline import Pipeline
-from edge.run_cli import load_models
+from edge.runtime import load_models, open_sinks
+from edge.video import gst
+from edge.video.capture import FrameSource
 from export.data import data_file
 from tests.rtsp_test_server import free_port, start_rtsp_server
 
@@ -57,7 +56,7 @@ def decoded_frames(video: Path) -> tuple[int, tuple[int, ...]]:
     pipeline.set_state(Gst.State.PLAYING)
     count, shape = 0, ()
     while (sample := sink.emit("try-pull-sample", 10 * Gst.SECOND)) is not None:
-        image, _ = gst.sample_to_array(sample)
+        image, _, _ = gst.sample_to_array(sample)
         count, shape = count + 1, image.shape[:2]
     pipeline.set_state(Gst.State.NULL)
     return count, shape
@@ -170,9 +169,8 @@ def test_rtsp_source_restart_keeps_the_pipeline_processing(
     metrics = Metrics()
     source = FrameSource(config.source, metrics)
     models = load_models(config)
-    pipeline = Pipeline(
-        source, models, RunOutputs(config, models.detector.names, 15, metrics), metrics
-    )
+    sinks = open_sinks(config.output, models.detector.names, metrics)
+    pipeline = Pipeline(source, models, sinks, metrics)
     thread = threading.Thread(target=pipeline.run, daemon=True)
     thread.start()
 
@@ -227,7 +225,7 @@ def test_rtsp_output_serves_the_annotated_stream(
             client.set_state(Gst.State.PLAYING)
             sample = client.get_by_name("sink").emit("try-pull-sample", 5 * Gst.SECOND)
             if sample is not None:
-                image, _ = gst.sample_to_array(sample)
+                image, _, _ = gst.sample_to_array(sample)
                 assert image.shape == (240, 320, 3)
                 received += 1
             client.set_state(Gst.State.NULL)

@@ -8,7 +8,7 @@ import pytest
 
 from edge.config import SourceConfig
 from edge.errors import EdgeError
-from edge.sources import SourceSpec, capture_pipeline, parse_uri
+from edge.video.sources import SourceSpec, capture_pipeline, parse_uri
 
 JETSON = {"nvvidconv", "nvv4l2decoder", "nvarguscamerasrc"}
 
@@ -69,8 +69,8 @@ def test_bad_uris(uri: str, message: str) -> None:
         ),
         (
             SourceSpec("rtsp", "rtsp://cam/1", True), jetson, SourceConfig(),
-            'rtspsrc location="rtsp://cam/1" latency=200 protocols=tcp ! rtph264depay ! '
-            "h264parse ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! "
+            'rtspsrc location="rtsp://cam/1" latency=200 protocols=tcp ! decodebin ! '
+            "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! "
             "videoscale ! video/x-raw,format=BGR ! appsink name=frames sync=false max-buffers=1 "
             "drop=true emit-signals=false",
         ),

@@ -17,15 +17,15 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from edge.colorizer import Colorizer
-from edge.detector import Detector
-from edge.embedder import Embedder
-from edge.engine import InferenceEngine, open_engine
+from edge.engines import InferenceEngine, open_engine
+from edge.engines.build import MODELS, BuildOptions, build_engine_file, timing_cache_path
+from edge.engines.sidecar import sidecar_path
+from edge.engines.tensorrt import TensorRTEngine, split_header
 from edge.errors import EdgeError
-from edge.trt_engine import TensorRTEngine, split_header
-from edge.trt_sidecar import sidecar_path
+from edge.models.colorizer import Colorizer
+from edge.models.detector import Detector
+from edge.models.embedder import Embedder
 from export.data import data_file
-from export.engine_builder import MODELS, BuildOptions, build_engine_file, timing_cache_path
 from export.reid import sample_crops
 from tests import detect_models, fake_tensorrt
 from tests.onnx_models import scale_model
@@ -39,13 +39,13 @@ BATCHES = {spec.name: spec.batch for spec in MODELS}
 
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> fake_tensorrt.FakeGpu:
-    monkeypatch.setattr("export.paths.CACHE", tmp_path / "cache")
+    monkeypatch.setattr("edge.paths.CACHE", tmp_path / "cache")
     return fake_tensorrt.install(monkeypatch)
 
 
 def build(onnx: Path, folder: Path, name: str, **options: object) -> Path:
     """Copy the ONNX model into `folder` and build its engine beside it with the fake."""
-    from edge.trt_engine import current_target
+    from edge.engines.tensorrt import current_target
 
     local = folder / f"{name}.onnx"
     local.write_bytes(onnx.read_bytes())

@@ -1,4 +1,4 @@
-"""The engine builder (`export engines`) driven through tests/fake_tensorrt.py.
+"""The engine builder (`edge engines`) driven through tests/fake_tensorrt.py.
 
 Shows the builder's glue: what it asks TensorRT for (FP16, workspace, profiles, DLA, FP32
 layers, timing cache), what it records in the sidecar, when it skips or rebuilds, and how it
@@ -16,13 +16,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edge.cli import main
-from edge.engine import open_engine
+from edge.cli import engines, main
+from edge.engines import open_engine
+from edge.engines.build import BuildOptions, build_all, profile_shapes
+from edge.engines.sidecar import read_sidecar, sidecar_path
+from edge.engines.tensorrt import TensorRTEngine
 from edge.errors import EdgeError
-from edge.trt_engine import TensorRTEngine
-from edge.trt_sidecar import read_sidecar, sidecar_path
-from export import engine_builder
-from export.engine_builder import BuildOptions, build_all, profile_shapes
 from tests import detect_models, fake_tensorrt
 from tests.onnx_models import constant_chroma_model, scale_model
 
@@ -32,7 +31,7 @@ reid_onnx = detect_models.reid_onnx
 
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> fake_tensorrt.FakeGpu:
-    monkeypatch.setattr("export.paths.CACHE", tmp_path / "cache")
+    monkeypatch.setattr("edge.paths.CACHE", tmp_path / "cache")
     return fake_tensorrt.install(monkeypatch)
 
 
@@ -204,18 +203,18 @@ def test_missing_models_are_skipped_and_named(
 
 def test_command_line(gpu: fake_tensorrt.FakeGpu, models: Path) -> None:
     argv = ["engines", "--models", str(models), "--only", "reid", "--batch", "reid:1,2,4"]
-    assert main("export", "", [engine_builder.register], argv) == 0
+    assert main("edge", "", [engines.register], argv) == 0
     header = fake_tensorrt.plan_header(models / "reid_mobilenetv2.engine")
     assert [shape[0] for shape in header["profile"]["crops"]] == [1, 2, 4]
     with pytest.raises(SystemExit):
-        main("export", "", [engine_builder.register], ["engines", "--batch", "reid:4,2,1"])
+        main("edge", "", [engines.register], ["engines", "--batch", "reid:4,2,1"])
 
 
 def test_without_tensorrt_the_command_says_how_to_get_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "pycuda", None)
-    assert main("export", "", [engine_builder.register], ["engines"]) == 2
+    assert main("edge", "", [engines.register], ["engines"]) == 2
     assert "requirements-jetson.txt" in capsys.readouterr().err
 
 

@@ -63,8 +63,8 @@ def test_tensorrt_10_calls_are_checked_not_any(tmp_path: Path) -> None:
 
 def test_our_tensorrt_modules_pass_strict_mypy() -> None:
     report, status = mypy(
-        ROOT / "edge" / "trt_engine.py",
-        ROOT / "edge" / "trt_sidecar.py",
-        ROOT / "export" / "engine_builder.py",
+        ROOT / "edge" / "engines" / "tensorrt.py",
+        ROOT / "edge" / "engines" / "sidecar.py",
+        ROOT / "edge" / "engines" / "build.py",
     )
     assert status == 0, report

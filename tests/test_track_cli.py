@@ -14,8 +14,9 @@ import pytest
 from edge.__main__ import COMMANDS
 from edge.cli import main
 from edge.errors import EdgeError
-from edge.track_io import EventWriter, MotWriter
-from edge.tracker import Track, TrackEvent
+from edge.outputs.events import EventSink
+from edge.outputs.mot import MotSink
+from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
 from export.data import data_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +71,8 @@ def test_full_run_writes_both_files_without_torch(
 @pytest.mark.parametrize(
     ("video", "message"),
     [
-        ("missing.avi", "video file not found"),
-        ("garbage.avi", "cannot decode video"),
+        ("missing.avi", "source file not found"),
+        ("garbage.avi", "cannot read file"),
     ],
 )
 def test_unreadable_video_is_one_line_error(
@@ -107,10 +108,12 @@ def _track(track_id: int, frame_box: tuple[float, float, float, float]) -> Track
 
 def test_writers_format(tmp_path: Path) -> None:
     track = _track(7, (10.0, 20.0, 40.5, 80.0))
-    with EventWriter(tmp_path / "e.jsonl", ["Normal", "Fall"], fps=10.0) as events:
-        events.write([TrackEvent(12, "started", track)])
-    with MotWriter(tmp_path / "m.txt") as mot:
-        mot.write(0, [track])
+    frame = Frame(0, np.zeros((4, 4, 3), np.uint8), captured=0.0, pts_s=None, fps=10.0)
+    packet = Packet(frame, update=TrackUpdate(0, [track], [TrackEvent(12, "started", track)]))
+    events, mot = EventSink(tmp_path / "e.jsonl", ["Normal", "Fall"]), MotSink(tmp_path / "m.txt")
+    for sink in (events, mot):
+        sink.write(packet, fps=3.0)
+        sink.close([])
     assert json.loads((tmp_path / "e.jsonl").read_text()) == {
         "frame": 12, "time_s": 1.2, "event": "started", "track_id": 7, "class": "Fall",
         "class_id": 1, "confidence": 0.8765, "box": [10.0, 20.0, 40.5, 80.0], "age": 5, "hits": 4,
@@ -121,4 +124,21 @@ def test_writers_format(tmp_path: Path) -> None:
 def test_unwritable_output_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(EdgeError, match="cannot write"):
-        MotWriter(tmp_path / "file" / "m.txt")
+        MotSink(tmp_path / "file" / "m.txt")
+
+
+def test_track_and_run_write_the_same_mot_rows(
+    tmp_path: Path, detector_320: Path, reid_onnx: Path, model_overrides: list[str]
+) -> None:
+    """`edge track` and `edge run` share one detection + tracking path and one set of defaults."""
+    video = str(data_file("vtest.avi"))
+    run_args = ["run", "--source", video, "source.max_frames=40", "colorizer.mode='frame'",
+                f"output.dir='{tmp_path / 'run'}'", *model_overrides]  # fmt: skip
+    assert main("edge", "", COMMANDS, run_args) == 0
+    track_args = _track_args(detector_320, reid_onnx, tmp_path / "track", Path(video))
+    track_args[track_args.index("--max-frames") + 1] = "40"
+    assert main("edge", "", COMMANDS, track_args) == 0
+    run_rows = (tmp_path / "run" / "tracks.mot.txt").read_text().splitlines()
+    track_rows = (tmp_path / "track" / "tracks.txt").read_text().splitlines()
+    assert len(run_rows) >= 10  # walkers confirmed and tracked
+    assert track_rows == run_rows

@@ -18,11 +18,11 @@ import pytest
 
 from benchmarks.mot_metrics import FrameBoxes, accumulate, summarize
 from edge.detections import Detections
-from edge.detector import Detector
-from edge.embedder import Embedder
-from edge.engine import open_engine
-from edge.tracker import Tracker, TrackUpdate
-from edge.video_file import read_frames
+from edge.engines import open_engine
+from edge.models.detector import Detector
+from edge.models.embedder import Embedder
+from edge.models.tracker import Tracker, TrackUpdate
+from edge.video.files import read_frames
 from export.data import data_file
 
 FRAMES = 80

@@ -1,4 +1,4 @@
-# Local stubs for the pycuda.driver calls edge/trt_engine.py makes; pycuda ships no types.
+# Local stubs for the pycuda.driver calls edge/engines/tensorrt.py makes; pycuda ships no types.
 # Signatures follow pycuda's documentation (documen.tician.de/pycuda/driver.html).
 from typing import Any
 

@@ -11,58 +11,17 @@ deep-sort drops it (unmatched for more than `max_age` frames) or the stream ends
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from deep_sort_realtime.deepsort_tracker import DeepSort
 
+from edge.config import TrackerConfig
 from edge.detections import Detections
+from edge.types import Track, TrackEvent, TrackUpdate
 
 log = logging.getLogger(__name__)
-
-EventKind = Literal["started", "lost", "ended"]
-
-
-@dataclass(frozen=True)
-class Track:
-    """One tracked object as of a frame.
-
-    Attributes:
-        track_id: stable id, unique within a run.
-        class_id: class of the detection it last matched.
-        confidence: confidence of the detection it last matched.
-        xyxy: box in frame pixels (the Kalman filter's estimate).
-        age: frames since the track was created.
-        hits: frames in which it matched a detection.
-        time_since_update: frames since it last matched (0: matched in this frame).
-    """
-
-    track_id: int
-    class_id: int
-    confidence: float
-    xyxy: tuple[float, float, float, float]
-    age: int
-    hits: int
-    time_since_update: int
-
-
-@dataclass(frozen=True)
-class TrackEvent:
-    """A life-cycle change of a track, in the frame where it happened."""
-
-    frame: int
-    kind: EventKind
-    track: Track
-
-
-@dataclass(frozen=True)
-class TrackUpdate:
-    """What one frame produced: the confirmed tracks matched in it, and the events."""
-
-    frame: int
-    tracks: list[Track]
-    events: list[TrackEvent]
+DEFAULTS = TrackerConfig()  # as `edge run` uses them
 
 
 class Tracker:
@@ -81,8 +40,8 @@ class Tracker:
 
     def __init__(
         self,
-        max_age: int = 30,
-        n_init: int = 3,
+        max_age: int = DEFAULTS.max_age,
+        n_init: int = DEFAULTS.n_init,
         max_cosine_distance: float = 0.2,
         max_iou_distance: float = 0.7,
         nn_budget: int = 100,

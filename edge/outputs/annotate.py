@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edge.tracker import Track
+from edge.types import Track
 
 
 def _color(track_id: int) -> tuple[int, int, int]:

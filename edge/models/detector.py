@@ -16,8 +16,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.detections import Detections, FloatArray
-from edge.engine import InferenceEngine
+from edge.config import DetectorConfig
+from edge.detections import Detections, FloatArray, clip_boxes
+from edge.engines import InferenceEngine
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ PAD_VALUE = 114  # ultralytics' letterbox grey
 MAX_CANDIDATES = 30000  # boxes kept for NMS after sorting, as ultralytics does
 CLASS_OFFSET = 7680.0  # shifts each class's boxes apart so one NMS pass is class-aware
 EXPORT_HINT = "export it with `python -m export yolo`"
+DEFAULTS = DetectorConfig()  # thresholds as `edge run` uses them
 
 
 @dataclass(frozen=True)
@@ -168,10 +170,10 @@ class Detector:
     def __init__(
         self,
         engine: InferenceEngine,
-        conf: float = 0.25,
-        iou: float = 0.7,
+        conf: float = DEFAULTS.confidence,
+        iou: float = DEFAULTS.iou,
         classes: Sequence[str] | None = None,
-        max_det: int = 300,
+        max_det: int = DEFAULTS.max_detections,
         input_hw: tuple[int, int] | None = None,
     ) -> None:
         for name, value in (("conf", conf), ("iou", iou)):
@@ -249,10 +251,8 @@ class Detector:
         xyxy = xyxy[kept].reshape(-1, 4)
         xyxy -= np.array([box.pad_x, box.pad_y, box.pad_x, box.pad_y], np.float32)
         xyxy /= np.array([box.gain_x, box.gain_y, box.gain_x, box.gain_y], np.float32)
-        np.clip(xyxy[:, 0::2], 0, frame_hw[1], out=xyxy[:, 0::2])
-        np.clip(xyxy[:, 1::2], 0, frame_hw[0], out=xyxy[:, 1::2])
         return Detections(
-            xyxy.astype(np.float32),
+            clip_boxes(xyxy.astype(np.float32), frame_hw),
             confidence[kept].astype(np.float32),
             class_id[kept].astype(np.int64),
         )

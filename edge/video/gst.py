@@ -50,13 +50,14 @@ def bus_error(bus: Any) -> str | None:
     return f"{source}: {error.message}"
 
 
-def sample_to_array(sample: Any) -> tuple[np.ndarray, float | None]:
+def sample_to_array(sample: Any) -> tuple[np.ndarray, float | None, float]:
     """Copy an appsink sample (BGR, BGRx or GRAY8) into a (H, W[, C]) uint8 array.
 
     Rows of GStreamer video frames are padded to 4 bytes, so the stride is read from the caps.
 
     Returns:
-        The frame and its presentation timestamp in seconds (None if the buffer has none).
+        The frame, its presentation timestamp in seconds (None if the buffer has none), and the
+        frame rate its caps state (0.0 when they state none, e.g. a variable-rate stream).
     """
     Gst = init()
     from gi.repository import GstVideo
@@ -78,4 +79,5 @@ def sample_to_array(sample: Any) -> tuple[np.ndarray, float | None]:
     finally:
         buffer.unmap(mapped)
     pts = None if buffer.pts == Gst.CLOCK_TIME_NONE else buffer.pts / 1e9
-    return image, pts
+    fps = info.fps_n / info.fps_d if info.fps_n > 0 and info.fps_d > 0 else 0.0
+    return image, pts, fps

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.detections import FloatArray
-from edge.engine import InferenceEngine
+from edge.detections import FloatArray, pixel_box
+from edge.engines import InferenceEngine
 from edge.errors import EdgeError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -26,10 +26,10 @@ def crop_boxes(frame: npt.NDArray[np.uint8], xyxy: FloatArray) -> list[npt.NDArr
     """Cut each box out of the frame, clipped to it and at least one pixel wide and high."""
     h, w = frame.shape[:2]
     crops = []
-    for x1, y1, x2, y2 in xyxy:
-        left, top = min(max(int(x1), 0), w - 1), min(max(int(y1), 0), h - 1)
-        right, bottom = max(min(int(x2), w), left + 1), max(min(int(y2), h), top + 1)
-        crops.append(frame[top:bottom, left:right])
+    for box in xyxy:
+        left, top, right, bottom = pixel_box(box, (h, w))
+        left, top = min(left, w - 1), min(top, h - 1)
+        crops.append(frame[top : max(bottom, top + 1), left : max(right, left + 1)])
     return crops
 
 

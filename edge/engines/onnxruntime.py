@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge.engine import InferenceEngine, TensorInfo
+from edge.engines.base import InferenceEngine, TensorInfo
 from edge.errors import EdgeError
 
 # ONNX Runtime reports element types as strings such as "tensor(float16)".

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from edge import gst
 from edge.errors import EdgeError
+from edge.video import gst
 
 log = logging.getLogger(__name__)
 JETSON_ENCODER = "nvv4l2h264enc"

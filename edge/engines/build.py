@@ -1,33 +1,29 @@
-"""`export engines`: build TensorRT engines from the ONNX models, on the Jetson that runs them.
+"""TensorRT engines from the ONNX models, built on the Jetson that runs them.
 
 TensorRT 10 API: `OnnxParser`, FP16, a workspace memory-pool limit, a persistent timing cache
 (rebuilds take seconds), one optimization profile for dynamic axes, optional DLA core with GPU
 fallback, optional FP32 for named layers that overflow in FP16. Each engine gets a JSON sidecar
-(`edge.trt_sidecar`); an engine whose sidecar matches the current ONNX, TensorRT, GPU and build
+(`edge.engines.sidecar`); an engine whose sidecar matches the current ONNX, TensorRT, GPU and build
 options is skipped unless `--force`.
 
-On the Jetson run it as `python -m export.engine_builder engines`: unlike `python -m export`, that
-imports neither TensorFlow nor torch.
+On the Jetson: `python -m edge engines` (`make engines`); the device needs no training packages.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.cli import main
+from edge import paths
+from edge.engines.sidecar import Sidecar, Target, read_sidecar, write_sidecar
+from edge.engines.tensorrt import current_target, dims, import_tensorrt, numpy_dtype
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, sha256, writable_dir
-from edge.trt_engine import current_target, dims, import_tensorrt, numpy_dtype
-from edge.trt_sidecar import Sidecar, Target, read_sidecar, write_sidecar
-from export import paths
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -47,9 +43,9 @@ class ModelSpec:
 
 
 MODELS = (
-    ModelSpec("colorizer", "colorizer.onnx", (1, 1, 4)),
-    ModelSpec("detector", "yolov8_detector.onnx", (1, 1, 1)),
-    ModelSpec("reid", "reid_mobilenetv2.onnx", (1, 8, 32)),
+    ModelSpec("colorizer", paths.COLORIZER_FILE, (1, 1, 4)),
+    ModelSpec("detector", paths.DETECTOR_FILE, (1, 1, 1)),
+    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, 32)),
 )
 
 
@@ -317,60 +313,3 @@ def build_all(
     if not ready:
         raise EdgeError(f"no ONNX model found in {models_dir}: run `make models` first")
     return ready
-
-
-def _batch(text: str) -> tuple[str, Batch]:
-    """Parse `MODEL:MIN,OPT,MAX`."""
-    name, _, numbers = text.partition(":")
-    try:
-        low, opt, high = (int(n) for n in numbers.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not MODEL:MIN,OPT,MAX") from None
-    if not 1 <= low <= opt <= high:
-        raise argparse.ArgumentTypeError(f"'{text}': need 1 <= MIN <= OPT <= MAX")
-    return name, (low, opt, high)
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the `engines` command."""
-    parser = subparsers.add_parser(
-        "engines", help="build TensorRT engines from the ONNX models (run on the Jetson)"
-    )
-    parser.add_argument("--models", type=Path, default=paths.MODELS, help="models folder")
-    parser.add_argument(
-        "--only", nargs="+", default=[], metavar="MODEL", help="models to build (default: all)"
-    )
-    parser.add_argument("--force", action="store_true", help="rebuild up-to-date engines too")
-    parser.add_argument("--fp32", action="store_true", help="FP32 engines instead of FP16")
-    parser.add_argument("--workspace", type=int, default=1024, metavar="MIB", help="workspace")
-    parser.add_argument("--dla", type=int, metavar="CORE", help="run on this DLA core (Orin)")
-    parser.add_argument(
-        "--fp32-layer",
-        action="append",
-        default=[],
-        metavar="LAYER",
-        help="keep this network layer in FP32 (repeatable; for layers that overflow in FP16)",
-    )
-    parser.add_argument(
-        "--batch",
-        type=_batch,
-        action="append",
-        default=[],
-        metavar="MODEL:MIN,OPT,MAX",
-        help="batch range of a model's profile (default reid:1,8,32)",
-    )
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> None:
-    options = BuildOptions(
-        fp16=not args.fp32,
-        workspace_mib=args.workspace,
-        dla_core=args.dla,
-        fp32_layers=tuple(args.fp32_layer),
-    )
-    build_all(args.models, options, tuple(args.only), dict(args.batch), args.force)
-
-
-if __name__ == "__main__":
-    sys.exit(main("export.engine_builder", __doc__ or "", [register], sys.argv[1:]))

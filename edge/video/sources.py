@@ -1,7 +1,7 @@
 """Source URIs (as jetson-utils' videoSource) and the GStreamer pipelines that read them.
 
 Pure functions: `parse_uri` and `capture_pipeline` build strings only, so every platform's
-pipeline is unit-tested here; `edge.capture` opens them. Hardware elements (nvarguscamerasrc,
+pipeline is unit-tested here; `edge.video.capture` opens them. Hardware elements (nvarguscamerasrc,
 nvv4l2decoder, nvvidconv) are used when the GStreamer registry has them, i.e. on a Jetson.
 
 URIs: `csi://0` (Argus camera), `/dev/video0` or `v4l2:///dev/video0`, `rtsp://host/path`,
@@ -21,7 +21,6 @@ from edge.errors import EdgeError
 SINK_NAME = "frames"
 # Jetson elements; their presence in the registry is what "on a Jetson" means here.
 JETSON_CONVERTER = "nvvidconv"
-JETSON_DECODER = "nvv4l2decoder"
 ARGUS_CAMERA = "nvarguscamerasrc"
 TEST_SIZE = (640, 480)
 TEST_FPS = 30
@@ -109,13 +108,10 @@ def capture_pipeline(spec: SourceSpec, config: SourceConfig, has: Callable[[str]
     elif spec.kind == "v4l2":
         head = f"v4l2src device={_quote(spec.location)} ! decodebin ! videoconvert ! videoscale"
     elif spec.kind == "rtsp":
-        decode = (
-            f"rtph264depay ! h264parse ! {JETSON_DECODER} ! " + _to_system_memory(has)
-            if has(JETSON_DECODER)
-            else "decodebin ! videoconvert"
-        )
-        head = f"rtspsrc location={_quote(spec.location)} latency=200 protocols=tcp ! {decode}"
-        head += " ! videoscale"
+        # decodebin picks the depayloader and decoder for H.264 or H.265 (nvv4l2decoder on a
+        # Jetson); nvvidconv then leaves NVMM memory.
+        head = f"rtspsrc location={_quote(spec.location)} latency=200 protocols=tcp ! decodebin ! "
+        head += _to_system_memory(has) + " ! videoscale"
     elif spec.kind == "file":
         # decodebin picks nvv4l2decoder itself on a Jetson; nvvidconv then leaves NVMM memory.
         head = f"filesrc location={_quote(spec.location)} ! decodebin ! " + _to_system_memory(has)

@@ -3,7 +3,7 @@
 Buffers are allocated once, at the largest shape the engine's optimization profile allows:
 page-locked host memory and device memory per tensor, one CUDA stream per engine. Each call
 copies the feeds in, sets the input shapes, runs, and returns copies of the outputs cut to the
-actual shape. The engine's sidecar (`edge.trt_sidecar`) is checked before deserializing.
+actual shape. The engine's sidecar (`edge.engines.sidecar`) is checked before deserializing.
 
 TensorRT and pycuda are imported only when an engine is opened, so `edge` imports without them.
 Every call runs with the device's primary CUDA context pushed on the calling thread, so engines
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.engine import InferenceEngine, TensorInfo
+from edge.engines.base import InferenceEngine, TensorInfo
+from edge.engines.sidecar import REBUILD_HINT, Sidecar, Target, read_sidecar
 from edge.errors import EdgeError
 from edge.files import sha256
-from edge.trt_sidecar import REBUILD_HINT, Sidecar, Target, read_sidecar
 
 if TYPE_CHECKING:
     import pycuda.driver as cuda
@@ -172,32 +172,31 @@ def open_tensorrt(path: Path, required: bool) -> InferenceEngine | None:
     onnx = path if path.suffix == ".onnx" else None
     try:
         import_tensorrt()
-        check_engine(path.with_suffix(".engine"), onnx)
+        sidecar = check_engine(path.with_suffix(".engine"), onnx)
     except (TensorRTMissing, UnusableEngine) as exc:
         if required:
             raise
         log.warning("%s; running %s with ONNX Runtime instead", exc, path.name)
         return None
-    return TensorRTEngine(path.with_suffix(".engine"), onnx)
+    return TensorRTEngine(path.with_suffix(".engine"), sidecar)
 
 
 class TensorRTEngine(InferenceEngine):
     """A TensorRT engine (`.engine`, with or without ultralytics' header) on CUDA device 0."""
 
-    def __init__(self, path: Path, onnx: Path | None = None) -> None:
-        """Check, deserialize and allocate buffers for the engine at `path`.
+    def __init__(self, path: Path, sidecar: Sidecar | None) -> None:
+        """Deserialize and allocate buffers for the engine at `path`.
 
         Args:
-            path: the `.engine` file.
-            onnx: the ONNX model the engine must be up to date with, if any.
+            path: the `.engine` file, already checked by `open_tensorrt` (TensorRT imports,
+                the engine is neither foreign nor stale).
+            sidecar: its sidecar, or None for an engine without one.
 
         Raises:
-            EdgeError: TensorRT or pycuda is missing; the engine is foreign, stale or damaged.
+            EdgeError: the engine cannot be deserialized (damaged, or built elsewhere).
         """
-        import_tensorrt()
         import pycuda.driver as cuda
 
-        sidecar = check_engine(path, onnx)
         header, plan = split_header(path.read_bytes())
         self.path = path
         self.metadata = dict(sidecar.onnx_metadata) if sidecar else header
@@ -273,7 +272,7 @@ class TensorRTEngine(InferenceEngine):
             raise EdgeError(
                 f"{self.path.name}: input '{name}' shape {shape} is outside the engine's "
                 f"optimization profile {low} to {high}: feed within it or rebuild the engine "
-                "with a wider profile (`python -m export engines --force`)"
+                "with a wider profile (`python -m edge engines --force`)"
             )
 
     def _staged(self, name: str, shape: tuple[int, ...]) -> np.ndarray:

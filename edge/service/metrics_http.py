@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.health import Health
 from edge.metrics import BUCKETS, Metrics, Snapshot
+from edge.service.health import Health
 
 log = logging.getLogger(__name__)
 

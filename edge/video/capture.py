@@ -12,31 +12,23 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
-from edge import gst
 from edge.config import SourceConfig
 from edge.errors import EdgeError
 from edge.metrics import Metrics
-from edge.sources import SINK_NAME, SourceSpec, capture_pipeline, parse_uri
+from edge.types import Frame
+from edge.video import gst
+from edge.video.sources import SINK_NAME, TEST_FPS, SourceSpec, capture_pipeline, parse_uri
 
 log = logging.getLogger(__name__)
+# Frame rate assumed when neither the config nor the stream's caps state one.
+DEFAULT_FPS = {"file": 25.0, "test": float(TEST_FPS), "csi": 30.0, "v4l2": 30.0, "rtsp": 30.0}
 
 
 class SourceLost(Exception):
     """The pipeline reported an error or ended; a live source may be reopened."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One captured frame: BGR (H, W, 3) or GRAY8 (H, W) uint8, its index and capture time."""
-
-    index: int
-    image: np.ndarray
-    captured: float  # time.monotonic() when it arrived
-    pts_s: float | None  # stream timestamp in seconds, when the source gives one
 
 
 class GstCapture:
@@ -56,8 +48,8 @@ class GstCapture:
             self.close()
             raise SourceLost(problem)
 
-    def read(self, timeout_s: float) -> tuple[np.ndarray, float | None] | None:
-        """The next frame and its timestamp, or None if none came within `timeout_s`.
+    def read(self, timeout_s: float) -> tuple[np.ndarray, float | None, float] | None:
+        """The next frame, its timestamp and caps frame rate, or None if none came in time.
 
         Raises:
             SourceLost: the pipeline posted an error, or the stream ended.
@@ -94,6 +86,26 @@ class FrameSource:
         """Make `frames()` end at its next step (thread-safe)."""
         self._stop.set()
 
+    def check(self) -> None:
+        """Decode a file's first frame now, so an unreadable file fails before models load.
+
+        Live sources are not checked: a camera that is away now is waited for by `frames()`.
+
+        Raises:
+            EdgeError: the file cannot be decoded.
+        """
+        if self.spec.live:
+            return
+        try:
+            capture = GstCapture(self.description)
+            try:
+                if capture.read(self.config.timeout_s) is None:
+                    raise SourceLost(f"no frame within {self.config.timeout_s:g} s")
+            finally:
+                capture.close()
+        except SourceLost as exc:
+            raise EdgeError(f"cannot read {self.spec.describe()}: {exc}") from exc
+
     def frames(self) -> Iterator[Frame]:
         """Yield frames; reconnect live sources with backoff; stop at EOS for files.
 
@@ -112,8 +124,9 @@ class FrameSource:
                 continue
             log.info("capturing from %s", self.spec.describe())
             try:
-                for image, pts in self._read_until_lost(capture):
-                    yield Frame(index, image, time.monotonic(), pts)
+                for image, pts, caps_fps in self._read_until_lost(capture):
+                    fps = self.config.fps or caps_fps or DEFAULT_FPS[self.spec.kind]
+                    yield Frame(index, image, time.monotonic(), pts, fps)
                     index += 1
                     delay = self.config.reconnect_initial_s  # frames flow again: reset backoff
                     if self.config.max_frames and index >= self.config.max_frames:
@@ -129,7 +142,9 @@ class FrameSource:
             finally:
                 capture.close()
 
-    def _read_until_lost(self, capture: GstCapture) -> Iterator[tuple[np.ndarray, float | None]]:
+    def _read_until_lost(
+        self, capture: GstCapture
+    ) -> Iterator[tuple[np.ndarray, float | None, float]]:
         silent_since = time.monotonic()
         while not self._stop.is_set():
             frame = capture.read(min(self.config.timeout_s, 0.25))

@@ -1,4 +1,8 @@
-"""Shared entry-point plumbing: logging to stderr and one-line errors with a non-zero exit."""
+"""Command-line front ends (argparse only) and their shared plumbing: logging to stderr and
+one-line errors with a non-zero exit. `run`, `track`, `colorize`, `engines` each add one command;
+the work is done by library code (`edge.runtime`, `edge.engines.build`). Nothing imports a CLI
+module but `edge.__main__`.
+"""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.engine import InferenceEngine
+from edge.engines import InferenceEngine
 from edge.errors import EdgeError
 
 L_SCALE = 100.0  # Lab L of float images spans 0..100

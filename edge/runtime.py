@@ -1,0 +1,227 @@
+"""Building a running pipeline from a validated config — source, models, sinks, health — and the
+offline colorize job. `edge run`, `edge track`, `edge colorize` and the benchmarks all call here;
+nothing here parses command lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.config import Config, OutputConfig, load
+from edge.engines import open_engine
+from edge.files import writable_dir
+from edge.metrics import Metrics
+from edge.models.colorizer import Colorizer
+from edge.models.detector import Detector
+from edge.models.embedder import Embedder
+from edge.models.tracker import Tracker
+from edge.outputs.base import Sink
+from edge.outputs.events import EventSink
+from edge.outputs.mot import MotSink
+from edge.outputs.snapshots import SnapshotSink
+from edge.outputs.video import VideoSink
+from edge.pipeline import Models, Pipeline, progress_line
+from edge.service.health import Health, SystemdNotifier
+from edge.service.metrics_http import MetricsServer
+from edge.video.capture import FrameSource
+from edge.video.encoders import Mp4Recorder
+from edge.video.files import frame_rate, read_frames
+
+log = logging.getLogger(__name__)
+
+
+def colorize_mode(config: Config) -> str:
+    """The effective colorization mode (`auto`: whole frames for a grayscale source)."""
+    if config.colorizer.mode != "auto":
+        return config.colorizer.mode
+    return "frame" if config.source.format == "GRAY8" else "off"
+
+
+def load_models(config: Config) -> Models:
+    """Open the detector, embedder and (if used) colorizer engines and build the tracker."""
+    backend, threads = config.detector.backend, config.pipeline.threads
+    detector = Detector(
+        open_engine(config.detector.model, backend, threads),
+        conf=config.detector.confidence,
+        iou=config.detector.iou,
+        classes=config.detector.classes or None,
+        max_det=config.detector.max_detections,
+    )
+    embedder = Embedder(open_engine(config.tracker.reid_model, backend, threads))
+    mode = colorize_mode(config)
+    colorizer = (
+        Colorizer(open_engine(config.colorizer.model, backend, threads)) if mode != "off" else None
+    )
+    tracker = Tracker(max_age=config.tracker.max_age, n_init=config.tracker.n_init)
+    return Models(detector, embedder, tracker, colorizer, mode)
+
+
+def open_sinks(config: OutputConfig, class_names: tuple[str, ...], metrics: Metrics) -> list[Sink]:
+    """The outputs the config turns on, opened now: a bad folder fails before any frame."""
+    folder = writable_dir(Path(config.dir))
+    sinks: list[Sink] = []
+    if config.video or config.rtsp_port:
+        sinks.append(VideoSink(config, class_names, metrics))
+    if config.events:
+        sinks.append(EventSink(folder / config.events, class_names))
+    if config.mot:
+        sinks.append(MotSink(folder / config.mot))
+    if config.snapshots:
+        sinks.append(SnapshotSink(folder / "snapshots"))
+    return sinks
+
+
+def write_summary(config: OutputConfig, metrics: Metrics, extra: dict[str, Any]) -> Path | None:
+    """Write the run's summary (frames, tracks, counters, per-stage latency); return its path."""
+    if not config.summary:
+        return None
+    snap = metrics.snapshot()
+    summary = {
+        "frames": snap.counters.get("frames", 0),
+        "tracks": snap.counters.get("tracks_started", 0),
+        **extra,
+        "counters": snap.counters,
+        "stages_ms": {
+            name: {"p50": s.p50_ms, "p95": s.p95_ms, "p99": s.p99_ms, "mean": s.mean_ms,
+                   "count": s.count}
+            for name, s in snap.stages.items()
+        },
+    }  # fmt: skip
+    path = Path(config.dir) / config.summary
+    path.write_text(json.dumps(summary, indent=1))
+    return path
+
+
+def tracking_config(
+    video: Path, events: Path, mot: Path, settings: Mapping[str, Any] | None = None
+) -> Config:
+    """The config with which `run` only detects and tracks a video file (`edge track`):
+    events and MOT rows out; colorization, video, snapshots and summary off.
+
+    Args:
+        video: the file to track.
+        events: JSONL events file to write.
+        mot: MOTChallenge file to write.
+        settings: further `section.key` values, e.g. `{"detector.confidence": 0.3}`.
+    """
+    values = {
+        "source.uri": str(video),
+        "colorizer.mode": "off",
+        "output.dir": str(events.parent),
+        "output.events": str(events.resolve()),
+        "output.mot": str(mot.resolve()),
+        "output.video": "",
+        "output.snapshots": False,
+        "output.summary": "",
+        **(settings or {}),
+    }
+    return load(None, [f"{key}={json.dumps(value)}" for key, value in values.items()])
+
+
+def run(config: Config) -> dict[str, float | int]:
+    """Run the pipeline until the source ends or SIGINT/SIGTERM; return the summary numbers.
+
+    The source is checked first (a wrong URI or an unreadable file fails in well under a
+    second), then the models load, then the outputs open.
+    """
+    metrics = Metrics()
+    source = FrameSource(config.source, metrics)
+    source.check()
+    models = load_models(config)
+    sinks = open_sinks(config.output, models.detector.names, metrics)
+    health = Health(
+        metrics, SystemdNotifier.from_env(), config.health.stall_s, config.health.watchdog
+    )
+    pipeline = Pipeline(
+        source,
+        models,
+        sinks,
+        metrics,
+        config.pipeline.queue_size,
+        listener=health,
+        log_every_s=config.pipeline.log_every_s,
+    )
+
+    def on_signal(number: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping capture and draining", signal.Signals(number).name)
+        health.stopping()
+        pipeline.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    server = None
+    started = time.monotonic()
+    log.info("running %s, colorize=%s", source.spec.describe(), models.colorize_mode)
+    try:
+        if config.health.metrics_port:
+            server = MetricsServer(
+                metrics, health, config.health.metrics_host, config.health.metrics_port
+            )
+        health.start()
+        pipeline.run()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if server is not None:
+            server.close()
+        health.close()
+    seconds = time.monotonic() - started
+    summary: dict[str, float | int] = {
+        "frames": pipeline.frames_done,
+        "seconds": round(seconds, 3),
+        "fps": round(pipeline.frames_done / max(seconds, 1e-9), 2),
+    }
+    path = write_summary(config.output, metrics, summary)
+    log.info("done: %s (%.1f s); summary %s", progress_line(metrics), seconds, path)
+    return summary
+
+
+def colorize_video(
+    source: Path,
+    output: Path,
+    model: Path,
+    backend: str = "auto",
+    max_frames: int = 0,
+    bitrate_kbps: int = OutputConfig().bitrate_kbps,
+) -> int:
+    """Convert each frame of a video file to grayscale, colorize it, write the result as mp4.
+
+    Also writes `<output>.preview.png`: the first frame as gray input | colorized | original.
+
+    Returns:
+        The number of frames written.
+    """
+    colorizer = Colorizer(open_engine(model, backend))
+    writable_dir(output.parent)  # fail now, not after decoding the whole video
+    fps, recorder = frame_rate(source), None
+    started = time.perf_counter()
+    try:
+        for index, frame in enumerate(read_frames(source)):
+            if max_frames and index >= max_frames:
+                break
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            colorized = colorizer.colorize(gray)
+            if recorder is None:
+                height, width = colorized.shape[:2]
+                recorder = Mp4Recorder(output, width, height, fps, bitrate_kbps)
+            recorder.write(colorized)
+            if index == 0:
+                preview = np.hstack([cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), colorized, frame])
+                cv2.imwrite(str(output.with_suffix(".preview.png")), preview)
+            if (index + 1) % 100 == 0:
+                log.info("%d frames colorized", index + 1)
+    finally:
+        if recorder is not None:
+            recorder.close()
+    frames = recorder.frames if recorder is not None else 0
+    log.info("%d frames colorized at %.1f FPS", frames, frames / (time.perf_counter() - started))
+    return frames
