@@ -181,7 +181,7 @@ def measure(config: Config, warmup: int, report: Report) -> dict[str, Any]:
     time_engine(models.embedder.engine, "infer:embedder", metrics)
     if models.colorizer is not None:
         time_engine(models.colorizer.engine, "infer:colorizer", metrics)
-    sinks = open_sinks(config.output, models.detector.names, metrics)
+    sinks = open_sinks(config, models.detector.names, metrics)
     window = Window(warmup)
     pipeline = Pipeline(source, models, sinks, metrics, config.pipeline.queue_size, window, 0)
     with Tegrastats() as tegrastats:

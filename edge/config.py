@@ -45,6 +45,8 @@ class SourceConfig:
     timeout_s: float = field(default=5.0, metadata=_range(0.1, 600))
     reconnect_initial_s: float = field(default=0.5, metadata=_range(0.01, 600))
     reconnect_max_s: float = field(default=30.0, metadata=_range(0.01, 3600))
+    # This camera's colorizer (e.g. adapted to its scene by `export adapt`); "": [colorizer] model
+    colorizer_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,12 @@ class ColorizerConfig:
 
     model: str = f"artifacts/models/{paths.COLORIZER_FILE}"
     mode: str = field(default="auto", metadata=_choices("auto", "frame", "tracks", "off"))
+    # Daytime footage for `export adapt`: a color frame every collect_every_s seconds while the
+    # source delivers color, the oldest deleted beyond collect_max_frames or collect_max_mb.
+    collect_dir: str = ""  # "": off
+    collect_every_s: float = field(default=60.0, metadata=_range(0.01, 86400))
+    collect_max_frames: int = field(default=2000, metadata=_range(1, 10**7))
+    collect_max_mb: float = field(default=500.0, metadata=_range(1, 10**7))
 
 
 @dataclass(frozen=True)

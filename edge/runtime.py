@@ -27,6 +27,7 @@ from edge.models.embedder import Embedder
 from edge.models.tracker import Tracker
 from edge.outputs.base import Sink
 from edge.outputs.events import EventSink
+from edge.outputs.footage import FootageSink
 from edge.outputs.mot import MotSink
 from edge.outputs.snapshots import SnapshotSink
 from edge.outputs.video import VideoSink
@@ -59,25 +60,33 @@ def load_models(config: Config) -> Models:
     )
     embedder = Embedder(open_engine(config.tracker.reid_model, backend, threads))
     mode = colorize_mode(config)
-    colorizer = (
-        Colorizer(open_engine(config.colorizer.model, backend, threads)) if mode != "off" else None
-    )
+    model = config.source.colorizer_model or config.colorizer.model
+    colorizer = Colorizer(open_engine(model, backend, threads)) if mode != "off" else None
     tracker = Tracker(max_age=config.tracker.max_age, n_init=config.tracker.n_init)
     return Models(detector, embedder, tracker, colorizer, mode)
 
 
-def open_sinks(config: OutputConfig, class_names: tuple[str, ...], metrics: Metrics) -> list[Sink]:
+def open_sinks(config: Config, class_names: tuple[str, ...], metrics: Metrics) -> list[Sink]:
     """The outputs the config turns on, opened now: a bad folder fails before any frame."""
-    folder = writable_dir(Path(config.dir))
+    output, colorizer = config.output, config.colorizer
+    folder = writable_dir(Path(output.dir))
     sinks: list[Sink] = []
-    if config.video or config.rtsp_port:
-        sinks.append(VideoSink(config, class_names, metrics))
-    if config.events:
-        sinks.append(EventSink(folder / config.events, class_names))
-    if config.mot:
-        sinks.append(MotSink(folder / config.mot))
-    if config.snapshots:
+    if output.video or output.rtsp_port:
+        sinks.append(VideoSink(output, class_names, metrics))
+    if output.events:
+        sinks.append(EventSink(folder / output.events, class_names))
+    if output.mot:
+        sinks.append(MotSink(folder / output.mot))
+    if output.snapshots:
         sinks.append(SnapshotSink(folder / "snapshots"))
+    if colorizer.collect_dir:
+        footage = writable_dir(Path(colorizer.collect_dir))
+        every_s, count, mb = (
+            colorizer.collect_every_s,
+            colorizer.collect_max_frames,
+            colorizer.collect_max_mb,
+        )
+        sinks.append(FootageSink(footage, every_s, count, mb))
     return sinks
 
 
@@ -138,7 +147,7 @@ def run(config: Config) -> dict[str, float | int]:
     source = FrameSource(config.source, metrics)
     source.check()
     models = load_models(config)
-    sinks = open_sinks(config.output, models.detector.names, metrics)
+    sinks = open_sinks(config, models.detector.names, metrics)
     health = Health(
         metrics, SystemdNotifier.from_env(), config.health.stall_s, config.health.watchdog
     )

@@ -169,7 +169,7 @@ def test_rtsp_source_restart_keeps_the_pipeline_processing(
     metrics = Metrics()
     source = FrameSource(config.source, metrics)
     models = load_models(config)
-    sinks = open_sinks(config.output, models.detector.names, metrics)
+    sinks = open_sinks(config, models.detector.names, metrics)
     pipeline = Pipeline(source, models, sinks, metrics)
     thread = threading.Thread(target=pipeline.run, daemon=True)
     thread.start()

@@ -50,6 +50,31 @@ def model_input(lightness: np.ndarray, size: int) -> np.ndarray:
     return (small / L_SCALE)[..., np.newaxis].astype(np.float32)
 
 
+# Chroma (Lab √(a²+b²), from the frame's median) that only noise reaches: a gray video stored as
+# color (MJPEG, MPEG-4) keeps |ab| within ~2.5 of it. Frames "carry color" when at least
+# COLORED_SHARE of their pixels lie beyond; in the sample video 99% do.
+GRAY_CHROMA = 4.0
+COLORED_SHARE = 0.01
+
+
+def colored_share(chroma: np.ndarray) -> float:
+    """Share of pixels whose chroma differs from their frame's median chroma beyond noise.
+
+    `chroma`: (N, H, W, 2) Lab a, b scaled to ±1. Measured from each frame's median, so a gray
+    video with a color cast (sepia, a green IR tint) counts as gray too.
+    """
+    deviation = (chroma - np.median(chroma, axis=(1, 2), keepdims=True)) * AB_SCALE
+    return float(np.mean(np.hypot(deviation[..., 0], deviation[..., 1]) > GRAY_CHROMA))
+
+
+def carries_color(frame: np.ndarray, size: int = 128) -> bool:
+    """Whether a frame shows colors (a day camera) rather than gray or a tinted gray (night, IR)."""
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return False
+    small = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    return colored_share(to_lab(small)[np.newaxis, ..., 1:] / AB_SCALE) >= COLORED_SHARE
+
+
 def rebuild_bgr(lightness: np.ndarray, chroma: np.ndarray) -> np.ndarray:
     """BGR uint8 frame from full-resolution L and the model's chroma (h×w×2, scaled to ±1)."""
     height, width = lightness.shape
