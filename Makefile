@@ -8,12 +8,12 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the project needs: venv support, the apt tooling the data step uses,
 # systemd-analyze + shellcheck for the deploy/ tests, GStreamer with the plugins the runtime uses
 # (x264enc is in -ugly, rtspsrc in -good, avdec_h264 in -libav), gst-rtsp-server, and what
-# PyGObject builds with.
+# PyGObject builds with; mosquitto (a real MQTT broker for the tests) and openssl (their TLS CA).
 APT_PACKAGES := python3-venv dpkg-dev systemd shellcheck gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gstreamer-1.0 \
 	gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 libgirepository1.0-dev \
-	libcairo2-dev pkg-config
+	libcairo2-dev pkg-config mosquitto openssl
 EPOCHS  ?= 20
 
 .PHONY: demo test system-deps data models evaluate lint typecheck bench clean engines

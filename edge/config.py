@@ -123,6 +123,38 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """Events, snapshots, stats and availability published to an MQTT broker (off by default).
+
+    The password is never in this file (it is world-readable on a device): it is read from
+    `password_file` or from the environment variable named by `password_env`.
+    """
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = field(default=1883, metadata=_range(1, 65535))
+    client_id: str = ""  # "": edge-vision-DEVICE
+    device: str = ""  # "": this machine's host name
+    topic_prefix: str = "edge"
+    keepalive_s: int = field(default=60, metadata=_range(5, 3600))
+    qos: int = field(default=1, metadata=_range(0, 2))
+    protocol: str = field(default="3.1.1", metadata=_choices("3.1.1", "5"))
+    tls: bool = False
+    ca_file: str = ""  # "": the system's certificate authorities
+    cert_file: str = ""  # client certificate, with key_file
+    key_file: str = ""
+    username: str = ""
+    password_file: str = ""
+    password_env: str = ""
+    spool_dir: str = "artifacts/spool"
+    spool_max_mb: float = field(default=100.0, metadata=_range(0.01, 10**6))
+    update_interval_s: float = field(default=5.0, metadata=_range(0.1, 86400))
+    stats_interval_s: float = field(default=60.0, metadata=_range(1, 86400))
+    reconnect_initial_s: float = field(default=1.0, metadata=_range(0.01, 600))
+    reconnect_max_s: float = field(default=60.0, metadata=_range(0.01, 3600))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole runtime configuration."""
 
@@ -133,6 +165,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 def _check(key: str, value: Any, kind: Any, meta: Any) -> Any:

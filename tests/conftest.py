@@ -17,5 +17,14 @@ from tests.detect_models import (  # noqa: E402
     reid_onnx,
     vtest_frames,
 )
+from tests.mqtt_broker import broker, tls_broker  # noqa: E402
 
-__all__ = ["detector_320", "detector_onnx", "model_overrides", "reid_onnx", "vtest_frames"]
+__all__ = [
+    "broker",
+    "detector_320",
+    "detector_onnx",
+    "model_overrides",
+    "reid_onnx",
+    "tls_broker",
+    "vtest_frames",
+]

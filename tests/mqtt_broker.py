@@ -1,0 +1,149 @@
+"""A real MQTT broker for tests: Debian's mosquitto on a loopback port, plain or TLS with a
+certificate authority and a password file made here; and a subscriber that records messages."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+
+USER, PASSWORD = "edge", "s3cret"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A certificate authority and a server certificate for 127.0.0.1 signed by it."""
+    files = {name: folder / f"{name}.pem" for name in ("ca", "ca_key", "server", "server_key")}
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+            "-keyout", str(files["ca_key"]), "-out", str(files["ca"]))  # fmt: skip
+    request = folder / "server.csr"
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(files["server_key"]), "-out", str(request))  # fmt: skip
+    extensions = folder / "san.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", str(request), "-CA", str(files["ca"]),
+            "-CAkey", str(files["ca_key"]), "-CAcreateserial", "-days", "2",
+            "-extfile", str(extensions), "-out", str(files["server"]))  # fmt: skip
+    return files
+
+
+@dataclass
+class Broker:
+    """A mosquitto process; `stop()` and `start()` again keep its port and settings."""
+
+    folder: Path
+    port: int
+    tls: dict[str, Path] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        if os.geteuid() == 0:  # as root mosquitto would switch to its own user: keep root, which
+            lines.append("user root")  # can read the test's private temporary files
+        if self.tls:
+            passwords = self.folder / "passwords"
+            subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), USER, PASSWORD],
+                           check=True, capture_output=True)  # fmt: skip
+            lines += [
+                f"cafile {self.tls['ca']}", f"certfile {self.tls['server']}",
+                f"keyfile {self.tls['server_key']}", "allow_anonymous false",
+                f"password_file {passwords}",
+            ]  # fmt: skip
+        else:
+            lines.append("allow_anonymous true")
+        conf = self.folder / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        self.process = subprocess.Popen(
+            ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class Subscriber:
+    """Records every message under a topic filter, in arrival order."""
+
+    def __init__(self, broker: Broker, topic: str = "#") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-subscriber")
+        if broker.tls:
+            self.client.username_pw_set(USER, PASSWORD)
+            self.client.tls_set(ca_certs=str(broker.tls["ca"]))
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError("subscriber could not subscribe")
+
+    def _on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+
+    def on(self, suffix: str) -> list[bytes]:
+        """Payloads received on topics ending with `suffix`."""
+        with self._lock:
+            return [payload for topic, payload, _ in self.messages if topic.endswith(suffix)]
+
+    def wait_for(self, suffix: str, count: int, timeout_s: float = 30) -> list[bytes]:
+        deadline = time.monotonic() + timeout_s
+        while len(self.on(suffix)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.on(suffix))} of {count} messages on *{suffix}")
+            time.sleep(0.05)
+        return self.on(suffix)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A plain mosquitto on a free loopback port, anonymous access."""
+    running = Broker(tmp_path, free_port())
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A TLS mosquitto with a test CA and a password file (user `edge`)."""
+    running = Broker(tmp_path, free_port(), make_certificates(tmp_path))
+    running.start()
+    yield running
+    running.stop()

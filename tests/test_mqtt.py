@@ -1,0 +1,209 @@
+"""MQTT store and forward against a real broker (Debian's mosquitto on loopback)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.config import MqttConfig
+from edge.metrics import Metrics
+from edge.service.mqtt import MqttPublisher
+from edge.service.spool import Message, Spool
+from tests.mqtt_broker import PASSWORD, USER, Broker, Subscriber
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def numbered(count: int, start: int = 0) -> list[Message]:
+    return [
+        Message("cam0/events", json.dumps({"n": n}).encode()) for n in range(start, start + count)
+    ]
+
+
+def numbers(payloads: list[bytes]) -> list[int]:
+    return [json.loads(p)["n"] for p in payloads]
+
+
+def in_order_without_loss(received: list[int], expected: range) -> bool:
+    """Every number arrived, in order of first arrival; repeats (QoS 1) are allowed."""
+    return list(dict.fromkeys(received)) == list(expected)
+
+
+def config_for(broker: Broker, tmp_path: Path, **values: object) -> MqttConfig:
+    base = MqttConfig(enabled=True, host="127.0.0.1", port=broker.port, device="dev1",
+                      spool_dir=str(tmp_path / "spool"), reconnect_initial_s=0.1,
+                      reconnect_max_s=0.5)  # fmt: skip
+    return dataclasses.replace(base, **values)  # type: ignore[arg-type]
+
+
+def test_spool_keeps_order_bounds_size_and_survives_reopening(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=100)
+    spool.put([Message("t", b"x" * 30, seq=0) for _ in range(3)])
+    spool.put([Message("t", b"y" * 30)])  # 120 bytes > 100: the oldest goes
+    assert (spool.count, spool.bytes, spool.dropped) == (3, 90, 1)
+    head = spool.head(2)
+    assert [m.payload[:1] for m in head] == [b"x", b"x"]
+    spool.remove(head[:1])
+    spool.close()
+    again = Spool(tmp_path / "s.sqlite", max_bytes=100)
+    assert (again.count, again.bytes) == (2, 60)
+    assert [m.payload[:1] for m in again.head(10)] == [b"x", b"y"]
+
+
+def test_messages_arrive_in_order_with_availability(broker: Broker, tmp_path: Path) -> None:
+    subscriber = Subscriber(broker)
+    publisher = MqttPublisher(config_for(broker, tmp_path), Metrics())
+    publisher.start()
+    publisher.send(numbered(250))
+    assert numbers(subscriber.wait_for("dev1/cam0/events", 250)) == list(range(250))
+    publisher.close()
+    assert subscriber.wait_for("dev1/available", 2) == [b"online", b"offline"]
+    assert Spool(tmp_path / "spool" / "mqtt-dev1.sqlite", 1000).count == 0
+    subscriber.close()
+
+
+def test_broker_away_loses_nothing(broker: Broker, tmp_path: Path) -> None:
+    metrics = Metrics()
+    publisher = MqttPublisher(config_for(broker, tmp_path), metrics)
+    publisher.start()
+    subscriber = Subscriber(broker)
+    publisher.send(numbered(50))
+    subscriber.wait_for("events", 50)
+    subscriber.close()
+    assert publisher.spool.count == 0
+    broker.stop()
+    started = time.perf_counter()
+    for batch in range(10):  # sent while the broker is away: only the spool sees them
+        publisher.send(numbered(20, 50 + batch * 20))
+    assert time.perf_counter() - started < 1.0  # never waits for the network
+    assert publisher.spool.count == 200
+    broker.start()
+    subscriber = Subscriber(broker)
+    received = numbers(subscriber.wait_for("events", 200))
+    assert in_order_without_loss(received, range(50, 250))
+    publisher.close()
+    subscriber.close()
+    assert metrics.snapshot().counters["mqtt_connects"] >= 2
+
+
+def test_restart_while_offline_sends_what_the_spool_holds(broker: Broker, tmp_path: Path) -> None:
+    config = config_for(broker, tmp_path)
+    broker.stop()
+    first = MqttPublisher(config, Metrics())
+    first.start()
+    first.send(numbered(30))
+    first.close()  # the broker never came back during this run
+    broker.start()
+    subscriber = Subscriber(broker)
+    second = MqttPublisher(config, Metrics())
+    second.start()
+    assert numbers(subscriber.wait_for("events", 30)) == list(range(30))
+    second.close()
+    subscriber.close()
+
+
+def test_full_spool_drops_the_oldest_and_counts(tmp_path: Path) -> None:
+    config = MqttConfig(enabled=True, host="127.0.0.1", port=1, device="d",
+                        spool_dir=str(tmp_path), spool_max_mb=0.01)  # fmt: skip
+    metrics = Metrics()
+    publisher = MqttPublisher(config, metrics)  # not started: the broker is unreachable anyway
+    publisher.send([Message("e", b"x" * 1000) for _ in range(25)])
+    assert publisher.spool.count == 10
+    assert metrics.snapshot().gauges["mqtt_spool_dropped"] == 15
+    publisher.close()
+
+
+def test_sigkill_leaves_the_last_will(broker: Broker, tmp_path: Path) -> None:
+    subscriber = Subscriber(broker, "edge/dev1/available")
+    script = (
+        "import sys, time\n"
+        "from edge.config import MqttConfig\nfrom edge.metrics import Metrics\n"
+        "from edge.service.mqtt import MqttPublisher\n"
+        f"p = MqttPublisher(MqttConfig(enabled=True, host='127.0.0.1', port={broker.port}, "
+        f"device='dev1', spool_dir={str(tmp_path)!r}), Metrics())\n"
+        "p.start(); p.connected.wait(10); print('up', flush=True); time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == b"up"
+    subscriber.wait_for("available", 1)
+    child.kill()
+    child.wait()
+    assert subscriber.wait_for("available", 2)[-1] == b"offline"
+    subscriber.close()
+
+
+def test_tls_with_password_connects(tls_broker: Broker, tmp_path: Path) -> None:
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    config = config_for(tls_broker, tmp_path, tls=True, ca_file=str(tls_broker.tls["ca"]),
+                        username=USER, password_file=str(tmp_path / "password"))  # fmt: skip
+    subscriber = Subscriber(tls_broker)
+    publisher = MqttPublisher(config, Metrics())
+    publisher.start()
+    publisher.send(numbered(5))
+    assert numbers(subscriber.wait_for("events", 5)) == list(range(5))
+    publisher.close()
+    subscriber.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"password_env": "EDGE_TEST_MQTT_PASSWORD"}, "refused the login"),
+        ({}, "TLS verification of 127.0.0.1"),  # the system's CAs do not know the test CA
+        ({"host": "no-such-host.invalid"}, "unknown host 'no-such-host.invalid'"),
+    ],
+)
+def test_bad_credentials_give_one_line_and_keep_trying(
+    tls_broker: Broker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    values: dict[str, object],
+    message: str,
+) -> None:
+    monkeypatch.setenv("EDGE_TEST_MQTT_PASSWORD", "wrong")
+    ca = {"ca_file": str(tls_broker.tls["ca"])} if values else {}
+    config = config_for(tls_broker, tmp_path, tls=True, username=USER, **ca, **values)
+    metrics = Metrics()
+    publisher = MqttPublisher(config, metrics)
+    with caplog.at_level(logging.WARNING, logger="edge.service.mqtt"):
+        publisher.start()
+        deadline = time.monotonic() + 20
+        while metrics.snapshot().counters.get("mqtt_connect_failures", 0) < 2:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.05)
+        publisher.send(numbered(3))  # kept for later
+        publisher.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(message in line for line in lines), lines
+    assert all("\n" not in line for line in lines)
+    assert publisher.spool.dropped == 0
+
+
+def test_load_of_50_events_per_frame_for_1000_frames(broker: Broker, tmp_path: Path) -> None:
+    subscriber = Subscriber(broker, "edge/dev1/cam0/events")
+    publisher = MqttPublisher(config_for(broker, tmp_path, spool_max_mb=200.0), Metrics())
+    publisher.start()
+    started = time.perf_counter()
+    for frame in range(1000):
+        publisher.send(numbered(50, frame * 50))
+    sending = time.perf_counter() - started
+    received = numbers(subscriber.wait_for("events", 50_000, timeout_s=300))
+    assert in_order_without_loss(received, range(50_000))
+    deadline = time.monotonic() + 30
+    while publisher.spool.count:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    publisher.close()
+    subscriber.close()
+    assert sending < 60, f"queueing 50,000 events took {sending:.1f} s"
