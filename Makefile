@@ -72,7 +72,8 @@ test: data lint typecheck
 # Its virtualenv sees JetPack's TensorRT; the builder runs alone, without TensorFlow or torch.
 engines:
 	@[ -x $(PY) ] || { echo "first: python3 -m venv --system-site-packages $(VENV) &&" \
-		"$(VENV)/bin/pip install -r requirements-jetson.txt"; exit 2; }
+		"PATH=/usr/local/cuda/bin:\$$PATH $(VENV)/bin/pip install -r requirements-jetson.txt" \
+		"(pycuda's build needs JetPack's nvcc)"; exit 2; }
 	$(PY) -m edge engines
 
 # Benchmarks (python -m benchmarks --help): results, plots and Markdown under artifacts/bench/.

@@ -32,7 +32,7 @@ Installs the runtime as the systemd service $SERVICE, and can be run again to up
   - $CONF_DIR/edge.toml: the default config, never overwriting one you edited (the new default
     then goes beside it as edge.toml.dist)
   - the ONNX models (${MODELS[*]}) from --models into $MODELS_DIR,
-    and on a Jetson their TensorRT engines (make engines)
+    and on a Jetson their TensorRT engines (TensorRT 10 or newer: JetPack 6.1+)
   - the units $SERVICE and $POWER_SERVICE in $UNIT_DIR; enables and (re)starts the service
 
 Options:
@@ -237,12 +237,26 @@ install_units() {
 
 build_engines() {
 	is_jetson || return 0
-	# The builder skips engines that are up to date with their ONNX model and this TensorRT.
-	say "TensorRT engines for this device (make engines)"
+	local python=$APP_DIR/.venv/bin/python version major
+	# TensorRT 10 or newer (JetPack 6.1+): JetPack 6.0's TensorRT 8.6 lacks APIs the builder and
+	# the runtime use; the runtime then runs the ONNX models with ONNX Runtime on the CPU.
+	if ((!DRY_RUN)); then
+		version=$("$python" -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null || echo none)
+		major=${version%%.*}
+		if [[ ! $major =~ ^[0-9]+$ ]] || ((major < 10)); then
+			warn "TensorRT $version: engines need TensorRT 10 or newer: JetPack 6.1+;" \
+				"until then $SERVICE runs the ONNX models with ONNX Runtime on the CPU"
+			return 0
+		fi
+	fi
+	# The builder skips engines that are up to date with their ONNX model, this TensorRT and this
+	# GPU; the ReID profile covers the installed config's detector.max_detections.
+	say "TensorRT engines for this device (python -m edge engines)"
 	if ((DRY_RUN)); then
-		say "would run: EDGE_ARTIFACTS=$STATE_DIR/artifacts make -C $APP_DIR engines"
+		say "would run: EDGE_ARTIFACTS=$STATE_DIR/artifacts $python -m edge engines --config $CONF_DIR/edge.toml"
 	else
-		EDGE_ARTIFACTS=$STATE_DIR/artifacts make -C "$APP_DIR" engines
+		(cd "$APP_DIR" && EDGE_ARTIFACTS=$STATE_DIR/artifacts "$python" -m edge engines \
+			--config "$CONF_DIR/edge.toml")
 	fi
 }
 

@@ -4,15 +4,61 @@ TensorRT and pycuda cannot be installed on our CI machines (no GPU; TensorRT com
 To still drive our TensorRT backend and engine builder end to end, `install()` puts fake
 `tensorrt`, `pycuda` and `pycuda.driver` modules in `sys.modules` with only the calls we use, in
 their TensorRT 10 form (TensorRT 8 calls such as `build_engine` or `execute_async_v2` do not
-exist here, as in TensorRT 10). The fake is strict where the real API is: device memory is only
-reachable through the addresses the engine was given, copies are size-checked, CUDA calls need a
-current context on the calling thread, an input shape outside the optimization profile is
-refused, and a plan deserializes only under the TensorRT version and GPU that built it.
+exist here, as in TensorRT 10). Its "engine" is the ONNX model itself, carried inside the fake
+plan and executed with ONNX Runtime, so a backend that moves the right bytes to the right places
+returns what the ONNX Runtime backend returns.
 
-Its "engine" is the ONNX model itself, carried inside the fake plan and executed with ONNX
-Runtime, so a backend that moves the right bytes to the right places returns what the ONNX
-Runtime backend returns. What this cannot show: FP16 numerics, real kernels, real memory limits,
-DLA placement; those need a Jetson (README says what has run there).
+The fake must behave as TensorRT's and pycuda's own sources and documents show, not as our code
+assumes. Where it models a behaviour our code depends on, the source is named:
+
+- Optimization profiles: `IExecutionContext.set_input_shape` returns False for a shape outside
+  the profile, whose bounds `get_tensor_profile_shape` returns as [min, opt, max]
+  (NVIDIA/TensorRT `python/src/infer/pyCore.cpp`). A batch above the profile's max is refused,
+  as on a device, whatever ONNX Runtime would accept.
+- Layer names (NVIDIA/onnx-tensorrt): a layer is named after its ONNX node, or
+  `node_of_<first output>` when the node has no name (`getNodeName`, `importerUtils.cpp`);
+  a name already taken gets `_<counter>` (`ImporterContext::generateUniqueName`); a Constant node
+  adds no layer (`ImporterContext::registerLayer`); one node can become several layers, e.g. a
+  Gemm with a bias adds an ElementWise layer it does not name, which keeps TensorRT's default
+  name `(Unnamed Layer* N) [ElementWise]` (`builtin_op_importers.cpp`, Gemm). The parser logs
+  `Registering layer: NAME for ONNX node: NODE` at VERBOSE (`ImporterContext.cpp`).
+- DLA (TensorRT docs, "DLA Supported Layers and Restrictions" and "GPU Fallback Mode"): DLA
+  runs FP16/INT8 layers only, does not support dynamic dimensions (a profile's min, opt and max
+  must be equal), supports a subset of layer types (modelled by DLA_OPS, an approximation of the
+  docs' table); with GPU fallback "layers that cannot run on DLA silently fall back to GPU
+  execution without an error", without it the build fails. The plan records where each layer
+  landed (`plan_header(engine)["layers"]`). That `can_run_on_DLA` answers with the same rules is
+  our reading of the docs, not something the docs state.
+- Timing caches (tensorrt-stubs 10.13 docstrings of `IBuilderConfig`): `set_timing_cache`
+  returns False when the cache was made on a device with other properties and
+  `ignore_mismatch` is False; `get_timing_cache` returns None when no cache is set. A damaged
+  cache: TensorRT logs an error and `create_timing_cache` returns what `createTimingCache`
+  returns, None for a null pointer (`pyCore.cpp`, `netconfig_create_timing_cache`).
+- Deserializing: a plan of another TensorRT version or GPU architecture (compute capability)
+  gives None; a plan from another GPU model of the same architecture loads with a warning
+  (support matrix: "Without this mode, engines are not portable across different GPU
+  architectures"; NVIDIA forums: engines are "specific to the exact GPU model they were built
+  on"), which is why our sidecar, not TensorRT, must tell Orin modules apart.
+- TensorRT 8.6 (`install(tensorrt_version="8.6.2")`, JetPack 6.0): no `DataType.INT64`, no
+  `ParserError.node_name`, and `create_network(0)` makes an implicit-batch network that the
+  ONNX parser refuses with "This version of the ONNX parser only supports TensorRT
+  INetworkDefinitions with an explicit batch dimension" (onnx-tensorrt `ModelImporter.cpp`).
+- pycuda contexts and memory (inducer/pycuda `src/cpp/cuda.hpp`): a per-thread context stack
+  of which only the top is pushed on the CUDA driver's own per-thread stack; `retain_primary_
+  context` does not make the context current; `Context.detach()` releases the primary context
+  (cuDevicePrimaryCtxRelease, which pops nothing) when the context is current on the calling
+  thread (then pycuda drops it from its own stack), else on the thread that retained it after
+  pushing it on the driver's stack (and leaving it there), and does nothing on another thread;
+  `Context.pop()` raises when pycuda's stack is empty. Device and page-locked allocations and
+  streams belong to the context current when they were made; `free()` (and pycuda's destructor)
+  frees them only when that context is current or can be pushed, which pycuda refuses on a
+  thread other than the one that retained it, leaking the memory silently
+  (`scoped_context_activation`, `CUDAPP_CATCH_CLEANUP_ON_DEAD_CONTEXT`). CUDA calls need a
+  current context on the calling thread.
+
+What this cannot show: FP16 numerics, real kernels, real memory limits, where DLA really places
+layers, the exact layers TensorRT makes of each ONNX node; those need a Jetson (README says what
+has run there).
 """
 
 from __future__ import annotations
@@ -20,6 +66,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+import math
 import sys
 import threading
 from collections import Counter
@@ -35,32 +82,65 @@ import pytest
 
 PLAN_MAGIC = b"FAKE-TRT-PLAN\0"
 CACHE_MAGIC = b"FAKE-TRT-TIMING\0"
-_ONNX_TYPES = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 2: "UINT8", 9: "BOOL"}
+# ONNX operators whose TensorRT layers DLA runs here (a subset of the docs' table).
+DLA_OPS = frozenset(
+    {
+        "Conv", "ConvTranspose", "Relu", "Sigmoid", "Tanh", "Clip", "LeakyRelu", "PRelu", "Add",
+        "Sub", "Mul", "Div", "Max", "Min", "Pow", "Concat", "MaxPool", "AveragePool",
+        "BatchNormalization", "Resize", "Softmax", "Gemm", "MatMul", "ElementWise",
+    }
+)  # fmt: skip
 
 
 @dataclass
 class FakeGpu:
-    """The fake machine: TensorRT version, GPU, DLA cores, device memory and call counts."""
+    """The fake machine: TensorRT version, GPU, DLA cores, memory, contexts and call counts.
+
+    The defaults describe a Jetson AGX Orin 64 GB.
+    """
 
     tensorrt_version: str = "10.3.0"
     gpu: str = "Orin (fake)"
     compute_capability: tuple[int, int] = (8, 7)
+    multiprocessors: int = 16
+    memory_bytes: int = int(61.4 * 2**30)
     dla_cores: int = 2
-    memory: dict[int, bytearray] = field(default_factory=dict)
+    memory: dict[int, bytearray] = field(default_factory=dict)  # device allocations
+    pinned: dict[int, PagelockedHostAllocation] = field(default_factory=dict)
     streams: set[int] = field(default_factory=set)
     calls: Counter[str] = field(default_factory=Counter)
-    contexts: threading.local = field(default_factory=threading.local)
+    leaks: Counter[str] = field(default_factory=Counter)  # frees pycuda skipped silently
+    primary_retains: int = 0
+    log: list[str] = field(default_factory=list)  # everything TensorRT's loggers were given
+    threads: threading.local = field(default_factory=threading.local)
 
     def stack(self) -> list[Context]:
-        if not hasattr(self.contexts, "stack"):
-            self.contexts.stack = []
-        stack: list[Context] = self.contexts.stack
+        """pycuda's context stack of the calling thread."""
+        if not hasattr(self.threads, "stack"):
+            self.threads.stack = []
+        stack: list[Context] = self.threads.stack
         return stack
 
+    def driver(self) -> list[Context]:
+        """The CUDA driver's context stack of the calling thread."""
+        if not hasattr(self.threads, "driver"):
+            self.threads.driver = []
+        driver: list[Context] = self.threads.driver
+        return driver
+
     def require_context(self, call: str) -> None:
-        """CUDA calls fail without a current context on the calling thread."""
-        if not self.stack():
+        """CUDA calls fail without a current, live context on the calling thread."""
+        if not self.driver():
             raise RuntimeError(f"{call} failed: invalid device context (no context current)")
+        if self.primary_retains <= 0:
+            raise RuntimeError(f"{call} failed: context is destroyed")
+
+    def device_key(self) -> list[Any]:
+        return [self.gpu, list(self.compute_capability), self.multiprocessors]
+
+    def allocated(self) -> int:
+        """Bytes of device memory allocated now."""
+        return sum(len(block) for block in self.memory.values())
 
 
 GPU = FakeGpu()
@@ -69,20 +149,77 @@ GPU = FakeGpu()
 # ---------------------------------------------------------------------------------- pycuda.driver
 
 
+class LogicError(RuntimeError):
+    """pycuda._driver.LogicError."""
+
+
 def init(flags: int = 0) -> None:
     GPU.calls["init"] += 1
 
 
+class device_attribute:  # pycuda's name
+    MULTIPROCESSOR_COUNT = "MULTIPROCESSOR_COUNT"
+
+
+def _current(excluding: Context | None = None) -> Context | None:
+    """pycuda `context::current_context`: the top valid context, dropping dead ones."""
+    stack = GPU.stack()
+    while stack:
+        top = stack[-1]
+        if top is not excluding and top.valid:
+            return top
+        stack.pop()
+    return None
+
+
 class Context:
+    """A pycuda context object for the device's primary context."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+        self.valid = True
+
     def push(self) -> None:
+        """`context_push`: only the top of pycuda's stack is on the driver's stack."""
+        if GPU.stack():
+            GPU.driver().pop()  # prepare_context_switch: cuCtxPopCurrent
+        GPU.driver().append(self)
         GPU.stack().append(self)
 
     @staticmethod
     def pop() -> None:
-        GPU.stack().pop()
+        stack = GPU.stack()
+        if not stack:
+            raise LogicError("context::pop failed: invalid device context - cannot pop non-current")
+        GPU.driver().pop()
+        stack.pop()
+        current = _current()
+        if current is not None:
+            GPU.driver().append(current)
 
     def detach(self) -> None:
-        GPU.calls["detach"] += 1
+        """`context::detach` of a `primary_context`, branch by branch."""
+        if not self.valid:
+            raise LogicError("context::detach failed: cannot detach from invalid context")
+        active = _current() is self
+        if active:
+            self._release()
+        elif self.thread == threading.get_ident():
+            GPU.driver().append(self)  # cuCtxPushCurrent; the release pops nothing
+            self._release()
+        else:
+            GPU.leaks["context"] += 1  # out-of-thread: nothing is released
+        self.valid = False
+        if active:
+            new_active = _current(excluding=self)
+            if new_active is not None:
+                GPU.driver().append(new_active)
+
+    def _release(self) -> None:
+        if GPU.primary_retains <= 0:
+            raise RuntimeError("cuDevicePrimaryCtxRelease failed: invalid context")
+        GPU.primary_retains -= 1
+        GPU.calls["release"] += 1
 
 
 class Device:
@@ -96,21 +233,90 @@ class Device:
     def compute_capability(self) -> tuple[int, int]:
         return GPU.compute_capability
 
+    def total_memory(self) -> int:
+        return GPU.memory_bytes
+
+    def get_attribute(self, attribute: str) -> int:
+        return {device_attribute.MULTIPROCESSOR_COUNT: GPU.multiprocessors}[attribute]
+
     def retain_primary_context(self) -> Context:
         GPU.calls["retain"] += 1
+        GPU.primary_retains += 1
         return Context()
 
 
-class DeviceAllocation:
+class _ContextDependent:
+    """pycuda's `context_dependent`: made in, and freed through, the context current then."""
+
+    def _acquire(self) -> None:
+        ward = _current()
+        if ward is None:
+            raise LogicError("explicit_context_dependent failed: no currently active context?")
+        self.ward = ward
+        self.machine = GPU
+
+    def _collected(self) -> None:
+        """pycuda's destructor: a clean-up like free(), for objects of this fake machine."""
+        if getattr(self, "machine", None) is GPU and getattr(self, "valid", False):
+            self.free()
+
+    def free(self) -> None:
+        raise NotImplementedError
+
+    def _in_context(self, action: Any, kind: str) -> None:
+        """`scoped_context_activation` around a clean-up, with pycuda's silent failures."""
+        if not self.ward.valid:
+            GPU.leaks[kind] += 1  # cannot_activate_dead_context
+            return
+        switch = _current() is not self.ward
+        if switch:
+            if threading.get_ident() != self.ward.thread:
+                GPU.leaks[kind] += 1  # cannot_activate_out_of_thread_context
+                return
+            self.ward.push()
+        try:
+            action()
+        finally:
+            if switch:
+                Context.pop()
+
+
+class DeviceAllocation(_ContextDependent):
     def __init__(self, address: int) -> None:
+        self._acquire()
         self.address = address
+        self.valid = True
 
     def __int__(self) -> int:
         return self.address
 
     def free(self) -> None:
-        GPU.require_context("cuMemFree")
-        del GPU.memory[self.address]  # a double free raises
+        if not self.valid:
+            raise LogicError("device_allocation::free failed: invalid resource handle")
+        self._in_context(lambda: GPU.memory.pop(self.address), "device")
+        self.valid = False
+
+    def __del__(self) -> None:
+        self._collected()
+
+
+class PagelockedHostAllocation(_ContextDependent, bytearray):
+    """The `base` of a page-locked array."""
+
+    def __init__(self, size: int) -> None:
+        bytearray.__init__(self, size)
+        self._acquire()
+        self.valid = True
+        GPU.pinned[id(self)] = self
+
+    def __del__(self) -> None:
+        self._collected()
+
+    def free(self) -> None:
+        if not self.valid:
+            raise LogicError("pagelocked_host_allocation::free failed: invalid resource handle")
+        self._in_context(lambda: GPU.pinned.pop(id(self)), "pinned")
+        self.valid = False
 
 
 _addresses = itertools.count(0x10000, 0x10000)
@@ -120,23 +326,38 @@ def mem_alloc(size: int) -> DeviceAllocation:
     GPU.require_context("cuMemAlloc")
     GPU.calls["mem_alloc"] += 1
     address = next(_addresses)
+    allocation = DeviceAllocation(address)
     GPU.memory[address] = bytearray(size)
-    return DeviceAllocation(address)
+    return allocation
 
 
-def pagelocked_empty(shape: Any, dtype: Any) -> np.ndarray:
+def pagelocked_empty(shape: Any, dtype: Any, order: str = "C", mem_flags: int = 0) -> np.ndarray:
+    GPU.require_context("cuMemHostAlloc")
     GPU.calls["pagelocked_empty"] += 1
-    return np.empty(shape, dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    dtype = np.dtype(dtype)
+    return np.ndarray(
+        shape, dtype, buffer=PagelockedHostAllocation(math.prod(shape) * dtype.itemsize)
+    )
 
 
-class Stream:
-    def __init__(self) -> None:
+class Stream(_ContextDependent):
+    def __init__(self, flags: int = 0) -> None:
         GPU.require_context("cuStreamCreate")
+        self._acquire()
+        self.valid = True
         self.handle = id(self)
         GPU.streams.add(self.handle)
 
     def synchronize(self) -> None:
         GPU.calls["synchronize"] += 1
+
+    def free(self) -> None:
+        self._in_context(lambda: GPU.streams.discard(self.handle), "stream")
+        self.valid = False
+
+    def __del__(self) -> None:
+        self._collected()
 
 
 def _device_bytes(address: int, size: int) -> memoryview:
@@ -170,14 +391,26 @@ class DataType(enum.Enum):
     INT64 = 8
 
 
+class DataType8(enum.Enum):
+    """TensorRT 8.6's DataType: no INT64 (added in TensorRT 10)."""
+
+    FLOAT = 0
+    HALF = 1
+    INT8 = 2
+    INT32 = 3
+    BOOL = 4
+    UINT8 = 5
+
+
+_ONNX_TYPES = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 2: "UINT8", 9: "BOOL"}
 _NUMPY = {
-    DataType.FLOAT: np.float32,
-    DataType.HALF: np.float16,
-    DataType.INT8: np.int8,
-    DataType.INT32: np.int32,
-    DataType.INT64: np.int64,
-    DataType.UINT8: np.uint8,
-    DataType.BOOL: np.bool_,
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "BOOL": np.bool_,
 }
 
 
@@ -193,8 +426,9 @@ class MemoryPoolType(enum.Enum):
 
 class BuilderFlag(enum.Enum):
     FP16 = 0
-    GPU_FALLBACK = 1
-    OBEY_PRECISION_CONSTRAINTS = 2
+    INT8 = 1
+    GPU_FALLBACK = 2
+    OBEY_PRECISION_CONSTRAINTS = 3
 
 
 class DeviceType(enum.Enum):
@@ -202,13 +436,26 @@ class DeviceType(enum.Enum):
     DLA = 1
 
 
+class NetworkDefinitionCreationFlag:
+    EXPLICIT_BATCH = 0
+
+
 class Logger:
+    """TensorRT's built-in logger: prints messages at or above its minimum severity."""
+
+    INTERNAL_ERROR = 0
     ERROR = 1
     WARNING = 2
     INFO = 3
+    VERBOSE = 4
 
-    def __init__(self, severity: int = WARNING) -> None:
-        self.severity = severity
+    def __init__(self, min_severity: int = WARNING) -> None:
+        self.min_severity = min_severity
+
+    def log(self, severity: int, message: str) -> None:
+        GPU.log.append(message)
+        if severity <= self.min_severity:
+            print(f"[TRT] [{'FEWIV'[severity]}] {message}", file=sys.stderr)
 
 
 class Dims(list[int]):
@@ -219,28 +466,34 @@ class Dims(list[int]):
 class ITensor:
     name: str
     shape: Dims
-    dtype: DataType
+    dtype: Any
 
 
 @dataclass
 class ILayer:
     name: str
     num_outputs: int
-    precision: DataType = DataType.FLOAT
-    output_types: dict[int, DataType] = field(default_factory=dict)
+    op: str  # the ONNX operator it came from (for DLA support)
+    precision: Any = None
+    output_types: dict[int, Any] = field(default_factory=dict)
 
-    def set_output_type(self, index: int, dtype: DataType) -> None:
+    def set_output_type(self, index: int, dtype: Any) -> None:
         self.output_types[index] = dtype
+
+
+def _data_type(name: str) -> Any:
+    return sys.modules["tensorrt"].DataType[name]  # type: ignore[attr-defined]
 
 
 def _tensor(value: onnx.ValueInfoProto) -> ITensor:
     kind = value.type.tensor_type
     shape = Dims(d.dim_value if d.HasField("dim_value") else -1 for d in kind.shape.dim)
-    return ITensor(value.name, shape, DataType[_ONNX_TYPES[kind.elem_type]])
+    return ITensor(value.name, shape, _data_type(_ONNX_TYPES[kind.elem_type]))
 
 
 class INetworkDefinition:
-    def __init__(self) -> None:
+    def __init__(self, implicit_batch: bool) -> None:
+        self.has_implicit_batch_dimension = implicit_batch
         self.inputs: list[ITensor] = []
         self.outputs: list[ITensor] = []
         self.layers: list[ILayer] = []
@@ -280,19 +533,53 @@ class ParserError:
         return self.message
 
 
+class ParserError8:
+    """TensorRT 8.6's ParserError: no node_name()."""
+
+    def __init__(self, error: ParserError) -> None:
+        self.node, self.node_operator, self.desc = error.node, error.node_operator, error.desc
+
+
+def _major() -> int:
+    return int(GPU.tensorrt_version.split(".")[0])
+
+
 class OnnxParser:
     """Parses with `onnx`; any node outside the default ONNX domain has no importer."""
 
     def __init__(self, network: INetworkDefinition, logger: Logger) -> None:
         self.network = network
-        self.errors: list[ParserError] = []
+        self.logger = logger
+        self.errors: list[Any] = []
+        self.suffix = itertools.count()  # ImporterContext's mSuffixCounter
 
     num_errors = property(lambda self: len(self.errors))
 
-    def get_error(self, index: int) -> ParserError:
-        return self.errors[index]
+    def get_error(self, index: int) -> Any:
+        error = self.errors[index]
+        return error if _major() >= 10 else ParserError8(error)
+
+    def _register(self, base: str, op: str, outputs: int, taken: set[str]) -> None:
+        name = base
+        while name in taken:
+            name = f"{base}_{next(self.suffix)}"
+        taken.add(name)
+        self.logger.log(Logger.VERBOSE, f"Registering layer: {name} for ONNX node: {base}")
+        self.network.layers.append(ILayer(name, outputs, op))
 
     def parse_from_file(self, path: str) -> bool:
+        if self.network.has_implicit_batch_dimension:
+            self.errors.append(
+                ParserError(
+                    -1,
+                    "",
+                    "",
+                    "Assertion failed: !_importer_ctx.network()->hasImplicitBatchDimension() && "
+                    '"This version of the ONNX parser only supports TensorRT '
+                    'INetworkDefinitions with an explicit batch dimension."',
+                )
+            )
+            return False
         model = onnx.load(path)
         graph = model.graph
         for index, node in enumerate(graph.node):
@@ -302,9 +589,15 @@ class OnnxParser:
         initializers = {i.name for i in graph.initializer}
         self.network.inputs = [_tensor(v) for v in graph.input if v.name not in initializers]
         self.network.outputs = [_tensor(v) for v in graph.output]
-        self.network.layers = [
-            ILayer(node.name or f"node_{i}", len(node.output)) for i, node in enumerate(graph.node)
-        ]
+        taken: set[str] = set()
+        for node in graph.node:
+            if node.op_type == "Constant":
+                continue  # weights, not a layer
+            base = node.name or f"node_of_{node.output[0]}"
+            self._register(base, node.op_type, len(node.output), taken)
+            if node.op_type == "Gemm" and len(node.input) > 2:  # the bias add, not registered
+                unnamed = f"(Unnamed Layer* {len(self.network.layers)}) [ElementWise]"
+                self.network.layers.append(ILayer(unnamed, 1, "ElementWise"))
         self.network.model = model.SerializeToString()
         return not self.errors
 
@@ -313,7 +606,7 @@ class IOptimizationProfile:
     def __init__(self) -> None:
         self.shapes: dict[str, list[list[int]]] = {}
 
-    def set_shape(self, name: str, low: Dims, opt: Dims, high: Dims) -> None:
+    def set_shape(self, name: str, low: Any, opt: Any, high: Any) -> None:
         for a, b in ((low, opt), (opt, high)):
             if len(a) != len(b) or any(x > y for x, y in zip(a, b, strict=True)):
                 raise ValueError(f"profile of '{name}' needs min <= opt <= max")
@@ -321,20 +614,23 @@ class IOptimizationProfile:
 
 
 class ITimingCache:
-    def __init__(self, builds: int) -> None:
+    def __init__(self, builds: int, device: list[Any]) -> None:
         self.builds = builds
+        self.device = device
 
     def serialize(self) -> bytes:
-        return CACHE_MAGIC + json.dumps({"builds": self.builds}).encode()
+        return CACHE_MAGIC + json.dumps({"builds": self.builds, "device": self.device}).encode()
 
 
 class IBuilderConfig:
-    def __init__(self) -> None:
+    def __init__(self, logger: Logger) -> None:
+        self.logger = logger
         self.flags: set[BuilderFlag] = set()
         self.pools: dict[MemoryPoolType, int] = {}
         self.profiles: list[IOptimizationProfile] = []
         self.default_device_type = DeviceType.GPU
         self.DLA_core = -1
+        self.devices: dict[str, DeviceType] = {}
         self.cache: ITimingCache | None = None
 
     def set_flag(self, flag: BuilderFlag) -> None:
@@ -347,14 +643,34 @@ class IBuilderConfig:
         self.profiles.append(profile)
         return len(self.profiles) - 1
 
-    def create_timing_cache(self, data: bytes) -> ITimingCache:
+    def set_device_type(self, layer: ILayer, device: DeviceType) -> None:
+        self.devices[layer.name] = device
+
+    def get_device_type(self, layer: ILayer) -> DeviceType:
+        return self.devices.get(layer.name, self.default_device_type)
+
+    def can_run_on_DLA(self, layer: ILayer) -> bool:
+        """DLA's general rules: FP16/INT8, static shapes, a supported layer type."""
+        static = all(low == high for p in self.profiles for low, _, high in p.shapes.values())
+        precision = bool({BuilderFlag.FP16, BuilderFlag.INT8} & self.flags)
+        return GPU.dla_cores > 0 and precision and static and layer.op in DLA_OPS
+
+    def create_timing_cache(self, data: bytes) -> ITimingCache | None:
         if not data:
-            return ITimingCache(0)
-        if not data.startswith(CACHE_MAGIC):
-            raise RuntimeError("invalid timing cache")
-        return ITimingCache(json.loads(data[len(CACHE_MAGIC) :])["builds"])
+            return ITimingCache(0, GPU.device_key())
+        try:
+            if not data.startswith(CACHE_MAGIC):
+                raise ValueError("magic tag does not match")
+            record = json.loads(data[len(CACHE_MAGIC) :])
+            return ITimingCache(record["builds"], record["device"])
+        except (ValueError, KeyError):
+            self.logger.log(Logger.ERROR, "Serialization assertion failed: invalid timing cache")
+            return None
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
+        if cache.device != GPU.device_key() and not ignore_mismatch:
+            self.logger.log(Logger.ERROR, "timing cache was created on another device")
+            return False
         self.cache = cache
         return True
 
@@ -364,13 +680,15 @@ class IBuilderConfig:
 
 class Builder:
     def __init__(self, logger: Logger) -> None:
+        self.logger = logger
         self.num_DLA_cores = GPU.dla_cores
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
-        return INetworkDefinition()
+        explicit = _major() >= 10 or bool(flags & 1 << NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        return INetworkDefinition(implicit_batch=not explicit)
 
     def create_builder_config(self) -> IBuilderConfig:
-        return IBuilderConfig()
+        return IBuilderConfig(self.logger)
 
     def create_optimization_profile(self) -> IOptimizationProfile:
         return IOptimizationProfile()
@@ -378,21 +696,32 @@ class Builder:
     def build_serialized_network(
         self, network: INetworkDefinition, config: IBuilderConfig
     ) -> bytes | None:
-        """The plan: header (builder, GPU, profile, flags) and the ONNX model; None on error."""
+        """The plan: header (builder, GPU, profile, flags, layer placement) and the ONNX model;
+        None on error."""
         GPU.calls["build"] += 1
         dynamic = [t.name for t in network.inputs if -1 in t.shape]
         profile = config.profiles[0].shapes if config.profiles else {}
         if set(dynamic) - set(profile) or MemoryPoolType.WORKSPACE not in config.pools:
             return None  # TensorRT: "Network has dynamic inputs, but no optimization profile"
+        layers = []
+        for layer in network.layers:
+            device = config.get_device_type(layer)
+            if device is DeviceType.DLA and not config.can_run_on_DLA(layer):
+                if BuilderFlag.GPU_FALLBACK not in config.flags:
+                    self.logger.log(Logger.ERROR, f"{layer.name} cannot run on DLA")
+                    return None
+                device = DeviceType.GPU  # silently, as the docs say
+            layers.append([layer.name, device.name])
         if config.cache is not None:
             config.cache.builds += 1
         header = {
             "tensorrt": GPU.tensorrt_version,
-            "gpu": [GPU.gpu, list(GPU.compute_capability)],
+            "gpu": GPU.device_key(),
             "profile": profile,
             "flags": sorted(f.name for f in config.flags),
             "dla_core": config.DLA_core if config.default_device_type is DeviceType.DLA else None,
             "fp32_layers": [layer.name for layer in network.layers if layer.output_types],
+            "layers": layers,
         }
         blob = json.dumps(header).encode()
         return PLAN_MAGIC + len(blob).to_bytes(4, "little") + blob + network.model
@@ -422,7 +751,7 @@ class ICudaEngine:
     def get_tensor_shape(self, name: str) -> Dims:
         return Dims(self.tensors[name][1].shape)
 
-    def get_tensor_dtype(self, name: str) -> DataType:
+    def get_tensor_dtype(self, name: str) -> Any:
         return self.tensors[name][1].dtype
 
     def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[Dims]:
@@ -445,6 +774,7 @@ class IExecutionContext:
             if mode is TensorIOMode.INPUT
         }
         self.addresses: dict[str, int] = {}
+        self.output_shapes: dict[tuple[Any, ...], dict[str, list[int]]] = {}
 
     def set_input_shape(self, name: str, shape: Any) -> bool:
         """False (TensorRT logs an error) for a shape outside the profile."""
@@ -461,15 +791,21 @@ class IExecutionContext:
         if any(-1 in shape for shape in self.shapes.values()):
             raise RuntimeError("an input shape has not been set")
         return {
-            name: np.zeros(shape, _NUMPY[self.engine.get_tensor_dtype(name)])
+            name: np.zeros(shape, _NUMPY[self.engine.get_tensor_dtype(name).name])
             for name, shape in self.shapes.items()
         }
 
     def get_tensor_shape(self, name: str) -> Dims:
         if name in self.shapes:
             return Dims(self.shapes[name])
-        (value,) = self.engine.session.run([name], self._zeros())  # shape inference, the slow way
-        return Dims(value.shape)
+        key = tuple(sorted((n, tuple(s)) for n, s in self.shapes.items()))
+        if key not in self.output_shapes:  # shape inference, the slow way
+            names = [
+                n for n, (mode, _) in self.engine.tensors.items() if mode is TensorIOMode.OUTPUT
+            ]
+            values = self.engine.session.run(names, self._zeros())
+            self.output_shapes[key] = {n: list(v.shape) for n, v in zip(names, values, strict=True)}
+        return Dims(self.output_shapes[key][name])
 
     def set_tensor_address(self, name: str, address: int) -> bool:
         if name not in self.engine.tensors:
@@ -482,6 +818,7 @@ class IExecutionContext:
         if stream_handle not in GPU.streams or set(self.addresses) != set(self.engine.tensors):
             return False
         GPU.calls["execute"] += 1
+        GPU.calls[f"batch_{next(iter(self.shapes.values()))[0]}"] += 1
         feeds = {}
         for name, array in self._zeros().items():
             raw = _device_bytes(self.addresses[name], array.nbytes)
@@ -494,18 +831,28 @@ class IExecutionContext:
 
 class Runtime:
     def __init__(self, logger: Logger) -> None:
+        self.logger = logger
         self.DLA_core = -1
+        self.num_DLA_cores = GPU.dla_cores
 
     def deserialize_cuda_engine(self, plan: bytes) -> ICudaEngine | None:
-        """None, as TensorRT, for a plan of another TensorRT version or GPU, or not a plan."""
+        """None for a plan of another TensorRT version or GPU architecture, or not a plan."""
         GPU.require_context("deserializeCudaEngine")
         if not plan.startswith(PLAN_MAGIC):
             return None
         start = len(PLAN_MAGIC)
         size = int.from_bytes(plan[start : start + 4], "little")
         header = json.loads(plan[start + 4 : start + 4 + size])
-        built_for = (header["tensorrt"], header["gpu"])
-        if built_for != (GPU.tensorrt_version, [GPU.gpu, list(GPU.compute_capability)]):
+        _, capability, _ = header["gpu"]
+        if (header["tensorrt"], capability) != (GPU.tensorrt_version, list(GPU.compute_capability)):
+            return None
+        if header["gpu"] != GPU.device_key():
+            self.logger.log(
+                Logger.WARNING,
+                "Using an engine plan file across different models of devices is not "
+                "recommended and is likely to affect performance or even cause errors.",
+            )
+        if header["dla_core"] is not None and not 0 <= self.DLA_core < GPU.dla_cores:
             return None
         if header["dla_core"] is not None and header["dla_core"] != self.DLA_core:
             return None
@@ -516,7 +863,7 @@ class Runtime:
 
 
 def plan_header(engine: Path) -> dict[str, Any]:
-    """What the fake builder recorded in an engine file (flags, profile, DLA core...)."""
+    """What the fake builder recorded in an engine file (flags, profile, DLA core, layers...)."""
     plan = engine.read_bytes()
     plan = plan[plan.index(PLAN_MAGIC) + len(PLAN_MAGIC) :]
     header: dict[str, Any] = json.loads(plan[4 : 4 + int.from_bytes(plan[:4], "little")])
@@ -534,28 +881,33 @@ def install(monkeypatch: pytest.MonkeyPatch, **gpu: Any) -> FakeGpu:
 
     Args:
         monkeypatch: the test's monkeypatch, which removes them afterwards.
-        gpu: FakeGpu fields (tensorrt_version, gpu, compute_capability, dla_cores).
+        gpu: FakeGpu fields (tensorrt_version, gpu, compute_capability, multiprocessors,
+            memory_bytes, dla_cores). A tensorrt_version below 10 gives TensorRT 8.6's API.
 
     Returns:
         The fake machine; `switch()` changes its TensorRT version or GPU mid-test.
     """
     global GPU
     GPU = FakeGpu()
+    for key, value in gpu.items():
+        setattr(GPU, key, value)
     names = [
-        "DataType", "TensorIOMode", "MemoryPoolType", "BuilderFlag", "DeviceType", "Logger",
-        "Dims", "Builder", "OnnxParser", "Runtime",
+        "TensorIOMode", "MemoryPoolType", "BuilderFlag", "DeviceType", "Logger", "Dims",
+        "Builder", "OnnxParser", "Runtime", "NetworkDefinitionCreationFlag",
     ]  # fmt: skip
     this = sys.modules[__name__].__dict__
-    tensorrt = _module("tensorrt", {n: this[n] for n in names} | {"__version__": "?"})
+    members = {n: this[n] for n in names}
+    members["DataType"] = DataType if _major() >= 10 else DataType8
+    tensorrt = _module("tensorrt", members | {"__version__": GPU.tensorrt_version})
     driver_names = [
-        "init", "Context", "Device", "DeviceAllocation", "Stream", "mem_alloc",
-        "pagelocked_empty", "memcpy_htod_async", "memcpy_dtoh_async",
+        "init", "Context", "Device", "DeviceAllocation", "Stream", "mem_alloc", "LogicError",
+        "pagelocked_empty", "memcpy_htod_async", "memcpy_dtoh_async", "device_attribute",
+        "PagelockedHostAllocation",
     ]  # fmt: skip
     driver = _module("pycuda.driver", {n: this[n] for n in driver_names})
     pycuda = _module("pycuda", {"driver": driver})
     for name, module in (("tensorrt", tensorrt), ("pycuda", pycuda), ("pycuda.driver", driver)):
         monkeypatch.setitem(sys.modules, name, module)
-    switch(**gpu)
     return GPU
 
 

@@ -40,6 +40,9 @@ BATCHES = {spec.name: spec.batch for spec in MODELS}
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> fake_tensorrt.FakeGpu:
     monkeypatch.setattr("edge.paths.CACHE", tmp_path / "cache")
+    # One primary context per fake machine; no device tree here unless a test writes one.
+    monkeypatch.setattr("edge.engines.tensorrt._PRIMARY", None, raising=False)
+    monkeypatch.setattr("edge.engines.tensorrt.BOARD_MODEL", tmp_path / "model", raising=False)
     return fake_tensorrt.install(monkeypatch)
 
 
@@ -51,7 +54,8 @@ def build(onnx: Path, folder: Path, name: str, **options: object) -> Path:
     local.write_bytes(onnx.read_bytes())
     engine = local.with_suffix(".engine")
     target = current_target()
-    settings = BuildOptions(batch=BATCHES.get(name, (1, 4, 8)), **options)  # type: ignore[arg-type]
+    options.setdefault("batch", BATCHES.get(name, (1, 4, 8)))
+    settings = BuildOptions(**options)  # type: ignore[arg-type]
     build_engine_file(local, engine, settings, timing_cache_path(target), target)
     return engine
 
@@ -109,7 +113,8 @@ def test_embedder_dynamic_batch_matches_onnx_runtime(
 ) -> None:
     engine = build(reid_onnx, tmp_path, "reid")
     ort_engine, trt_engine = both(reid_onnx, engine)
-    allocations = gpu.calls["mem_alloc"]
+    assert (trt_engine.min_batch, trt_engine.max_batch) == (1, 32)
+    assert gpu.allocated() == 8 * (3 * 224 * 224 + 1280) * 4, "buffers for the profile's opt"
     crops = sample_crops(data_file("vtest.avi"), count=32)
     # Largest first, then smaller: a stale tail of the reused buffers would show up.
     for count in (32, 5, 1):
@@ -117,10 +122,60 @@ def test_embedder_dynamic_batch_matches_onnx_runtime(
         want = Embedder(ort_engine).embed_crops(crops[:count])
         assert got.shape == want.shape == (count, 1280)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert gpu.calls["mem_alloc"] == allocations, "buffers must be allocated once, at open"
+        if count == 32:
+            allocations = gpu.calls["mem_alloc"]
+    assert gpu.calls["mem_alloc"] == allocations, "grown once for 32 crops, then reused"
+    assert gpu.allocated() == 32 * (3 * 224 * 224 + 1280) * 4
     assert gpu.calls["execute"] == 3
     trt_engine.close()
     assert not gpu.memory, "close frees every device buffer"
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray((a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1))
+
+
+def test_reid_splits_a_crowded_frame_by_the_engines_batch_limit(
+    gpu: fake_tensorrt.FakeGpu, reid_onnx: Path, tmp_path: Path
+) -> None:
+    """100 detections (detector.max_detections) against a profile of 1 to 32 crops: the engine
+    refuses a batch of 100, so the embedder sends 32, 32, 32 and 4."""
+    crops = sample_crops(data_file("vtest.avi"), count=100)
+    with open_engine(reid_onnx, "onnxruntime") as ort_engine:
+        want = Embedder(ort_engine).embed_crops(crops)
+    with open_engine(build(reid_onnx, tmp_path, "reid")) as engine:
+        with pytest.raises(EdgeError, match=r"shape \(100, 3, 224, 224\) is outside"):
+            engine.run({"crops": np.zeros((100, 3, 224, 224), np.float32)})
+        got = Embedder(engine).embed_crops(crops)
+    assert got.shape == (100, 1280)
+    assert cosine(got, want).min() >= 0.9999
+    assert (gpu.calls["batch_32"], gpu.calls["batch_4"], gpu.calls["execute"]) == (3, 1, 4)
+
+
+def test_reid_engine_built_for_max_detections_takes_them_in_one_call(
+    gpu: fake_tensorrt.FakeGpu, reid_onnx: Path, tmp_path: Path
+) -> None:
+    from edge.engines.build import reid_batch
+
+    crops = sample_crops(data_file("vtest.avi"), count=100)
+    with open_engine(build(reid_onnx, tmp_path, "reid", batch=reid_batch(100))) as engine:
+        assert engine.max_batch == 100
+        assert Embedder(engine).embed_crops(crops).shape == (100, 1280)
+    assert (gpu.calls["batch_100"], gpu.calls["execute"]) == (1, 1)
+
+
+def test_fixed_batch_engine_gets_padded_batches(
+    gpu: fake_tensorrt.FakeGpu, reid_onnx: Path, tmp_path: Path
+) -> None:
+    """A DLA engine needs a fixed batch: 5 crops go as 4 and 1 padded to 4."""
+    crops = sample_crops(data_file("vtest.avi"), count=5)
+    with open_engine(reid_onnx, "onnxruntime") as ort_engine:
+        want = Embedder(ort_engine).embed_crops(crops)
+    with open_engine(build(reid_onnx, tmp_path, "reid", batch=(4, 4, 4))) as engine:
+        assert (engine.min_batch, engine.max_batch) == (4, 4)
+        got = Embedder(engine).embed_crops(crops)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert (gpu.calls["batch_4"], gpu.calls["execute"]) == (2, 2)
 
 
 def test_shape_outside_profile_is_refused(gpu: fake_tensorrt.FakeGpu, tmp_path: Path) -> None:
@@ -163,7 +218,8 @@ def test_foreign_engine_without_sidecar_fails_deserializing_with_the_fix(
         EdgeError, match=r"TensorRT 10\.7\.0 on .* cannot deserialize scale\.engine.*`make engines`"
     ):
         open_engine(engine)
-    assert gpu.calls["detach"] == gpu.calls["retain"] == 1, "the CUDA context is released"
+    assert (gpu.memory, gpu.pinned, gpu.streams) == ({}, {}, set()), "what was made is freed"
+    assert (gpu.stack(), gpu.driver()) == ([], []), "no context left pushed"
 
 
 def test_ultralytics_engine_header_is_read_and_stripped(
@@ -250,3 +306,92 @@ def test_engine_runs_on_another_thread(gpu: fake_tensorrt.FakeGpu, tmp_path: Pat
     np.testing.assert_array_equal(results[0], np.full((2, 3), 2, np.float32))
     engine.close()
     engine.close()  # twice is harmless
+
+
+def test_close_frees_everything_inside_the_context_on_any_thread(
+    gpu: fake_tensorrt.FakeGpu, tmp_path: Path
+) -> None:
+    """pycuda frees page-locked and device memory only where their context is current or can
+    be pushed, which it refuses on a thread other than the one that retained it; and releasing a
+    primary context that is not current leaves it pushed (same thread) or does nothing (other
+    thread). Engines share one retained primary context and free everything while it is current."""
+    path = build(scale_model(tmp_path / "m.onnx", ["batch", 3]), tmp_path, "m")
+    first = open_engine(path)
+    left_on_worker: list[object] = []
+
+    def worker() -> None:
+        first.run({"x": np.ones((2, 3), np.float32)})
+        first.close()
+        left_on_worker.extend([*gpu.stack(), *gpu.driver()])
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert left_on_worker == [], "no context left pushed on the worker"
+    assert not gpu.pinned, "page-locked host buffers freed"
+    assert not gpu.leaks, f"pycuda skipped clean-ups: {dict(gpu.leaks)}"
+    second, third = open_engine(path), open_engine(path)
+    second.run({"x": np.ones((3, 3), np.float32)})
+    second.close()
+    third.close()
+    assert not gpu.memory, "device buffers freed"
+    assert not gpu.pinned, "page-locked host buffers freed"
+    assert not gpu.streams, "streams destroyed"
+    assert not gpu.leaks, f"pycuda skipped clean-ups: {dict(gpu.leaks)}"
+    assert (gpu.stack(), gpu.driver()) == ([], []), "no context left pushed on this thread"
+    assert gpu.primary_retains == 1, "one for all engines, kept like pycuda.autoprimaryctx"
+    from edge.engines.tensorrt import release_primary_context
+
+    release_primary_context()  # what runs at exit
+    assert (gpu.primary_retains, gpu.calls["release"]) == (0, 1)
+    release_primary_context()
+    assert gpu.calls["release"] == 1
+
+
+def test_buffers_follow_the_shapes_used_not_the_profile_maximum(
+    gpu: fake_tensorrt.FakeGpu, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ultralytics exports a dynamic-size engine with max = imgsz × workspace (2560 px for 640
+    and 4 GiB; 1280 here): buffers for the max would be most of an 8 GB Orin Nano's memory."""
+    onnx = scale_model(tmp_path / "yolo.onnx", [1, 3, "height", "width"])
+    logger = fake_tensorrt.Logger()
+    builder = fake_tensorrt.Builder(logger)
+    network = builder.create_network(0)
+    assert fake_tensorrt.OnnxParser(network, logger).parse_from_file(str(onnx))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(fake_tensorrt.MemoryPoolType.WORKSPACE, 2 << 30)
+    profile = builder.create_optimization_profile()  # as ultralytics' exporter sets it
+    profile.set_shape("x", (1, 3, 32, 32), (1, 3, 640, 640), (1, 3, 1280, 1280))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    assert plan is not None
+    header = json.dumps({"imgsz": [640, 640], "names": {"0": "person"}}).encode()
+    engine_file = tmp_path / "yolo.engine"
+    engine_file.write_bytes(len(header).to_bytes(4, "little") + header + plan)
+
+    image = 3 * 4  # bytes per pixel of x (and of y)
+    with caplog.at_level(logging.INFO), open_engine(engine_file) as engine:
+        assert gpu.allocated() == 2 * 640 * 640 * image, "input and output at opt"
+        x = np.random.default_rng(0).random((1, 3, 960, 960), np.float32)
+        np.testing.assert_array_equal(engine.run({"x": x})["y"], x * 2)
+        assert gpu.allocated() == 2 * 960 * 960 * image, "grown to the shape used"
+        allocations = gpu.calls["mem_alloc"]
+        small = x[:, :, :320, :480].copy()
+        np.testing.assert_array_equal(engine.run({"x": small})["y"], small * 2)
+        assert gpu.calls["mem_alloc"] == allocations, "smaller shapes reuse the buffers"
+    assert "buffers of 'x' grow to (1, 3, 960, 960)" in caplog.text
+    assert (gpu.memory, gpu.pinned) == ({}, {})
+
+
+def test_tensorrt_8_falls_back_to_onnx_runtime_with_auto(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("edge.engines.tensorrt._PRIMARY", None, raising=False)
+    onnx = scale_model(tmp_path / "scale.onnx", ["batch", 3])
+    (tmp_path / "scale.engine").write_bytes(b"built elsewhere")
+    fake_tensorrt.install(monkeypatch, tensorrt_version="8.6.2")
+    with caplog.at_level(logging.WARNING), open_engine(onnx) as engine:
+        assert not isinstance(engine, TensorRTEngine)
+    assert "TensorRT 8.6.2 is too old: this needs TensorRT 10 or newer: JetPack 6.1+" in caplog.text
+    with pytest.raises(EdgeError, match=r"TensorRT 10 or newer: JetPack 6\.1\+$"):
+        open_engine(onnx, "tensorrt")

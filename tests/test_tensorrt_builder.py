@@ -7,7 +7,9 @@ reports failures. It cannot show that TensorRT builds these models: only a Jetso
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +34,9 @@ reid_onnx = detect_models.reid_onnx
 @pytest.fixture
 def gpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> fake_tensorrt.FakeGpu:
     monkeypatch.setattr("edge.paths.CACHE", tmp_path / "cache")
+    # One primary context per fake machine; no device tree here unless a test writes one.
+    monkeypatch.setattr("edge.engines.tensorrt._PRIMARY", None, raising=False)
+    monkeypatch.setattr("edge.engines.tensorrt.BOARD_MODEL", tmp_path / "model", raising=False)
     return fake_tensorrt.install(monkeypatch)
 
 
@@ -61,7 +66,9 @@ def test_builds_all_three_with_sidecars_then_skips_them(
     )
     reid = read_sidecar(models / "reid_mobilenetv2.engine")
     assert reid is not None
-    assert reid.target.describe() == "TensorRT 10.3.0 on Orin (fake) (compute capability 8.7)"
+    assert reid.target.describe() == (
+        "TensorRT 10.3.0 on Orin (fake) (compute capability 8.7, 16 SMs, 61 GiB)"
+    )
     assert (reid.precision, reid.flags["workspace_mib"], reid.flags["batch"]) == (
         "fp16",
         1024,
@@ -89,7 +96,12 @@ def test_builds_all_three_with_sidecars_then_skips_them(
     [
         ("onnx", "colorizer.onnx changed", 1),
         ("tensorrt", "it was built by TensorRT 10.3.0, but this is TensorRT 10.7.0", 3),
-        ("gpu", "it was built for Orin (fake) (compute capability 8.7)", 3),
+        (
+            "gpu",
+            "it was built for Orin (fake) (compute capability 8.7, 16 SMs, 61 GiB), but this GPU "
+            "is RTX 4090",
+            3,
+        ),
         ("options", "build options changed", 3),
         ("sidecar", "not a valid engine sidecar", 1),
         ("force", "--force", 3),
@@ -111,6 +123,8 @@ def test_stale_or_foreign_engines_are_rebuilt(
         fake_tensorrt.switch(tensorrt_version="10.7.0")
     elif change == "gpu":
         fake_tensorrt.switch(gpu="RTX 4090", compute_capability=(8, 9))
+    elif change == "module":  # an Orin Nano 8 GB: same name and compute capability as the AGX
+        fake_tensorrt.switch(multiprocessors=8, memory_bytes=int(7.4 * 2**30), dla_cores=0)
     elif change == "options":
         options = BuildOptions(workspace_mib=512)
     elif change == "sidecar":
@@ -129,7 +143,7 @@ def test_timing_cache_persists_between_builds(gpu: fake_tensorrt.FakeGpu, models
     build_all(models, BuildOptions(), only=("colorizer",))
     build_all(models, BuildOptions(), only=("colorizer",), force=True)
     (cache,) = (models.parent / "cache").glob("*.timing")
-    assert cache.name == "tensorrt-10.3.0-sm8.7.timing"
+    assert cache.name == "tensorrt-10.3.0-sm8.7-16mp-61gib.timing"
     assert b'"builds": 2' in cache.read_bytes(), "the second build started from the first's cache"
 
 
@@ -159,20 +173,24 @@ def test_parser_errors_name_node_and_message(gpu: fake_tensorrt.FakeGpu, tmp_pat
     assert not list(folder.glob("*.engine*")), "nothing half-written"
 
 
-def build_engine(folder: Path, **options: object) -> Path:
-    build_all(folder, BuildOptions(**options), only=("colorizer",))  # type: ignore[arg-type]
+def build_engine(folder: Path, force: bool = False, **options: object) -> Path:
+    settings = BuildOptions(**options)  # type: ignore[arg-type]
+    build_all(folder, settings, only=("colorizer",), force=force)
     return folder / "colorizer.engine"
 
 
 def test_dla_core_with_gpu_fallback(gpu: fake_tensorrt.FakeGpu, models: Path) -> None:
-    engine = build_engine(models, dla_core=1)
+    build_all(
+        models, BuildOptions(dla_core=1), only=("colorizer",), batches={"colorizer": (1, 1, 1)}
+    )
+    engine = models / "colorizer.engine"
     header = fake_tensorrt.plan_header(engine)
     assert (header["dla_core"], header["flags"]) == (1, ["FP16", "GPU_FALLBACK"])
     with open_engine(engine) as opened:  # the runtime must pick the same DLA core
         gray = np.full((1, 128, 128, 1), 0.5, np.float32)
         assert opened.run({"lightness": gray})["chroma"].shape == (1, 128, 128, 2)
     with pytest.raises(EdgeError, match="DLA core 2 does not exist: this device has 2 DLA cores"):
-        build_engine(models, dla_core=2)
+        build_all(models, BuildOptions(dla_core=2), batches={"colorizer": (1, 1, 1)})
 
 
 def test_named_layers_stay_fp32(gpu: fake_tensorrt.FakeGpu, models: Path) -> None:
@@ -183,7 +201,7 @@ def test_named_layers_stay_fp32(gpu: fake_tensorrt.FakeGpu, models: Path) -> Non
     header = fake_tensorrt.plan_header(build_engine(models, fp32_layers=("layer_1",)))
     assert header["fp32_layers"] == ["layer_1"]
     assert header["flags"] == ["FP16", "OBEY_PRECISION_CONSTRAINTS"]
-    with pytest.raises(EdgeError, match="no layer named conv_99 in the network"):
+    with pytest.raises(EdgeError, match="no layer named conv_99 in colorizer's network"):
         build_engine(models, fp32_layers=("conv_99",))
 
 
@@ -234,3 +252,317 @@ def test_profile_shapes(shape: tuple, metadata: dict, expected: tuple) -> None:
 def test_profile_needs_a_size_for_other_dynamic_axes() -> None:
     with pytest.raises(EdgeError, match=r"input 'x' \(1, -1\) has dynamic axis 1 and no size"):
         profile_shapes("x", (1, -1), (1, 8, 32), {})
+
+
+# ------------------------------------------------------------------ ReID profile and max detections
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("", [1, 8, 100]),  # the config's default detector.max_detections
+        ("[detector]\nmax_detections = 150\n", [1, 8, 150]),
+        ("[detector]\nmax_detections = 10\n", [1, 8, 32]),  # never below 32
+        ("[detector]\nmax_detections = 5000\n", [1, 8, 256]),  # the embedder splits the rest
+    ],
+)
+def test_reid_profile_covers_the_configured_max_detections(
+    gpu: fake_tensorrt.FakeGpu, models: Path, tmp_path: Path, config: str, expected: list[int]
+) -> None:
+    argv = ["engines", "--models", str(models), "--only", "reid"]
+    if config:
+        (tmp_path / "edge.toml").write_text(config)
+        argv += ["--config", str(tmp_path / "edge.toml")]
+    assert main("edge", "", [engines.register], argv) == 0
+    header = fake_tensorrt.plan_header(models / "reid_mobilenetv2.engine")
+    assert [shape[0] for shape in header["profile"]["crops"]] == expected
+
+
+# ------------------------------------------------------------------------------ TensorRT versions
+
+
+def test_tensorrt_8_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, models: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """JetPack 6.0's TensorRT 8.6 (no DataType.INT64, no ParserError.node_name, implicit batch
+    from create_network(0)) is refused where TensorRT is imported, not deep in a build."""
+    monkeypatch.setattr("edge.paths.CACHE", tmp_path / "cache")
+    monkeypatch.setattr("edge.engines.tensorrt._PRIMARY", None, raising=False)
+    fake_tensorrt.install(monkeypatch, tensorrt_version="8.6.2")
+    with pytest.raises(
+        EdgeError, match=r"^TensorRT 8\.6\.2 is too old: .*TensorRT 10 or newer: Jet"
+    ):
+        build_all(models, BuildOptions(), only=("colorizer",))
+    assert main("edge", "", [engines.register], ["engines", "--models", str(models)]) == 2
+    error = capsys.readouterr().err
+    assert "TensorRT 10 or newer: JetPack 6.1+" in error
+    assert error.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------------------- DLA
+
+
+def placed_on_dla(engine: Path) -> int:
+    return sum(device == "DLA" for _, device in fake_tensorrt.plan_header(engine)["layers"])
+
+
+def test_dla_is_refused_with_fp32(
+    gpu: fake_tensorrt.FakeGpu, models: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(EdgeError, match="DLA runs FP16 or INT8 layers only"):
+        build_all(models, BuildOptions(fp16=False, dla_core=0), only=("detector",))
+    argv = ["engines", "--models", str(models), "--dla", "0", "--fp32"]
+    assert main("edge", "", [engines.register], argv) == 2
+    assert "drop --fp32 or --dla" in capsys.readouterr().err
+    assert gpu.calls["build"] == 0
+
+
+def test_dla_builds_only_static_models_and_records_what_runs_there(
+    gpu: fake_tensorrt.FakeGpu, models: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With GPU fallback a dynamic-batch model would land entirely on the GPU while its sidecar
+    said dla_core: such models are built for the GPU, with a warning that says how to get DLA."""
+    with caplog.at_level(logging.INFO):
+        build_all(models, BuildOptions(dla_core=1))
+    for name, onnx_file in (("colorizer", "colorizer"), ("reid", "reid_mobilenetv2")):
+        engine = models / f"{onnx_file}.engine"
+        sidecar = read_sidecar(engine)
+        assert sidecar is not None
+        assert sidecar.flags["dla_core"] is None, name
+        assert placed_on_dla(engine) == 0
+        assert f"DLA needs static shapes, but {name} serves batches" in caplog.text
+    assert "--batch colorizer:1,1,1" in caplog.text
+    detector = read_sidecar(models / "yolov8_detector.engine")  # static 1×3×640×640
+    assert detector is not None
+    assert detector.flags["dla_core"] == 1
+    on_dla = placed_on_dla(models / "yolov8_detector.engine")
+    assert 0 < on_dla < detector.placement["layers"]  # e.g. its reshapes stay on the GPU
+    assert detector.placement["dla_layers"] == on_dla
+
+    build_all(
+        models, BuildOptions(dla_core=1), only=("colorizer",), batches={"colorizer": (2,) * 3}
+    )
+    colorizer = read_sidecar(models / "colorizer.engine")
+    assert colorizer is not None
+    assert colorizer.flags["dla_core"] == 1
+    assert colorizer.placement == {"layers": 3, "dla_layers": 1}  # the Conv; not the Transposes
+    assert placed_on_dla(models / "colorizer.engine") == 1
+
+
+def test_dla_needs_a_static_profile_even_when_built_directly(
+    gpu: fake_tensorrt.FakeGpu, models: Path
+) -> None:
+    from edge.engines.build import build_engine_file, timing_cache_path
+    from edge.engines.tensorrt import current_target
+
+    target = current_target()
+    options = BuildOptions(dla_core=0, batch=(1, 1, 4))
+    with pytest.raises(EdgeError, match=r"DLA needs static shapes, but input 'lightness' spans"):
+        build_engine_file(
+            models / "colorizer.onnx", models / "c.engine", options, timing_cache_path(target),
+            target,
+        )  # fmt: skip
+
+
+# ------------------------------------------------------------------- the device and its identity
+
+
+def test_engines_are_rebuilt_for_another_orin_module(
+    gpu: fake_tensorrt.FakeGpu, models: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    board = tmp_path / "model"
+    board.write_bytes(b"NVIDIA Jetson AGX Orin Developer Kit\x00")
+    build_all(models, BuildOptions(), only=("colorizer",))
+    agx = read_sidecar(models / "colorizer.engine")
+    assert agx is not None
+    assert agx.target.board == "NVIDIA Jetson AGX Orin Developer Kit"
+    assert (agx.target.multiprocessors, agx.target.memory_gib, agx.target.dla_cores) == (16, 61, 2)
+    board.write_bytes(b"NVIDIA Jetson Orin Nano Developer Kit\x00")
+    fake_tensorrt.switch(multiprocessors=8, memory_bytes=int(7.4 * 2**30), dla_cores=0)
+    with pytest.raises(EdgeError, match=r"was built for Orin \(fake\) \(.*AGX Orin.*\), but this "):
+        open_engine(models / "colorizer.onnx", "tensorrt")
+    with caplog.at_level(logging.INFO):
+        build_all(models, BuildOptions(), only=("colorizer",))
+    assert (
+        "but this GPU is Orin (fake) (compute capability 8.7, 8 SMs, 7 GiB, NVIDIA Jetson Orin "
+        in (caplog.text)
+    )
+    caches = sorted(p.name for p in (models.parent / "cache").glob("*.timing"))
+    assert caches == [
+        "tensorrt-10.3.0-sm8.7-16mp-61gib-nvidia-jetson-agx-orin-developer-kit.timing",
+        "tensorrt-10.3.0-sm8.7-8mp-7gib-nvidia-jetson-orin-nano-developer-kit.timing",
+    ]
+
+
+def test_a_dla_engine_on_a_board_without_dla_says_so(
+    gpu: fake_tensorrt.FakeGpu, models: Path
+) -> None:
+    build_all(
+        models, BuildOptions(dla_core=0), only=("colorizer",), batches={"colorizer": (1,) * 3}
+    )
+    fake_tensorrt.switch(dla_cores=0)
+    with pytest.raises(
+        EdgeError, match=r"built for DLA core 0, but this device has no DLA \(the Orin Nano has"
+    ):
+        open_engine(models / "colorizer.engine")
+    with pytest.raises(EdgeError, match="DLA core 0 does not exist: this device has 0 DLA cores"):
+        build_all(
+            models, BuildOptions(dla_core=0), only=("colorizer",), batches={"colorizer": (1,) * 3}
+        )
+
+
+# ------------------------------------------------------------------- timing cache and write order
+
+
+def test_damaged_timing_cache_falls_back_to_an_empty_one(
+    gpu: fake_tensorrt.FakeGpu, models: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    build_all(models, BuildOptions(), only=("colorizer",))
+    (cache,) = (models.parent / "cache").glob("*.timing")
+    cache.write_bytes(b"\x00garbage from a power cut")
+    with caplog.at_level(logging.WARNING):
+        build_all(models, BuildOptions(), only=("colorizer",), force=True)
+    assert f"TensorRT refused the timing cache {cache}: starting an empty one" in caplog.text
+    assert b'"builds": 1' in cache.read_bytes(), "a fresh cache, written after the build"
+
+
+def test_timing_cache_of_another_device_is_refused_and_replaced(
+    gpu: fake_tensorrt.FakeGpu, models: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    build_all(models, BuildOptions(), only=("colorizer",))
+    (cache,) = (models.parent / "cache").glob("*.timing")
+    foreign = fake_tensorrt.ITimingCache(7, ["RTX 4090", [8, 9], 128])
+    cache.write_bytes(foreign.serialize())  # set_timing_cache returns False for it
+    with caplog.at_level(logging.WARNING):
+        build_all(models, BuildOptions(), only=("colorizer",), force=True)
+    assert "TensorRT refused the timing cache" in caplog.text
+    assert json.loads(cache.read_bytes()[len(fake_tensorrt.CACHE_MAGIC) :]) == {
+        "builds": 1,
+        "device": gpu.device_key(),
+    }
+
+
+def test_engine_and_sidecar_are_written_last_and_together(
+    gpu: fake_tensorrt.FakeGpu, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_all(models, BuildOptions(), only=("colorizer",))
+    engine = models / "colorizer.engine"
+    before = engine.read_bytes(), sidecar_path(engine).read_bytes()
+    constant_chroma_model(models / "colorizer.onnx", (0.3, 0.3))  # the next plan differs
+
+    def full_disk(self: object) -> bytes:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fake_tensorrt.ITimingCache, "serialize", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        build_all(models, BuildOptions(), only=("colorizer",))
+    assert (engine.read_bytes(), sidecar_path(engine).read_bytes()) == before
+    assert sorted(p.name for p in models.glob("*colorizer*")) == [
+        "colorizer.engine",
+        "colorizer.engine.json",
+        "colorizer.onnx",
+    ]
+
+
+def test_interrupted_write_never_pairs_a_new_engine_with_the_old_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.engines import sidecar as module
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"old plan")
+    sidecar_path(engine).write_text("{old sidecar}")
+    real_replace = Path.replace
+
+    def crash_before_the_sidecar(self: Path, target: Path) -> Path:
+        if target == sidecar_path(engine):
+            raise KeyboardInterrupt
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", crash_before_the_sidecar)
+    record = module.Sidecar("m.onnx", "0" * 64, module.Target("10.3.0", "Orin", "8.7"), "fp16",
+                            {}, [], [], 1.0, "now")  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        module.write_engine(engine, b"new plan", record)
+    assert engine.read_bytes() == b"new plan"
+    assert not sidecar_path(engine).exists(), "the old sidecar is gone: the engine gets rebuilt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine"]
+
+
+# ------------------------------------------------------------------------------------ layer names
+
+
+def gemm_model(path: Path) -> Path:
+    """Gemm named "fc" with a bias, then an unnamed Relu and an unnamed Constant-fed Add."""
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], name="fc"),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Constant", [], ["one"], value=helper.make_tensor("v", 1, [], [1.0])),
+        helper.make_node("Add", ["r", "one"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        initializer=[
+            helper.make_tensor("w", TensorProto.FLOAT, [4, 3], [0.1] * 12),
+            helper.make_tensor("b", TensorProto.FLOAT, [3], [0.5] * 3),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_layer_names_follow_the_onnx_parser(gpu: fake_tensorrt.FakeGpu, models: Path) -> None:
+    """onnx-tensorrt names unnamed nodes node_of_<first output>: the double does too."""
+    engine = build_engine(models, fp32_layers=("node_of_conv",))
+    header = fake_tensorrt.plan_header(engine)
+    assert [name for name, _ in header["layers"]] == [
+        "node_of_nchw",
+        "node_of_conv",
+        "node_of_chroma",
+    ]
+    assert header["fp32_layers"] == ["node_of_conv"]
+    gemm_model(models / "colorizer.onnx")
+    header = fake_tensorrt.plan_header(build_engine(models, force=True))
+    assert [name for name, _ in header["layers"]] == [
+        "fc",
+        "(Unnamed Layer* 1) [ElementWise]",  # the Gemm's bias: a second layer, not named "fc"
+        "node_of_r",
+        "node_of_y",  # the Constant node is no layer
+    ]
+
+
+def test_unknown_layer_says_where_the_names_are(
+    gpu: fake_tensorrt.FakeGpu, models: Path, capfd: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(EdgeError) as caught:
+        build_engine(models, fp32_layers=("node_1", "node_of_con"))  # old double's name, a typo
+    message = str(caught.value)
+    assert message.startswith("no layer named node_1, node_of_con in colorizer's network")
+    assert "node_of_<first output>" in message
+    assert "--only colorizer --force --verbose" in message
+    assert "node_of_conv" in message.partition("; similar names: ")[2]
+    argv = ["engines", "--models", str(models), "--only", "colorizer", "--verbose"]
+    assert main("edge", "", [engines.register], argv) == 0
+    log = capfd.readouterr().err
+    assert "Registering layer: node_of_conv for ONNX node: node_of_conv" in log
+
+
+# ------------------------------------------------------------------------------ Jetson set-up docs
+
+
+def test_jetson_pip_commands_put_nvcc_on_path() -> None:
+    """pycuda's build looks for nvcc on PATH, and JetPack leaves /usr/local/cuda/bin off it."""
+    root = Path(__file__).resolve().parent.parent
+    for file, target in (
+        ("README.md", "-r requirements-jetson.txt"),
+        ("Makefile", "-r requirements-jetson.txt"),
+        ("deploy/install.sh", '-r "$APP_DIR/$requirements"'),
+    ):
+        lines = (root / file).read_text().splitlines()
+        installs = [i for i, line in enumerate(lines) if "install" in line and target in line]
+        assert installs, file
+        for i in installs:
+            assert re.search(r'PATH="?/usr/local/cuda/bin:', lines[i - 1] + lines[i]), f"{file}:{i}"

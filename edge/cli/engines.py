@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge import paths
+from edge.config import load
 from edge.engines.build import Batch, BuildOptions, build_all
 
 
@@ -33,13 +34,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--force", action="store_true", help="rebuild up-to-date engines too")
     parser.add_argument("--fp32", action="store_true", help="FP32 engines instead of FP16")
     parser.add_argument("--workspace", type=int, default=1024, metavar="MIB", help="workspace")
-    parser.add_argument("--dla", type=int, metavar="CORE", help="run on this DLA core (Orin)")
+    parser.add_argument(
+        "--dla",
+        type=int,
+        metavar="CORE",
+        help="run what DLA can on this DLA core (AGX Orin, Orin NX; FP16 and a fixed batch only)",
+    )
     parser.add_argument(
         "--fp32-layer",
         action="append",
         default=[],
         metavar="LAYER",
-        help="keep this network layer in FP32 (repeatable; for layers that overflow in FP16)",
+        help="keep this TensorRT layer in FP32 (repeatable; for layers that overflow in FP16; "
+        "the names are in the --verbose log, 'Registering layer: NAME')",
     )
     parser.add_argument(
         "--batch",
@@ -47,7 +54,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="MODEL:MIN,OPT,MAX",
-        help="batch range of a model's profile (default reid:1,8,32)",
+        help="batch range of a model's profile (default reid:1,8,MAX with MAX the config's "
+        "detector.max_detections, at least 32, at most 256)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="the runtime's TOML config: its detector.max_detections sizes the ReID profile "
+        "(default: built-in)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="TensorRT's verbose log (it names every layer)"
     )
     parser.set_defaults(func=_run)
 
@@ -59,4 +76,13 @@ def _run(args: argparse.Namespace) -> None:
         dla_core=args.dla,
         fp32_layers=tuple(args.fp32_layer),
     )
-    build_all(args.models, options, tuple(args.only), dict(args.batch), args.force)
+    max_detections = load(args.config).detector.max_detections
+    build_all(
+        args.models,
+        options,
+        tuple(args.only),
+        dict(args.batch),
+        args.force,
+        max_detections=max_detections,
+        verbose=args.verbose,
+    )

@@ -62,6 +62,23 @@ class InferenceEngine(ABC):
                 raise EdgeError(f"{self.path.name}: {problem}")
         return self._infer(feeds)
 
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch (axis 0) one `run` accepts, or None when unbounded.
+
+        ONNX Runtime takes any batch a dynamic axis allows; a TensorRT engine only what its
+        optimization profile covers, so callers with many items split them by this.
+        """
+        static = [t.shape[0] for t in self.inputs if t.shape and t.shape[0] is not None]
+        return min(static) if static else None
+
+    @property
+    def min_batch(self) -> int:
+        """The smallest batch one `run` accepts (more than 1 for a fixed-batch engine, e.g. for
+        DLA); callers pad up to it."""
+        static = [t.shape[0] for t in self.inputs if t.shape and t.shape[0] is not None]
+        return max(static, default=1)
+
     @abstractmethod
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Backend-specific inference on already-checked feeds."""

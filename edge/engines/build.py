@@ -6,13 +6,20 @@ fallback, optional FP32 for named layers that overflow in FP16. Each engine gets
 (`edge.engines.sidecar`); an engine whose sidecar matches the current ONNX, TensorRT, GPU and build
 options is skipped unless `--force`.
 
+DLA runs only FP16 (or INT8) layers of static shape: a profile's min, opt and max must be equal,
+and with GPU fallback TensorRT silently moves every other layer to the GPU. So `--dla` with
+`--fp32` is refused, a model whose batch range is not fixed is built for the GPU with a warning,
+and the sidecar records how many layers TensorRT's builder places on DLA.
+
 On the Jetson: `python -m edge engines` (`make engines`); the device needs no training packages.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -20,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import paths
-from edge.engines.sidecar import Sidecar, Target, read_sidecar, write_sidecar
+from edge.engines.sidecar import Sidecar, Target, read_sidecar, write_engine
 from edge.engines.tensorrt import current_target, dims, import_tensorrt, numpy_dtype
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, sha256, writable_dir
@@ -31,6 +38,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Batch = tuple[int, int, int]
+# The ReID profile's largest batch: the detector's max_detections, within these bounds (the
+# embedder splits frames with more crops than an engine's profile allows).
+REID_MIN_MAX_BATCH = 32
+REID_MAX_MAX_BATCH = 256
+LAYER_NAMES_HINT = (
+    "TensorRT names a layer after its ONNX node, or node_of_<first output> for a node without a "
+    "name, and one node can become several layers: read the names in TensorRT's verbose build "
+    "log (`python -m edge engines --only MODEL --force --verbose`, lines 'Registering layer: NAME')"
+)
 
 
 @dataclass(frozen=True)
@@ -45,8 +61,17 @@ class ModelSpec:
 MODELS = (
     ModelSpec("colorizer", paths.COLORIZER_FILE, (1, 1, 4)),
     ModelSpec("detector", paths.DETECTOR_FILE, (1, 1, 1)),
-    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, 32)),
+    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, REID_MIN_MAX_BATCH)),
 )
+
+
+def reid_batch(max_detections: int) -> Batch:
+    """The ReID profile: up to one crop per detection the detector keeps (detector.max_detections).
+
+    Bounded to [32, 256]: the embedder splits larger frames into several calls.
+    """
+    high = min(max(max_detections, REID_MIN_MAX_BATCH), REID_MAX_MAX_BATCH)
+    return (1, 8, high)
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,23 @@ class BuildOptions:
         values["gpu_fallback"] = self.dla_core is not None
         return values
 
+    def check(self) -> None:
+        """Raises EdgeError for options that cannot work together."""
+        if self.dla_core is not None and not self.fp16:
+            raise EdgeError(
+                "DLA runs FP16 or INT8 layers only, so an FP32 DLA engine would run entirely on "
+                "the GPU: drop --fp32 or --dla"
+            )
+
+
+def _load_onnx(path: Path) -> Any:
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError, whose package has no types here
+        raise EdgeError(f"{path} is not an ONNX model: re-export it with `make models`") from exc
+
 
 def onnx_metadata(path: Path) -> dict[str, str]:
     """The ONNX model's metadata (class names, input size...), for the sidecar and profiles.
@@ -72,13 +114,22 @@ def onnx_metadata(path: Path) -> dict[str, str]:
     Raises:
         EdgeError: the file is not an ONNX model.
     """
-    import onnx
+    return {entry.key: entry.value for entry in _load_onnx(path).metadata_props}
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError, whose package has no types here
-        raise EdgeError(f"{path} is not an ONNX model: re-export it with `make models`") from exc
-    return {entry.key: entry.value for entry in model.metadata_props}
+
+def has_dynamic_batch(path: Path) -> bool:
+    """Whether an input of the ONNX model has a dynamic batch (axis 0).
+
+    Raises:
+        EdgeError: the file is not an ONNX model.
+    """
+    graph = _load_onnx(path).graph
+    weights = {i.name for i in graph.initializer}
+    for value in graph.input:
+        shape = value.type.tensor_type.shape.dim
+        if value.name not in weights and shape and not shape[0].HasField("dim_value"):
+            return True
+    return False
 
 
 def parser_errors(parser: trt.OnnxParser) -> str:
@@ -136,11 +187,38 @@ def _network_io(network: trt.INetworkDefinition) -> tuple[list[dict[str, Any]], 
     return inputs, outputs
 
 
+def _keep_fp32(network: trt.INetworkDefinition, wanted: set[str], label: str) -> None:
+    """Mark the named layers (and their outputs) FP32.
+
+    Raises:
+        EdgeError: a name matches no layer, saying where the names can be read.
+    """
+    import tensorrt as trt
+
+    names = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        names.append(layer.name)
+        if layer.name in wanted:
+            layer.precision = trt.DataType.FLOAT
+            for output in range(layer.num_outputs):
+                layer.set_output_type(output, trt.DataType.FLOAT)
+    missing = sorted(wanted - set(names))
+    if missing:
+        similar = sorted({m for name in missing for m in difflib.get_close_matches(name, names)})
+        hint = f"; similar names: {', '.join(similar)}" if similar else ""
+        raise EdgeError(
+            f"no layer named {', '.join(missing)} in {label}'s network: "
+            f"{LAYER_NAMES_HINT.replace('MODEL', label)}{hint}"
+        )
+
+
 def _configure(
     builder: trt.Builder,
     network: trt.INetworkDefinition,
     options: BuildOptions,
     metadata: dict[str, str],
+    label: str,
 ) -> trt.IBuilderConfig:
     """Builder config: precision, workspace, profile, DLA and FP32 layers."""
     import tensorrt as trt
@@ -160,6 +238,11 @@ def _configure(
             low, opt, high = profile_shapes(
                 tensor.name, dims(tensor.shape), options.batch, metadata
             )
+            if options.dla_core is not None and not low == opt == high:
+                raise EdgeError(
+                    f"{label}: DLA needs static shapes, but input '{tensor.name}' spans {low} to "
+                    f"{high}: give it a fixed batch (--batch {label}:N,N,N) or build without --dla"
+                )
             shapes = (trt.Dims(list(s)) for s in (low, opt, high))
             profile.set_shape(tensor.name, *shapes)
         config.add_optimization_profile(profile)
@@ -167,32 +250,84 @@ def _configure(
         if not 0 <= options.dla_core < builder.num_DLA_cores:
             raise EdgeError(
                 f"DLA core {options.dla_core} does not exist: this device has "
-                f"{builder.num_DLA_cores} DLA cores"
+                f"{builder.num_DLA_cores} DLA cores (the Orin Nano has none): build without --dla"
             )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run stay on the GPU
     if options.fp32_layers:
-        wanted = set(options.fp32_layers)
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
-            if layer.name in wanted:
-                wanted.discard(layer.name)
-                layer.precision = trt.DataType.FLOAT
-                for output in range(layer.num_outputs):
-                    layer.set_output_type(output, trt.DataType.FLOAT)
-        if wanted:
-            raise EdgeError(f"no layer named {', '.join(sorted(wanted))} in the network")
+        _keep_fp32(network, set(options.fp32_layers), label)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     return config
 
 
+def _placement(
+    config: trt.IBuilderConfig, network: trt.INetworkDefinition, options: BuildOptions, label: str
+) -> dict[str, int]:
+    """How many layers the builder puts on DLA (can_run_on_DLA), logged; {} for a GPU build."""
+    import tensorrt as trt
+
+    if options.dla_core is None:
+        return {}
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    on_dla = sum(
+        1
+        for layer in layers
+        if config.get_device_type(layer) == trt.DeviceType.DLA and config.can_run_on_DLA(layer)
+    )
+    if on_dla == 0:
+        log.warning(
+            "%s: no layer can run on DLA core %d: the whole engine runs on the GPU",
+            label,
+            options.dla_core,
+        )
+    else:
+        log.info(
+            "%s: %d of %d layers can run on DLA core %d, the others on the GPU",
+            label,
+            on_dla,
+            len(layers),
+            options.dla_core,
+        )
+    return {"layers": len(layers), "dla_layers": on_dla}
+
+
+def _timing_cache(config: trt.IBuilderConfig, cache: Path) -> None:
+    """Attach the persistent timing cache, or an empty one when TensorRT refuses it.
+
+    A damaged file makes create_timing_cache fail (TensorRT logs an error; the binding returns
+    None or raises), and set_timing_cache returns False for a cache of another device.
+    """
+    blob = cache.read_bytes() if cache.is_file() else b""
+    if blob:
+        try:
+            timing = config.create_timing_cache(blob)
+        except (RuntimeError, TypeError, ValueError):
+            timing = None
+        if timing is not None and config.set_timing_cache(timing, ignore_mismatch=False):
+            return
+        log.warning("TensorRT refused the timing cache %s: starting an empty one", cache)
+    if not config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False):
+        raise EdgeError("TensorRT refused even an empty timing cache: see its messages above")
+
+
 def build_engine_file(
-    onnx: Path, engine: Path, options: BuildOptions, cache: Path, target: Target
+    onnx: Path,
+    engine: Path,
+    options: BuildOptions,
+    cache: Path,
+    target: Target,
+    verbose: bool = False,
+    name: str = "",
 ) -> Sidecar:
-    """Build `engine` from `onnx`, update the timing cache, write the sidecar.
+    """Build `engine` from `onnx`, update the timing cache, then write the engine and its sidecar
+    together.
 
     A failed build leaves the previous engine and sidecar as they were.
+
+    Args:
+        verbose: TensorRT's verbose log on stderr (it names every layer the parser creates).
+        name: the model's name in messages (default: the ONNX file's stem).
 
     Raises:
         EdgeError: TensorRT cannot parse the model (with the node and message it gives), an
@@ -200,23 +335,23 @@ def build_engine_file(
     """
     import tensorrt as trt
 
+    options.check()
     started = time.monotonic()
     writable_dir(cache.parent)
     metadata = onnx_metadata(onnx)
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(0)  # TensorRT 10: always explicit batch
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx)):
         raise EdgeError(f"TensorRT cannot parse {onnx.name}: {parser_errors(parser)}")
-    config = _configure(builder, network, options, metadata)
-    timing = config.create_timing_cache(cache.read_bytes() if cache.is_file() else b"")
-    config.set_timing_cache(timing, ignore_mismatch=False)
+    label = name or onnx.stem
+    config = _configure(builder, network, options, metadata, label)
+    placement = _placement(config, network, options, label)
+    _timing_cache(config, cache)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EdgeError(f"TensorRT could not build {onnx.name}: see its messages above")
-    with replaced_on_success(engine) as temporary:
-        temporary.write_bytes(plan)
     with replaced_on_success(cache) as temporary:
         temporary.write_bytes(config.get_timing_cache().serialize())
     inputs, outputs = _network_io(network)
@@ -231,8 +366,9 @@ def build_engine_file(
         build_seconds=round(time.monotonic() - started, 3),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         onnx_metadata=metadata,
+        placement=placement,
     )
-    write_sidecar(engine, sidecar)
+    write_engine(engine, bytes(plan), sidecar)
     return sidecar
 
 
@@ -257,8 +393,33 @@ def rebuild_reason(engine: Path, onnx: Path, options: BuildOptions, target: Targ
 
 
 def timing_cache_path(target: Target) -> Path:
-    """One timing cache per TensorRT version and GPU kind: TensorRT rejects foreign caches."""
-    return paths.CACHE / f"tensorrt-{target.tensorrt}-sm{target.compute_capability}.timing"
+    """One timing cache per TensorRT version and device (GPU kind, SMs, memory, board):
+    TensorRT refuses a cache from another device, and tactics differ between Orin modules."""
+    board = re.sub(r"[^a-z0-9]+", "-", target.board.lower()).strip("-")[:48]
+    device = f"sm{target.compute_capability}-{target.multiprocessors}mp-{target.memory_gib}gib"
+    return paths.CACHE / f"tensorrt-{target.tensorrt}-{device}{'-' + board if board else ''}.timing"
+
+
+def _model_options(
+    spec: ModelSpec, onnx: Path, options: BuildOptions, batch: Batch, step: str
+) -> BuildOptions:
+    """The options for one model: its batch range, and DLA only where its shapes are static."""
+    chosen = replace(options, batch=batch)
+    if options.dla_core is not None and batch[0] != batch[2] and has_dynamic_batch(onnx):
+        log.warning(
+            "%s: DLA needs static shapes, but %s serves batches %d to %d: built for the GPU "
+            "(for DLA give it a fixed batch, e.g. --batch %s:%d,%d,%d)",
+            step,
+            spec.name,
+            batch[0],
+            batch[2],
+            spec.name,
+            batch[1],
+            batch[1],
+            batch[1],
+        )
+        chosen = replace(chosen, dla_core=None)
+    return chosen
 
 
 def build_all(
@@ -267,6 +428,8 @@ def build_all(
     only: tuple[str, ...] = (),
     batches: dict[str, Batch] | None = None,
     force: bool = False,
+    max_detections: int | None = None,
+    verbose: bool = False,
 ) -> list[Path]:
     """Build the engines of the models found in `models_dir`, skipping up-to-date ones.
 
@@ -276,19 +439,28 @@ def build_all(
         only: model names to build (default: all of MODELS).
         batches: batch ranges overriding the models' defaults, by model name.
         force: rebuild even up-to-date engines.
+        max_detections: the runtime's detector.max_detections: the ReID profile's largest batch
+            covers it (within [32, 256]); None: the ReID model's default range.
+        verbose: TensorRT's verbose log (layer names for --fp32-layer).
 
     Returns:
         The engine files that are now up to date.
 
     Raises:
-        EdgeError: TensorRT is missing, a name is unknown, no model is found, or a build fails.
+        EdgeError: TensorRT is missing or older than 10, a name is unknown, the options do not
+            fit together, no model is found, or a build fails.
     """
     import_tensorrt()
+    options.check()
     names = {spec.name for spec in MODELS}
     unknown = set(only) - names | set(batches or {}) - names
     if unknown:
         raise EdgeError(f"unknown model {', '.join(sorted(unknown))}: choose from {sorted(names)}")
     specs = [spec for spec in MODELS if not only or spec.name in only]
+    defaults = {spec.name: spec.batch for spec in MODELS}
+    if max_detections is not None:
+        defaults["reid"] = reid_batch(max_detections)
+    defaults.update(batches or {})
     writable_dir(models_dir)
     target = current_target()
     cache = timing_cache_path(target)
@@ -301,13 +473,15 @@ def build_all(
             log.warning("%s: %s not found, skipped (export it first)", step, onnx)
             continue
         engine = onnx.with_suffix(".engine")
-        model_options = replace(options, batch=(batches or {}).get(spec.name, spec.batch))
+        model_options = _model_options(spec, onnx, options, defaults[spec.name], step)
         reason = "--force" if force else rebuild_reason(engine, onnx, model_options, target)
         if reason is None:
             log.info("%s: %s is up to date, skipped", step, engine.name)
         else:
             log.info("%s: building %s from %s (%s)", step, engine.name, onnx.name, reason)
-            sidecar = build_engine_file(onnx, engine, model_options, cache, target)
+            sidecar = build_engine_file(
+                onnx, engine, model_options, cache, target, verbose, spec.name
+            )
             log.info("%s: built %s in %.1f s", step, engine.name, sidecar.build_seconds)
         ready.append(engine)
     if not ready:

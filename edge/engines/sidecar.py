@@ -4,6 +4,12 @@ A serialized engine runs only with the TensorRT version and on the GPU it was bu
 goes stale when its ONNX model changes. The builder writes `NAME.engine.json` next to
 `NAME.engine`; the runtime reads it before deserializing, so a stale or foreign engine is rebuilt
 or refused with a message instead of failing deep inside TensorRT.
+
+Every Orin module reports the GPU name "Orin" and compute capability 8.7, and TensorRT
+deserializes a plan on any GPU of the same architecture (at best with a warning), although an
+engine's tactics are chosen for the exact GPU that built it. So the target also records what
+tells the modules apart: the number of multiprocessors (SMs), the memory, the board model from
+the device tree and the number of DLA cores.
 """
 
 from __future__ import annotations
@@ -15,23 +21,46 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.files import replaced_on_success
 
 REBUILD_HINT = "rebuild it on this device with `make engines`"
 
 
 @dataclass(frozen=True)
 class Target:
-    """The TensorRT version and GPU an engine is built for; it runs only on a matching one."""
+    """The TensorRT version and GPU an engine is built for; it runs only on a matching one.
+
+    Fields absent from an older sidecar read as 0 or "", so such an engine counts as built for
+    another device and is rebuilt once.
+    """
 
     tensorrt: str
     gpu: str
     compute_capability: str
+    multiprocessors: int = 0
+    memory_gib: int = 0
+    board: str = ""  # /proc/device-tree/model on a Jetson; "" elsewhere
+    dla_cores: int = 0
+
+    def device(self) -> str:
+        """E.g. 'Orin (compute capability 8.7, 8 SMs, 7 GiB, NVIDIA Jetson Orin Nano ...)'."""
+        details = [f"compute capability {self.compute_capability}"]
+        details += [f"{self.multiprocessors} SMs", f"{self.memory_gib} GiB"]
+        if self.board:
+            details.append(self.board)
+        return f"{self.gpu} ({', '.join(details)})"
 
     def describe(self) -> str:
-        """E.g. 'TensorRT 10.3.0 on Orin (compute capability 8.7)'."""
+        """E.g. 'TensorRT 10.3.0 on Orin (compute capability 8.7, 16 SMs, 61 GiB, ...)'."""
+        return f"TensorRT {self.tensorrt} on {self.device()}"
+
+    def identity(self) -> tuple[str, str, int, int, str]:
+        """What must match for an engine built on one device to be run on another."""
         return (
-            f"TensorRT {self.tensorrt} on {self.gpu} (compute capability {self.compute_capability})"
+            self.gpu,
+            self.compute_capability,
+            self.multiprocessors,
+            self.memory_gib,
+            self.board,
         )
 
 
@@ -49,6 +78,9 @@ class Sidecar:
     build_seconds: float
     built_at: str
     onnx_metadata: dict[str, str] = field(default_factory=dict)
+    # Where the network's layers run: {"layers": n, "dla_layers": d} for a DLA build, as
+    # TensorRT's builder reports it (IBuilderConfig.can_run_on_DLA); {} for a GPU build.
+    placement: dict[str, int] = field(default_factory=dict)
 
     def foreign_to(self, current: Target) -> str | None:
         """Why an engine built for `self.target` cannot run on `current`, or None when it can."""
@@ -57,11 +89,15 @@ class Sidecar:
             return (
                 f"was built by TensorRT {built.tensorrt}, but this is TensorRT {current.tensorrt}"
             )
-        if (built.gpu, built.compute_capability) != (current.gpu, current.compute_capability):
+        dla_core = self.flags.get("dla_core")
+        if dla_core is not None and int(dla_core) >= current.dla_cores:
+            cores = f"{current.dla_cores} DLA cores" if current.dla_cores else "no DLA"
             return (
-                f"was built for {built.gpu} (compute capability {built.compute_capability}), "
-                f"but this GPU is {current.gpu} ({current.compute_capability})"
+                f"was built for DLA core {dla_core}, but this device has {cores} "
+                "(the Orin Nano has none; build it without --dla)"
             )
+        if built.identity() != current.identity():
+            return f"was built for {built.device()}, but this GPU is {current.device()}"
         return None
 
     def stale_for(self, onnx_sha256: str) -> bool:
@@ -91,9 +127,31 @@ def read_sidecar(engine: Path) -> Sidecar | None:
         raise EdgeError(f"{path} is not a valid engine sidecar ({exc}): {REBUILD_HINT}") from exc
 
 
-def write_sidecar(engine: Path, sidecar: Sidecar) -> Path:
-    """Write the sidecar beside `engine`, replacing an old one only once fully written."""
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def write_engine(engine: Path, plan: bytes, sidecar: Sidecar) -> Path:
+    """Write the engine and its sidecar together, replacing the old pair only once both are
+    fully written.
+
+    Both go to temporary files first. Then the old sidecar is removed before the engine is
+    replaced, and the new sidecar follows: an interruption in between leaves an engine without a
+    sidecar (which is rebuilt, and never run against an ONNX model), never a new engine with the
+    old sidecar.
+
+    Returns:
+        The sidecar's path.
+    """
     path = sidecar_path(engine)
-    with replaced_on_success(path) as temporary:
-        temporary.write_text(json.dumps(dataclasses.asdict(sidecar), indent=2) + "\n")
+    engine_partial, sidecar_partial = _partial(engine), _partial(path)
+    try:
+        engine_partial.write_bytes(plan)
+        sidecar_partial.write_text(json.dumps(dataclasses.asdict(sidecar), indent=2) + "\n")
+        path.unlink(missing_ok=True)
+        engine_partial.replace(engine)
+        sidecar_partial.replace(path)
+    finally:
+        engine_partial.unlink(missing_ok=True)
+        sidecar_partial.unlink(missing_ok=True)
     return path

