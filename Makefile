@@ -53,7 +53,8 @@ models: $(MODELS_DIR)/colorizer.onnx track-models
 evaluate: models
 	$(PY) -m export evaluate
 
-# The whole runtime on the sample video, seen as a grayscale camera would deliver it.
+# The whole runtime on the sample video, seen as a grayscale camera would deliver it: video
+# segments in artifacts/outputs/demo/recordings/cam0/ (`python -m edge recordings --dir ...`).
 demo: evaluate
 	$(PY) -m edge run --config deploy/edge.toml --source artifacts/data/opencv/vtest.avi \
 		source.format=GRAY8 output.dir=artifacts/outputs/demo

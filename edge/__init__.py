@@ -5,7 +5,8 @@ sidecar and builder), `models` (detector, embedder, tracker, colorizer), `video`
 sources, capture, encoders, file reading), `outputs` (drawing and one sink per output),
 `service` (systemd health, metrics endpoint), `cli` (argparse front ends only; nothing imports
 them). Modules here: `config`, `types` and `detections` (records), `pipeline` (the threaded
-stages), `runtime` (a running pipeline from a config), `metrics`, `paths`, `files`, `errors`.
+stages), `runtime` (a running pipeline from a config), `recordings` (segments on disk: names,
+retention, index, export), `utc` (time stamps), `metrics`, `paths`, `files`, `errors`.
 
 The public API below resolves lazily, so `import edge` stays cheap.
 """

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from edge.cli import colorize, engines, main, run, track
+from edge.cli import colorize, engines, main, recordings, run, track
 
-COMMANDS = [run.register, colorize.register, track.register, engines.register]
+COMMANDS = [
+    run.register,
+    colorize.register,
+    track.register,
+    engines.register,
+    recordings.register,
+]
 
 if __name__ == "__main__":
     sys.exit(main("edge", __doc__ or "", COMMANDS, sys.argv[1:]))

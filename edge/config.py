@@ -8,6 +8,7 @@ overrides any key with `section.key=value` (the value is read as TOML, else as a
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,17 @@ def _choices(*values: str) -> dict[str, Any]:
     return {"choices": values}
 
 
+def _pattern(regex: str) -> dict[str, Any]:
+    return {"pattern": regex}
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """Where frames come from (see `edge.video.sources` for the URI forms)."""
 
     uri: str = "test://"
+    # The camera's name in recordings, snapshots and events (letters, digits, '-', '_')
+    name: str = field(default="cam0", metadata=_pattern(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"))
     width: int = field(default=0, metadata=_range(0, 8192))  # 0: the source's own
     height: int = field(default=0, metadata=_range(0, 8192))
     fps: int = field(default=0, metadata=_range(0, 240))
@@ -61,6 +68,9 @@ class DetectorConfig:
     # mostly on things lying on the grass.
     classes: list[str] = field(default_factory=lambda: ["Normal"])
     max_detections: int = field(default=100, metadata=_range(1, 10000))
+    # Detect on one frame in interval + 1; the tracker's prediction fills the frames between
+    # (DeepStream's nvinfer `interval`). 0: every frame.
+    interval: int = field(default=0, metadata=_range(0, 100))
 
 
 @dataclass(frozen=True)
@@ -92,15 +102,21 @@ class OutputConfig:
     """What the run writes; an empty name turns that output off."""
 
     dir: str = "artifacts/outputs/run"
-    video: str = "annotated.mp4"
+    # Video segments (Matroska, H.264) in dir/video/CAMERA/, named by camera and UTC start
+    video: str = "recordings"
+    segment_s: float = field(default=60.0, metadata=_range(1, 3600))
+    # The oldest segments (and their snapshots) go beyond keep_gb or keep_days; 0: no bound
+    keep_gb: float = field(default=20.0, metadata=_range(0))
+    keep_days: float = field(default=30.0, metadata=_range(0))
     bitrate_kbps: int = field(default=4000, metadata=_range(100, 100000))
     overlay: bool = True  # boxes, track ids, classes and FPS on the video
     rtsp_port: int = field(default=0, metadata=_range(0, 65535))  # 0: no RTSP server
     rtsp_path: str = "/edge"
+    # {run} in a name becomes the run id; events are appended across runs, a MOT file is one run
     events: str = "events.jsonl"
-    mot: str = "tracks.mot.txt"
-    snapshots: bool = True  # a JPEG of each new track's colorized crop
-    summary: str = "summary.json"
+    mot: str = "runs/{run}/tracks.mot.txt"
+    snapshots: bool = True  # a JPEG of each new track's colorized crop, in dir/snapshots/CAMERA/
+    summary: str = "runs/{run}/summary.json"
 
 
 @dataclass(frozen=True)
@@ -184,6 +200,10 @@ def _check(key: str, value: Any, kind: Any, meta: Any) -> Any:
         if value < low or (high is not None and value > high):
             bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
             raise EdgeError(f"config key '{key}': expected a value {bounds}, got {value!r}")
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+        raise EdgeError(
+            f"config key '{key}': expected a name matching {meta['pattern']}, got {value!r}"
+        )
     if "choices" in meta and value not in meta["choices"]:
         raise EdgeError(
             f"config key '{key}': expected one of {', '.join(meta['choices'])}, got {value!r}"

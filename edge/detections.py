@@ -78,3 +78,13 @@ def pixel_box(
     box = clip_boxes(np.asarray(xyxy, np.float32).reshape(1, 4), frame_hw)[0]
     left, top, right, bottom = (int(v) for v in box)
     return left, top, right, bottom
+
+
+def crop_box(
+    image: npt.NDArray[Any], xyxy: FloatArray | tuple[float, float, float, float]
+) -> npt.NDArray[Any] | None:
+    """The part of the image inside the box (clipped to it), or None when nothing is inside."""
+    left, top, right, bottom = pixel_box(xyxy, image.shape[:2])
+    if right <= left or bottom <= top:
+        return None
+    return image[top:bottom, left:right]

@@ -54,6 +54,7 @@ class Models:
     tracker: Tracker
     colorizer: Colorizer | None
     colorize_mode: str  # frame, tracks, off
+    detect_interval: int = 0  # detect on one frame in detect_interval + 1
 
 
 class FrameRate:
@@ -90,6 +91,7 @@ class Pipeline:
         self._queues = [queue.Queue[Packet | None](maxsize=queue_size) for _ in range(4)]
         self._errors: list[BaseException] = []
         self._rate = FrameRate()
+        self._to_detect = 0  # frames to skip before the next detection
         self.frames_done = 0
 
     def stop(self) -> None:
@@ -187,6 +189,10 @@ class Pipeline:
         return now
 
     def _detect(self, packet: Packet) -> Packet:
+        self._to_detect, due = self._to_detect - 1, self._to_detect == 0
+        if not due:
+            return packet  # the tracker predicts this frame (`detect_interval`)
+        self._to_detect = self.models.detect_interval
         detector, bgr = self.models.detector, packet.bgr
         t0 = time.perf_counter()
         tensor, box = detector.preprocess(bgr)
@@ -203,9 +209,8 @@ class Pipeline:
 
     def _track(self, packet: Packet) -> Packet:
         started = time.perf_counter()
-        if packet.detections is None:  # the detect stage always sets them
-            raise RuntimeError(f"frame {packet.frame.index} reached tracking without detections")
-        packet.update = self.models.tracker.update(packet.detections)
+        tracker, detections = self.models.tracker, packet.detections
+        packet.update = tracker.update(detections) if detections is not None else tracker.coast()
         self._timed(packet, "track", started)
         return packet
 

@@ -26,14 +26,21 @@ from edge.models.detector import Detector
 from edge.models.embedder import Embedder
 from edge.models.tracker import Tracker
 from edge.outputs.base import Sink
+from edge.outputs.disk import OutputDisk
 from edge.outputs.events import EventSink
 from edge.outputs.footage import FootageSink
 from edge.outputs.mot import MotSink
+from edge.outputs.mqtt import MqttSink
+from edge.outputs.records import EventRecords
+from edge.outputs.run import Run, TrackIdLedger, start_run
+from edge.outputs.segments import Recording
 from edge.outputs.snapshots import SnapshotSink
 from edge.outputs.video import VideoSink
 from edge.pipeline import Models, Pipeline, progress_line
+from edge.recordings import Retention
 from edge.service.health import Health, SystemdNotifier
 from edge.service.metrics_http import MetricsServer
+from edge.service.mqtt import MqttPublisher
 from edge.video.capture import FrameSource
 from edge.video.encoders import Mp4Recorder
 from edge.video.files import frame_rate, read_frames
@@ -48,8 +55,9 @@ def colorize_mode(config: Config) -> str:
     return "frame" if config.source.format == "GRAY8" else "off"
 
 
-def load_models(config: Config) -> Models:
-    """Open the detector, embedder and (if used) colorizer engines and build the tracker."""
+def load_models(config: Config, first_track_id: int = 1) -> Models:
+    """Open the detector, embedder and (if used) colorizer engines and build the tracker
+    (whose ids start at `first_track_id`, the run's: see `edge.outputs.run`)."""
     backend, threads = config.detector.backend, config.pipeline.threads
     detector = Detector(
         open_engine(config.detector.model, backend, threads),
@@ -62,23 +70,49 @@ def load_models(config: Config) -> Models:
     mode = colorize_mode(config)
     model = config.source.colorizer_model or config.colorizer.model
     colorizer = Colorizer(open_engine(model, backend, threads)) if mode != "off" else None
-    tracker = Tracker(max_age=config.tracker.max_age, n_init=config.tracker.n_init)
-    return Models(detector, embedder, tracker, colorizer, mode)
+    tracker = Tracker(
+        max_age=config.tracker.max_age, n_init=config.tracker.n_init, first_id=first_track_id
+    )
+    return Models(detector, embedder, tracker, colorizer, mode, config.detector.interval)
 
 
-def open_sinks(config: Config, class_names: tuple[str, ...], metrics: Metrics) -> list[Sink]:
-    """The outputs the config turns on, opened now: a bad folder fails before any frame."""
+def open_sinks(
+    config: Config, class_names: tuple[str, ...], metrics: Metrics, run: Run | None = None
+) -> list[Sink]:
+    """The outputs the config turns on, opened now: a bad folder fails before any frame.
+
+    A full or read-only disk does not stop the run: file outputs wait for it (`OutputDisk`).
+    `run` (default: a new one) names the run's files and records; the track-id ledger comes
+    first, so a new id is saved before any other output shows it.
+    """
     output, colorizer = config.output, config.colorizer
-    folder = writable_dir(Path(output.dir))
-    sinks: list[Sink] = []
+    folder = Path(output.dir)
+    run = run or start_run(folder, config.source.name)
+    # Resuming needs room for 10 s of video, so a disk at the edge does not flap.
+    disk = OutputDisk(folder, metrics, min_free_bytes=max(output.bitrate_kbps * 1250, 1 << 20))
+    sinks: list[Sink] = [TrackIdLedger(run, disk)]
+    records = EventRecords(run, class_names)  # one numbering for the file and MQTT
     if output.video or output.rtsp_port:
-        sinks.append(VideoSink(output, class_names, metrics))
+        sinks.append(VideoSink(output, class_names, metrics, recording(output, run, disk, metrics)))
     if output.events:
-        sinks.append(EventSink(folder / output.events, class_names))
+        sinks.append(EventSink(run.path(output.events), records, disk))
     if output.mot:
-        sinks.append(MotSink(folder / output.mot))
+        sinks.append(MotSink(run.path(output.mot), disk=disk))
     if output.snapshots:
-        sinks.append(SnapshotSink(folder / "snapshots"))
+        sinks.append(SnapshotSink(folder / "snapshots" / run.camera, run, disk))
+    if config.mqtt.enabled:
+        publisher = MqttPublisher(config.mqtt, metrics)
+        publisher.start()
+        sinks.append(
+            MqttSink(
+                publisher,
+                records,
+                metrics,
+                config.mqtt.update_interval_s,
+                config.mqtt.stats_interval_s,
+                snapshots=output.snapshots,
+            )
+        )
     if colorizer.collect_dir:
         footage = writable_dir(Path(colorizer.collect_dir))
         every_s, count, mb = (
@@ -90,12 +124,33 @@ def open_sinks(config: Config, class_names: tuple[str, ...], metrics: Metrics) -
     return sinks
 
 
-def write_summary(config: OutputConfig, metrics: Metrics, extra: dict[str, Any]) -> Path | None:
-    """Write the run's summary (frames, tracks, counters, per-stage latency); return its path."""
+def recording(
+    output: OutputConfig, run: Run, disk: OutputDisk, metrics: Metrics
+) -> Recording | None:
+    """The camera's segment recording with its retention, or None when `output.video` is off."""
+    if not output.video:
+        return None
+    folder = Path(output.dir) / output.video / run.camera
+    snapshots = Path(output.dir) / "snapshots" / run.camera if output.snapshots else None
+    keep_bytes, keep_s = int(output.keep_gb * 1e9), output.keep_days * 86400
+    margin = output.bitrate_kbps * 125 * 2  # 2 s of video, the open segment's next steps
+    retention = Retention(folder, run.camera, snapshots, keep_bytes, keep_s, metrics, margin)
+    return Recording(folder, run, output, disk, retention, metrics)
+
+
+def write_summary(
+    config: OutputConfig, metrics: Metrics, extra: dict[str, Any], run: Run | None = None
+) -> Path | None:
+    """Write the run's summary (frames, tracks, counters, per-stage latency); return its path.
+
+    A disk that cannot take it is logged, not raised: the run's work is done by then.
+    """
     if not config.summary:
         return None
     snap = metrics.snapshot()
     summary = {
+        "run": run.id if run else None,
+        "camera": run.camera if run else None,
         "frames": snap.counters.get("frames", 0),
         "tracks": snap.counters.get("tracks_started", 0),
         **extra,
@@ -106,8 +161,13 @@ def write_summary(config: OutputConfig, metrics: Metrics, extra: dict[str, Any])
             for name, s in snap.stages.items()
         },
     }  # fmt: skip
-    path = Path(config.dir) / config.summary
-    path.write_text(json.dumps(summary, indent=1))
+    path = run.path(config.summary) if run else Path(config.dir) / config.summary
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1))
+    except OSError as exc:
+        log.error("cannot write the summary %s: %s", path, exc.strerror)
+        return None
     return path
 
 
@@ -146,8 +206,9 @@ def run(config: Config) -> dict[str, float | int]:
     metrics = Metrics()
     source = FrameSource(config.source, metrics)
     source.check()
-    models = load_models(config)
-    sinks = open_sinks(config, models.detector.names, metrics)
+    run_info = start_run(Path(config.output.dir), config.source.name)
+    models = load_models(config, run_info.first_track_id)
+    sinks = open_sinks(config, models.detector.names, metrics, run_info)
     health = Health(
         metrics, SystemdNotifier.from_env(), config.health.stall_s, config.health.watchdog
     )
@@ -189,7 +250,7 @@ def run(config: Config) -> dict[str, float | int]:
         "seconds": round(seconds, 3),
         "fps": round(pipeline.frames_done / max(seconds, 1e-9), 2),
     }
-    path = write_summary(config.output, metrics, summary)
+    path = write_summary(config.output, metrics, summary, run_info)
     log.info("done: %s (%.1f s); summary %s", progress_line(metrics), seconds, path)
     return summary
 

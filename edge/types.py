@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -78,6 +78,7 @@ class Packet:
     update: TrackUpdate | None = None
     image: np.ndarray | None = None  # BGR output frame (colorized where asked)
     timings: dict[str, float] = field(default_factory=dict)
+    records: list[dict[str, Any]] | None = None  # its events as records, made by the first sink
 
     @cached_property
     def bgr(self) -> np.ndarray:

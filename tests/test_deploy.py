@@ -191,8 +191,8 @@ def test_restart_backoff_only_where_systemd_knows_it(
 
 def test_uninstall_keeps_outputs_and_config_unless_purged(root: Path, models: Path) -> None:
     _install(root, models)
-    recording = root / "var/lib/edge-vision/artifacts/outputs/run/annotated.mp4"
-    recording.parent.mkdir()
+    recording = root / "var/lib/edge-vision/artifacts/outputs/run/recordings/cam0/a.mkv"
+    recording.parent.mkdir(parents=True)
     recording.write_bytes(b"video")
     before = _tree(root)
     _script("uninstall.sh", "--prefix", root, "--dry-run")

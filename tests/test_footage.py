@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from edge.models.colorizer import carries_color
 from edge.outputs.footage import FootageSink
 from edge.types import Frame, Packet
 from export.data import data_file
+from tests.recorded import summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,4 +91,4 @@ def test_run_collects_footage_from_a_color_source_only(
     assert [int(p.stem.split("_")[-1]) for p in kept] == expected
     for path in kept:
         assert cv2.imread(str(path)).shape == (576, 768, 3)
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["frames"] == 30
+    assert summary(tmp_path / "out")["frames"] == 30

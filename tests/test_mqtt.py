@@ -207,3 +207,76 @@ def test_load_of_50_events_per_frame_for_1000_frames(broker: Broker, tmp_path: P
     publisher.close()
     subscriber.close()
     assert sending < 60, f"queueing 50,000 events took {sending:.1f} s"
+
+
+def run_edge(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge", "run", *args], cwd=ROOT, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def mqtt_args(broker: Broker, tmp_path: Path, frames: int, model_overrides: list[str]) -> list[str]:
+    from export.data import data_file
+
+    return [
+        "--source", str(data_file("vtest.avi")), f"source.max_frames={frames}",
+        "colorizer.mode='off'", f"output.dir='{tmp_path / 'out'}'", "output.video=''",
+        "mqtt.enabled=true", "mqtt.host='127.0.0.1'", f"mqtt.port={broker.port}",
+        "mqtt.device='dev1'", f"mqtt.spool_dir='{tmp_path / 'spool'}'",
+        "mqtt.reconnect_initial_s=0.2", "mqtt.reconnect_max_s=1", *model_overrides,
+    ]  # fmt: skip
+
+
+def file_events(tmp_path: Path) -> list[dict[str, object]]:
+    lines = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_run_publishes_the_events_file_with_snapshots(
+    broker: Broker, tmp_path: Path, model_overrides: list[str]
+) -> None:
+    subscriber = Subscriber(broker)
+    edge = run_edge(mqtt_args(broker, tmp_path, 60, model_overrides))
+    assert edge.wait(timeout=300) == 0, edge.stderr.read() if edge.stderr else ""
+    written = file_events(tmp_path)
+    assert {e["event"] for e in written} >= {"started", "ended"}
+    subscriber.wait_for("available", 2)
+    published = [json.loads(p) for p in subscriber.on("dev1/cam0/events")]
+    from_file = [p for p in published if p["event"] != "seen"]  # periodic updates come beside
+    assert [p["id"] for p in from_file] == [e["id"] for e in written]
+    assert [p["type"] for p in from_file] == [
+        {"started": "new", "lost": "update", "ended": "end"}[str(e["event"])] for e in written
+    ]
+    assert all(p["end_time"] is not None for p in from_file if p["type"] == "end")
+    new = [p for p in from_file if p["type"] == "new"]
+    assert len(subscriber.on("dev1/cam0/snapshot")) == len(new)
+    assert all(p.startswith(b"\xff\xd8") for p in subscriber.on("snapshot"))  # JPEG
+    assert subscriber.on("dev1/available") == [b"online", b"offline"]
+    subscriber.close()
+
+
+def test_broker_away_mid_run_loses_no_event(
+    broker: Broker, tmp_path: Path, model_overrides: list[str]
+) -> None:
+    args = mqtt_args(broker, tmp_path, 150, model_overrides)
+    args += ["mqtt.reconnect_initial_s=1", "mqtt.reconnect_max_s=2"]  # the subscriber comes first
+    before = Subscriber(broker)
+    edge = run_edge(args)
+    before.wait_for("cam0/events", 1, timeout_s=120)  # the run publishes...
+    broker.stop()  # ...then the broker goes away for a while
+    before.close()
+    time.sleep(8)
+    broker.start()
+    after = Subscriber(broker)
+    assert edge.wait(timeout=300) == 0, edge.stderr.read() if edge.stderr else ""
+    written = {e["id"] for e in file_events(tmp_path)}
+    deadline = time.monotonic() + 30
+    while True:
+        received = {json.loads(p)["id"] for s in (before, after) for p in s.on("cam0/events")}
+        if written <= received:
+            break
+        assert time.monotonic() < deadline, f"{len(written - received)} events never arrived"
+        time.sleep(0.2)
+    after.close()

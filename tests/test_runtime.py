@@ -25,6 +25,7 @@ from edge.runtime import load_models, open_sinks
 from edge.video import gst
 from edge.video.capture import FrameSource
 from export.data import data_file
+from tests.recorded import recorded_frames, run_file, summary
 from tests.rtsp_test_server import free_port, start_rtsp_server
 
 
@@ -45,23 +46,6 @@ def start_edge(args: list[str]) -> subprocess.Popen[str]:
     )
 
 
-def decoded_frames(video: Path) -> tuple[int, tuple[int, ...]]:
-    """Frame count and (height, width) of a video, decoded with GStreamer."""
-    Gst = gst.init()
-    pipeline = Gst.parse_launch(
-        f'filesrc location="{video}" ! decodebin ! videoconvert ! video/x-raw,format=BGR '
-        "! appsink name=sink sync=false"
-    )
-    sink = pipeline.get_by_name("sink")
-    pipeline.set_state(Gst.State.PLAYING)
-    count, shape = 0, ()
-    while (sample := sink.emit("try-pull-sample", 10 * Gst.SECOND)) is not None:
-        image, _, _ = gst.sample_to_array(sample)
-        count, shape = count + 1, image.shape[:2]
-    pipeline.set_state(Gst.State.NULL)
-    return count, shape
-
-
 def read_jsonl(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -79,19 +63,19 @@ def test_sample_video_through_the_whole_pipeline(
         ]
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert decoded_frames(tmp_path / "annotated.mp4") == (795, (576, 768))
+    assert recorded_frames(tmp_path) == (795, (576, 768))  # 79.5 s of video: two segments
     events = read_jsonl(tmp_path / "events.jsonl")
-    mot_ids = {
-        int(line.split(",")[1]) for line in (tmp_path / "tracks.mot.txt").read_text().splitlines()
-    }
+    mot = run_file(tmp_path, "tracks.mot.txt")
+    mot_ids = {int(line.split(",")[1]) for line in mot.read_text().splitlines()}
     started = {e["track_id"] for e in events if e["event"] == "started"}
     ended = {e["track_id"] for e in events if e["event"] == "ended"}
     assert len(mot_ids) >= 10  # the walkers of the sample video
     assert started == ended == mot_ids
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["frames"] == 795
-    assert summary["counters"].get("dropped_frames", 0) == 0
-    assert len(list((tmp_path / "snapshots").glob("track_*.jpg"))) == len(started)
+    done = summary(tmp_path)
+    assert done["frames"] == 795
+    assert done["counters"].get("dropped_frames", 0) == 0
+    assert {e["run"] for e in events} == {done["run"]} == {mot.parent.name}
+    assert len(list((tmp_path / "snapshots" / "cam0").glob("cam0_*.jpg"))) == len(started)
 
 
 @pytest.mark.parametrize("fmt", ["BGR", "GRAY8"])
@@ -112,10 +96,10 @@ def test_test_pattern_runs_for_a_bounded_number_of_frames(
         ]
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["counters"]["frames_captured"] == 12
-    assert 1 <= summary["frames"] <= 12  # a live source drops frames the pipeline cannot take
-    assert decoded_frames(tmp_path / "annotated.mp4") == (summary["frames"], (240, 320))
+    done = summary(tmp_path)
+    assert done["counters"]["frames_captured"] == 12
+    assert 1 <= done["frames"] <= 12  # a live source drops frames the pipeline cannot take
+    assert recorded_frames(tmp_path) == (done["frames"], (240, 320))
 
 
 def test_sigterm_mid_run_leaves_a_playable_video_and_complete_events(
@@ -129,9 +113,8 @@ def test_sigterm_mid_run_leaves_a_playable_video_and_complete_events(
             *model_overrides,
         ]
     )
-    mot = tmp_path / "tracks.mot.txt"
     deadline = time.monotonic() + 300
-    while not (mot.is_file() and mot.stat().st_size > 0):
+    while not any(mot.stat().st_size for mot in tmp_path.glob("runs/*/tracks.mot.txt")):
         assert time.monotonic() < deadline
         assert process.poll() is None
         time.sleep(0.2)
@@ -141,9 +124,9 @@ def test_sigterm_mid_run_leaves_a_playable_video_and_complete_events(
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr[-2000:]
     assert time.monotonic() - signalled < 15
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert 0 < summary["frames"] < 795
-    assert decoded_frames(tmp_path / "annotated.mp4") == (summary["frames"], (576, 768))
+    done = summary(tmp_path)
+    assert 0 < done["frames"] < 795
+    assert recorded_frames(tmp_path) == (done["frames"], (576, 768))
     events = read_jsonl(tmp_path / "events.jsonl")  # every line parses
     started = {e["track_id"] for e in events if e["event"] == "started"}
     assert started
@@ -194,7 +177,7 @@ def test_rtsp_source_restart_keeps_the_pipeline_processing(
         thread.join(timeout=30)
         server.kill()
     assert not thread.is_alive()
-    assert decoded_frames(tmp_path / "annotated.mp4")[0] == pipeline.frames_done
+    assert recorded_frames(tmp_path)[0] == pipeline.frames_done
 
 
 def test_rtsp_output_serves_the_annotated_stream(

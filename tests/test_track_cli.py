@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,12 @@ from edge.cli import main
 from edge.errors import EdgeError
 from edge.outputs.events import EventSink
 from edge.outputs.mot import MotSink
+from edge.outputs.records import EventRecords
+from edge.outputs.run import Run
 from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
+from edge.utc import parse_time
 from export.data import data_file
+from tests.recorded import run_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMES = 15
@@ -108,13 +113,19 @@ def _track(track_id: int, frame_box: tuple[float, float, float, float]) -> Track
 
 def test_writers_format(tmp_path: Path) -> None:
     track = _track(7, (10.0, 20.0, 40.5, 80.0))
-    frame = Frame(0, np.zeros((4, 4, 3), np.uint8), captured=0.0, pts_s=None, fps=10.0)
+    captured = time.monotonic()
+    frame = Frame(0, np.zeros((4, 4, 3), np.uint8), captured=captured, pts_s=None, fps=10.0)
     packet = Packet(frame, update=TrackUpdate(0, [track], [TrackEvent(12, "started", track)]))
-    events, mot = EventSink(tmp_path / "e.jsonl", ["Normal", "Fall"]), MotSink(tmp_path / "m.txt")
+    run = Run("20250601T120305Z-3fa1", "cam0", tmp_path)
+    events = EventSink(tmp_path / "e.jsonl", EventRecords(run, ["Normal", "Fall"]))
+    mot = MotSink(tmp_path / "m.txt")
     for sink in (events, mot):
         sink.write(packet, fps=3.0)
         sink.close([])
-    assert json.loads((tmp_path / "e.jsonl").read_text()) == {
+    record = json.loads((tmp_path / "e.jsonl").read_text())
+    assert abs(parse_time(record.pop("utc")) - (time.time() - time.monotonic() + captured)) < 0.01
+    assert record == {
+        "id": "20250601T120305Z-3fa1/1", "run": "20250601T120305Z-3fa1", "camera": "cam0",
         "frame": 12, "time_s": 1.2, "event": "started", "track_id": 7, "class": "Fall",
         "class_id": 1, "confidence": 0.8765, "box": [10.0, 20.0, 40.5, 80.0], "age": 5, "hits": 4,
     }  # fmt: skip
@@ -138,7 +149,7 @@ def test_track_and_run_write_the_same_mot_rows(
     track_args = _track_args(detector_320, reid_onnx, tmp_path / "track", Path(video))
     track_args[track_args.index("--max-frames") + 1] = "40"
     assert main("edge", "", COMMANDS, track_args) == 0
-    run_rows = (tmp_path / "run" / "tracks.mot.txt").read_text().splitlines()
+    run_rows = run_file(tmp_path / "run", "tracks.mot.txt").read_text().splitlines()
     track_rows = (tmp_path / "track" / "tracks.txt").read_text().splitlines()
     assert len(run_rows) >= 10  # walkers confirmed and tracked
     assert track_rows == run_rows

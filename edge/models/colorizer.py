@@ -60,10 +60,10 @@ COLORED_SHARE = 0.01
 def colored_share(chroma: np.ndarray) -> float:
     """Share of pixels whose chroma differs from their frame's median chroma beyond noise.
 
-    `chroma`: (N, H, W, 2) Lab a, b scaled to ±1. Measured from each frame's median, so a gray
-    video with a color cast (sepia, a green IR tint) counts as gray too.
+    `chroma`: (N, H, W, 2) Lab a, b. Measured from each frame's median, so a gray video with a
+    color cast (sepia, a green IR tint) counts as gray too.
     """
-    deviation = (chroma - np.median(chroma, axis=(1, 2), keepdims=True)) * AB_SCALE
+    deviation = chroma - np.median(chroma, axis=(1, 2), keepdims=True)
     return float(np.mean(np.hypot(deviation[..., 0], deviation[..., 1]) > GRAY_CHROMA))
 
 
@@ -72,7 +72,7 @@ def carries_color(frame: np.ndarray, size: int = 128) -> bool:
     if frame.ndim == 2 or frame.shape[2] == 1:
         return False
     small = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-    return colored_share(to_lab(small)[np.newaxis, ..., 1:] / AB_SCALE) >= COLORED_SHARE
+    return colored_share(to_lab(small)[np.newaxis, ..., 1:]) >= COLORED_SHARE
 
 
 def rebuild_bgr(lightness: np.ndarray, chroma: np.ndarray) -> np.ndarray:

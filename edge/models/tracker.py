@@ -33,6 +33,7 @@ class Tracker:
         max_cosine_distance: appearance gate; larger accepts less similar matches.
         max_iou_distance: IoU gate (1 - IoU) for the fallback IoU matching.
         nn_budget: embeddings kept per track for appearance matching.
+        first_id: the id of the first track (ids that earlier runs used are skipped).
 
     Raises:
         ValueError: a parameter is out of range.
@@ -45,8 +46,10 @@ class Tracker:
         max_cosine_distance: float = 0.2,
         max_iou_distance: float = 0.7,
         nn_budget: int = 100,
+        first_id: int = 1,
     ) -> None:
-        for name, count in (("max_age", max_age), ("n_init", n_init), ("nn_budget", nn_budget)):
+        counts = (("max_age", max_age), ("n_init", n_init), ("nn_budget", nn_budget))
+        for name, count in (*counts, ("first_id", first_id)):
             if count < 1:
                 raise ValueError(f"{name} must be at least 1, got {count}")
         for name, distance in (
@@ -63,6 +66,8 @@ class Tracker:
             nn_budget=nn_budget,
             embedder=None,
         )
+        # Ids continue across runs (`edge.outputs.run`); deep-sort numbers new tracks from here.
+        self._deepsort.tracker._next_id = first_id
         self.frame = -1
         self._confidence: dict[int, float] = {}
         self._live: dict[int, Track] = {}  # confirmed tracks not yet ended
@@ -94,6 +99,26 @@ class Tracker:
         events = self._events(confirmed)
         tracks = [t for t in confirmed if t.time_since_update == 0]
         return TrackUpdate(self.frame, tracks, events)
+
+    def coast(self) -> TrackUpdate:
+        """Advance one frame the detector skipped: Kalman prediction only, no events.
+
+        The tracks matched at the last detected frame are reported at their predicted boxes, so
+        they are drawn and written on every frame; a missed match is only judged at the next
+        detected frame. A skipped frame is not a miss: `time_since_update` (and so `max_age`)
+        counts detected frames, which also keeps deep-sort's IoU matching, which it allows only
+        one update after the last match, working for new tracks.
+        """
+        self.frame += 1
+        self._deepsort.tracker.predict()
+        for raw in self._deepsort.tracker.tracks:
+            raw.time_since_update -= 1
+        tracks = [
+            self._snapshot(raw)
+            for raw in self._deepsort.tracker.tracks
+            if raw.is_confirmed() and int(raw.track_id) in self._matched_before
+        ]
+        return TrackUpdate(self.frame, tracks, [])
 
     def finish(self) -> list[TrackEvent]:
         """End every live track (the stream is over) and return their `ended` events."""

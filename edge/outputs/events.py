@@ -1,53 +1,65 @@
-"""Track life-cycle events as JSON Lines."""
+"""Track life-cycle events as JSON Lines, appended across runs, and their tolerant reader."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from edge.outputs.base import LineFile
+from edge.outputs.disk import OutputDisk
+from edge.outputs.records import EventRecords, Record
 from edge.types import Packet, TrackEvent
+
+log = logging.getLogger(__name__)
 
 
 class EventSink(LineFile):
-    """Writes one JSON object per track event, e.g.
+    """Appends one JSON object per track event (`edge.outputs.records` shows one). Each line is
+    written whole in one system call: a kill loses no complete line."""
 
-    `{"frame": 12, "time_s": 0.48, "event": "started", "track_id": 3, "class": "Normal",
-    "class_id": 0, "confidence": 0.87, "box": [x1, y1, x2, y2], "age": 3, "hits": 3}`
-
-    `time_s` counts from the stream's start at the stream's frame rate.
-    """
-
-    def __init__(self, path: Path, class_names: Sequence[str]) -> None:
-        super().__init__(path)
-        self._names = class_names
-        self._stream_fps = 0.0
+    def __init__(self, path: Path, records: EventRecords, disk: OutputDisk | None = None) -> None:
+        super().__init__(path, append=True, disk=disk)
+        self.records = records
 
     def write(self, packet: Packet, fps: float) -> None:
         """Append the frame's events."""
-        self._stream_fps = packet.frame.fps
-        if packet.update is not None:
-            self._append(packet.update.events)
+        self._append(self.records.of(packet))
 
     def close(self, final_events: list[TrackEvent]) -> None:
         """Append the last events and close the file."""
-        self._append(final_events)
+        self._append(self.records.final(final_events))
         super().close(final_events)
 
-    def _append(self, events: Iterable[TrackEvent]) -> None:
-        for event in events:
-            track = event.track
-            record = {
-                "frame": event.frame,
-                "time_s": round(event.frame / self._stream_fps, 3) if self._stream_fps else None,
-                "event": event.kind,
-                "track_id": track.track_id,
-                "class": self._names[track.class_id],
-                "class_id": track.class_id,
-                "confidence": round(track.confidence, 4),
-                "box": [round(v, 1) for v in track.xyxy],
-                "age": track.age,
-                "hits": track.hits,
-            }
-            self._stream.write(json.dumps(record) + "\n")
+    def _append(self, records: list[Record]) -> None:
+        if records:
+            self.write_lines([json.dumps(record) for record in records])
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """The events of a JSON Lines file, in order.
+
+    A line that is not a JSON object — the last one torn by a power cut, or one a full disk cut
+    short — is skipped with a warning that names the file and line.
+    """
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                where = "last line" if not raw.endswith(b"\n") else "line"
+                log.warning(
+                    "%s: %s %d is not a complete event (cut short by a power cut or a full "
+                    "disk): skipped",
+                    path,
+                    where,
+                    number,
+                )
+                continue
+            yield record

@@ -31,10 +31,19 @@ COUNTERS = {
     "dropped_frames": "Frames dropped because a stage fell behind a live source.",
     "reconnects": "Times the source was reopened after an error or end of stream.",
     "tracks_started": "Tracks confirmed by the tracker.",
+    "segments_recorded": "Video segments finished (closed) by the recorder.",
+    "segments_deleted": "Oldest video segments deleted to stay within output.keep_gb/keep_days.",
+    "recording_bytes_deleted": "Bytes of video segments deleted by retention.",
+    "snapshots_deleted": "Snapshots deleted with the segments they belong to.",
+    "disk_errors": "Times the output disk refused data (full, read-only): file outputs paused.",
+    "frames_not_recorded": "Frames not recorded while the output disk was paused.",
+    "writes_skipped": "Event/MOT/snapshot writes skipped while the output disk was paused.",
 }
 GAUGES = {
     "fps": "Frames per second through the whole pipeline, recent average.",
     "active_tracks": "Tracks currently confirmed.",
+    "output_paused": "1 while file outputs wait for the output disk (full or read-only), else 0.",
+    "recording_bytes": "Bytes of this camera's video segments on disk.",
 }
 QUANTILES = {"0.5": "p50_ms", "0.95": "p95_ms", "0.99": "p99_ms"}
 

@@ -1,0 +1,158 @@
+"""Track events, new tracks' snapshots and periodic stats to MQTT (`edge.service.mqtt` delivers).
+
+Topics under `PREFIX/DEVICE/`: `CAMERA/events`, `CAMERA/snapshot` (the JPEG of a new track's
+crop) and `stats` (every `stats_interval_s`: FPS, per-stage p50/p95, drops, reconnects, active
+tracks, per camera). An event message is the events file's record (`edge.outputs.records`: same
+`id`, same order) with what a consumer of Frigate-style events expects added: `type` (`new`,
+`update`, `end`), `label`, `score`, `top_score`, `start_time`, `end_time` (UTC epoch seconds) and
+`snapshot` (its file name). Besides the file's events, an `update` goes out at most once per
+`update_interval_s` per visible track, and at once when its label changes. Nothing here waits for
+the network: events and snapshots go to the publisher's spool, stats only while connected.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import cv2
+
+from edge.detections import crop_box
+from edge.metrics import Metrics
+from edge.outputs.records import EventRecords, Record
+from edge.recordings import snapshot_name
+from edge.service.mqtt import MqttPublisher
+from edge.service.spool import Message
+from edge.types import Packet, Track, TrackEvent
+from edge.utc import wall_time
+
+STATS_STAGES = ("capture", "detect", "embed", "track", "colorize", "total")
+TYPES = {"started": "new", "lost": "update", "ended": "end"}
+
+
+@dataclass
+class _Life:
+    """What one track's messages remember between frames."""
+
+    start_time: float
+    top_score: float
+    label: str
+    last_sent: float
+
+
+class MqttSink:
+    """Publishes one camera's events, snapshots and stats."""
+
+    def __init__(
+        self,
+        publisher: MqttPublisher,
+        records: EventRecords,
+        metrics: Metrics,
+        update_interval_s: float,
+        stats_interval_s: float,
+        snapshots: bool,
+    ) -> None:
+        self.publisher, self.records, self.metrics = publisher, records, metrics
+        self.camera = records.run.camera
+        self.update_interval_s, self.stats_interval_s = update_interval_s, stats_interval_s
+        self.snapshots = snapshots
+        self._lives: dict[int, _Life] = {}
+        self._next_stats = time.monotonic() + stats_interval_s
+
+    def write(self, packet: Packet, fps: float) -> None:
+        """Queue the frame's events, due updates and new tracks' snapshots; stats when due."""
+        now = wall_time(packet.frame.captured)
+        messages = [self._event(record, now) for record in self.records.of(packet)]
+        if packet.update is not None:
+            for track in packet.update.tracks:  # a track with an event here is not due yet
+                message = self._periodic(track, packet.update.frame, now)
+                if message is not None:
+                    messages.append(message)
+            image = packet.image if packet.image is not None else packet.bgr
+            for event in packet.update.events:
+                crop = crop_box(image, event.track.xyxy) if event.kind == "started" else None
+                if crop is not None:
+                    jpeg = cv2.imencode(".jpg", crop)[1].tobytes()
+                    messages.append(Message(f"{self.camera}/snapshot", jpeg))
+        self.publisher.send(messages)
+        if time.monotonic() >= self._next_stats:
+            self._next_stats = time.monotonic() + self.stats_interval_s
+            self.publisher.publish_now("stats", json.dumps(self.stats()).encode())
+
+    def close(self, final_events: list[TrackEvent]) -> None:
+        """Queue the last `end` events, then let the publisher drain and say `offline`."""
+        now = time.time()
+        self.publisher.send([self._event(r, now) for r in self.records.final(final_events)])
+        self.publisher.close()
+
+    def stats(self) -> dict[str, object]:
+        """The stats message: per camera, FPS, stage p50/p95 (ms), drops, reconnects, tracks."""
+        snap = self.metrics.snapshot()
+        return {
+            "time": round(time.time(), 3),
+            "cameras": {
+                self.camera: {
+                    "fps": round(snap.gauges.get("fps", 0.0), 2),
+                    "frames": snap.counters.get("frames", 0),
+                    "dropped_frames": snap.counters.get("dropped_frames", 0),
+                    "reconnects": snap.counters.get("reconnects", 0),
+                    "active_tracks": int(snap.gauges.get("active_tracks", 0)),
+                    "stages_ms": {
+                        name: {"p50": round(s.p50_ms, 2), "p95": round(s.p95_ms, 2)}
+                        for name, s in snap.stages.items()
+                        if name in STATS_STAGES
+                    },
+                }
+            },
+        }
+
+    def _event(self, record: Record, now: float) -> Message:
+        """The message of one of the events file's records."""
+        track_id, kind = record["track_id"], record["event"]
+        life = self._lives.get(track_id)
+        if kind == "started" or life is None:
+            life = self._lives[track_id] = _Life(now, 0.0, record["class"], now)
+        if kind == "ended":
+            del self._lives[track_id]
+        snapshot = None
+        if kind == "started" and self.snapshots:
+            snapshot = snapshot_name(self.camera, now, self.records.run.id, track_id)
+        return self._message(record, TYPES[kind], life, now, snapshot, ended=kind == "ended")
+
+    def _periodic(self, track: Track, frame: int, now: float) -> Message | None:
+        """An `update` for a visible track, when its label changed or one is due."""
+        life = self._lives.get(track.track_id)
+        label = self.records.class_names[track.class_id]
+        if life is None or (label == life.label and now - life.last_sent < self.update_interval_s):
+            return None
+        record = {
+            "id": f"{self.records.run.id}/t{track.track_id}/f{frame}",
+            "run": self.records.run.id,
+            "camera": self.camera,
+            "frame": frame,
+            "event": "seen",
+            "track_id": track.track_id,
+            "class": label,
+            "class_id": track.class_id,
+            "confidence": round(track.confidence, 4),
+            "box": [round(v, 1) for v in track.xyxy],
+        }
+        return self._message(record, "update", life, now, None, ended=False)
+
+    def _message(
+        self, record: Record, kind: str, life: _Life, now: float, snapshot: str | None, ended: bool
+    ) -> Message:
+        life.top_score = max(life.top_score, record["confidence"])
+        life.label, life.last_sent = record["class"], now
+        payload = {
+            **record,
+            "type": kind,
+            "label": record["class"],
+            "score": record["confidence"],
+            "top_score": life.top_score,
+            "start_time": round(life.start_time, 3),
+            "end_time": round(now, 3) if ended else None,
+            "snapshot": snapshot,
+        }
+        return Message(f"{self.camera}/events", json.dumps(payload).encode())

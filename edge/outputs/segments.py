@@ -1,0 +1,129 @@
+"""One camera's video recording, in segments: opened at the first frame, paused while the disk
+refuses data and reopened when it takes data again, bounded by retention (`edge.recordings`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.config import OutputConfig
+from edge.errors import EdgeError
+from edge.metrics import Metrics
+from edge.outputs.disk import OutputDisk
+from edge.outputs.run import Run
+from edge.recordings import Retention, has_frames, segment_path
+from edge.types import Frame
+from edge.utc import wall_time
+from edge.video.encoders import SegmentRecorder
+
+log = logging.getLogger(__name__)
+RETENTION_EVERY_S = 1.0  # how often the bounds are checked while a segment grows
+
+
+def stream_time(frame: Frame) -> float:
+    """A frame's time in its stream: the source's timestamp, else its index at the frame rate."""
+    return frame.pts_s if frame.pts_s is not None else frame.index / frame.fps
+
+
+class Recording:
+    """Writes annotated frames into `folder` as segments of `config.segment_s` seconds.
+
+    Args:
+        folder: the camera's segment folder (`output.dir/output.video/CAMERA`).
+        run: the run (its camera names the files).
+        config: segment length, bitrate, bounds.
+        disk: the output disk; a disk error pauses recording, `disk.writable()` resumes it.
+        retention: deletes the oldest segments beyond the bounds.
+        metrics: counts `segments_recorded` and `frames_not_recorded`.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        run: Run,
+        config: OutputConfig,
+        disk: OutputDisk,
+        retention: Retention,
+        metrics: Metrics,
+    ) -> None:
+        self.folder, self.run, self.config = folder, run, config
+        self.disk, self.retention, self.metrics = disk, retention, metrics
+        self.recorder: SegmentRecorder | None = None
+        self._next_check = 0.0
+        retention.enforce()
+
+    def write(self, image: np.ndarray, frame: Frame) -> None:
+        """Record one BGR frame (or count it as not recorded while the disk is paused)."""
+        if self.recorder is not None and self.disk.paused:
+            self._stop()  # another output met the disk's trouble first
+        recorder = self.recorder or self._start(image, frame)
+        if recorder is None:
+            self.metrics.increment("frames_not_recorded")
+            return
+        recorder.write(image, stream_time(frame), wall_time(frame.captured))
+        self._handle(recorder.poll())
+        if self.recorder is not None and time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + RETENTION_EVERY_S
+            self.retention.enforce(self.recorder.current)
+
+    def close(self) -> None:
+        """Finish the open segment so it is complete, and apply the bounds once more."""
+        if self.recorder is not None:
+            self._handle(self.recorder.close(), closing=True)
+            self.recorder = None
+        self.retention.enforce()
+
+    def _start(self, image: np.ndarray, frame: Frame) -> SegmentRecorder | None:
+        if not self.disk.writable():
+            return None
+        if self.disk.attempt(str(self.folder), self._make_folder) is None:
+            return None
+        height, width = image.shape[:2]
+        self.recorder = SegmentRecorder(
+            width,
+            height,
+            frame.fps,
+            self.config.bitrate_kbps,
+            self.config.segment_s,
+            lambda utc: segment_path(self.folder, self.run.camera, utc),
+        )
+        return self.recorder
+
+    def _make_folder(self) -> bool:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return True
+
+    def _handle(self, events: list[tuple[str, Path]], closing: bool = False) -> None:
+        for kind, path in events:
+            if kind == "closed":
+                self.retention.closed(path)
+                self.metrics.increment("segments_recorded")
+                self._next_check = 0.0  # apply the bounds at once
+                log.debug("segment %s closed", path.name)
+        recorder = self.recorder
+        if recorder is None or recorder.error is None:
+            return
+        where = str(recorder.current or self.folder)
+        if recorder.disk_error:
+            self.disk.failed(where, recorder.error)
+        elif closing:  # the frames are in the file; only its index may be missing
+            log.error("recording %s may lack its end: %s", where, recorder.error)
+        else:
+            raise EdgeError(f"recording {where} failed: {recorder.error}")
+        if not closing:
+            self._stop()
+
+    def _stop(self) -> None:
+        """Drop the recorder at once; its open segment stays readable up to its last frame."""
+        if self.recorder is None:
+            return
+        self.recorder.abort()
+        current = self.recorder.current
+        if current is not None and has_frames(current):
+            self.retention.closed(current)
+        elif current is not None:
+            current.unlink(missing_ok=True)
+        self.recorder = None
