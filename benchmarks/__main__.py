@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import compare, drift, latency, tracking
+from benchmarks import compare, drift, latency, mqtt, tracking
 from edge.cli import main
 
-COMMANDS = [latency.register, drift.register, tracking.register, compare.register]
+COMMANDS = [latency.register, drift.register, tracking.register, compare.register, mqtt.register]
 
 if __name__ == "__main__":
     sys.exit(main("benchmarks", __doc__ or "", COMMANDS, sys.argv[1:]))

@@ -58,6 +58,7 @@ THRESHOLDS = Path(__file__).with_name("drift.toml")
 # value < limit.
 CHECKS = {
     "colorizer_max_abs_delta_psnr_db": (("colorizer", "delta_psnr"), "max_abs"),
+    "camera_colorizer_max_abs_delta_psnr_db": (("camera_colorizer", "delta_psnr"), "max_abs"),
     "detector_min_recall": (("detector", "recall"), "min"),
     "embedder_min_cosine": (("embedder", "mean_cosine"), "min"),
 }
@@ -255,9 +256,11 @@ def video_frames(video: Path, count: int, step: int) -> list[np.ndarray]:
 def markdown(data: Mapping[str, Any]) -> str:
     """The drift report as Markdown."""
     lines = ["# FP16 drift against FP32", "", machine_line(data), ""]
-    colorizer = data.get("colorizer")
-    if colorizer:
-        lines.append(f"Colorizer ({colorizer['images']} images; FP16 = {colorizer['fp16']}):\n")
+    for key, title in (("colorizer", "Colorizer"), ("camera_colorizer", "Adapted colorizer")):
+        colorizer = data.get(key)
+        if not colorizer:
+            continue
+        lines.append(f"{title} ({colorizer['images']} images; FP16 = {colorizer['fp16']}):\n")
         subsets = [k for k, v in colorizer.items() if isinstance(v, dict)]
         lines.append(table(
             ["set", "PSNR FP32", "PSNR FP16", "ΔPSNR dB", "ΔSSIM", "PSNR FP16 vs FP32",
@@ -309,6 +312,11 @@ def run_drift(args: argparse.Namespace) -> dict[str, Any]:
         report.add("colorizer", {**results["colorizer"], "per_image": rows})
         panels["colorizer ΔPSNR dB"] = [r["delta_psnr"] for r in rows]
         panels["colorizer PSNR FP16 vs FP32"] = [r["psnr_fp16_vs_fp32"] for r in rows]
+        if args.camera_colorizer is not None:  # a model adapted to the video's scene
+            video_images = [image for image in images if image[1] == "video"]
+            results["camera_colorizer"], rows = colorizer_drift(args.camera_colorizer, video_images)
+            report.add("camera_colorizer", {**results["camera_colorizer"], "per_image": rows})
+            panels["adapted colorizer ΔPSNR dB"] = [r["delta_psnr"] for r in rows]
         results["detector"], frame_rows, boxes = detector_drift(args.detector, frames, args.conf)
         report.add("detector", {**results["detector"], "per_frame": frame_rows})
         panels["detector matched / FP32 boxes"] = [
@@ -334,6 +342,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the `drift` command."""
     parser = subparsers.add_parser("drift", help="FP16 against FP32 for each model")
     parser.add_argument("--colorizer", type=Path, default=paths.MODELS / paths.COLORIZER_FILE)
+    parser.add_argument(
+        "--camera-colorizer", type=Path, help="also a colorizer adapted to --video (export adapt)"
+    )
     parser.add_argument("--detector", type=Path, default=paths.MODELS / paths.DETECTOR_FILE)
     parser.add_argument("--embedder", type=Path, default=paths.MODELS / paths.EMBEDDER_FILE)
     parser.add_argument("--video", type=Path, default=paths.DATA / "opencv" / "vtest.avi")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 
 from edge.cli import main
-from export import data, evaluate, onnx_export, reid, train, yolo
+from export import adapt, data, evaluate, onnx_export, reid, train, yolo
 
 COMMANDS = [
     data.register,
     train.register,
     onnx_export.register,
     evaluate.register,
+    adapt.register,
     yolo.register,
     reid.register,
 ]

@@ -2,9 +2,16 @@
 
 Every method sees only the grayscale image. Methods: `grayscale` (the trivial baseline: return
 the gray image), `original` (the RGB autoencoder, output upscaled to full size), `ours` (chroma
-model + full-resolution luminance) and, when given, `ours_fp16`. Scopes: `tile` (128×128 test
-tiles) and `full` (whole photos at their own resolution). Writes metrics.csv (per image),
-summary.json and summary.md (averages, FP16 drift) and grid.png.
+model + full-resolution luminance). Every photo is scored whole,
+as the runtime sees a frame; photos larger than a 1920-pixel camera frame are first scaled down
+to one (INTER_AREA). Photo sets: by default the held-out packages (`test`), the outside check
+(`outside`) and the earlier test photos (`previous_test`), see `colorizer_split.json`; or one
+folder of the user's photos. Writes metrics.csv (per image), summary.json and summary.md (means,
+the worst photo's PSNR against its gray input) and a grid per set
+(grid_<set>.png; grid.png is the first set's).
+
+There is no tile scope any more: the runtime never sees a 128×128 crop of a photo, it squashes
+whole frames, so scores on tiles measured a use that does not happen.
 """
 
 from __future__ import annotations
@@ -28,17 +35,20 @@ from edge.files import writable_dir
 from edge.models.colorizer import Colorizer
 from export.onnx_export import onnx_path
 from export.tiles import (
+    REPORT_SETS,
+    SPLITS,
     TILE,
-    cut_tiles,
     folder_photos,
     read_color_image,
-    scaled_for_tiling,
+    shrunk,
     split_photos,
 )
 
 log = logging.getLogger(__name__)
 Method = Callable[[np.ndarray], np.ndarray]  # gray uint8 (H, W) -> BGR uint8 (H, W, 3)
 GRID_HEIGHT = 192
+MAX_SIDE = 1920  # longer side of the photos as scored: a Full HD camera frame
+DEFAULT_SETS = ("test", "outside", "previous_test")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,12 +92,22 @@ def original_method(engine: InferenceEngine) -> Method:
     return run
 
 
+def as_camera_frame(image: np.ndarray) -> np.ndarray:
+    """The photo scaled down (INTER_AREA) so that its longer side is at most MAX_SIDE."""
+    return shrunk(image, MAX_SIDE / max(image.shape[:2]))
+
+
+def photo_label(path: Path) -> str:
+    """A photo's name in reports: its path under the data folder, else its file name."""
+    return path.relative_to(paths.DATA).as_posix() if path.is_relative_to(paths.DATA) else path.name
+
+
 def grayscale_baseline(gray: np.ndarray) -> np.ndarray:
     """The trivial colorizer: the gray image itself, as BGR."""
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
 
 
-def _grid(rows: list[list[np.ndarray]], labels: list[str]) -> np.ndarray:
+def picture_grid(rows: list[list[np.ndarray]], labels: list[str]) -> np.ndarray:
     """Rows of same-height panels, with a header naming each column."""
     scaled = [
         [cv2.resize(p, (round(p.shape[1] * GRID_HEIGHT / p.shape[0]), GRID_HEIGHT)) for p in row]
@@ -112,104 +132,113 @@ def _grid(rows: list[list[np.ndarray]], labels: list[str]) -> np.ndarray:
 
 
 Row = dict[str, str | float]
-Summary = dict[str, dict[str, dict[str, float]]]  # scope -> method -> metric -> mean
+Summary = dict[str, dict[str, dict[str, float | str]]]  # set -> method -> metric -> value
 
 
-def summarize(rows: list[Row], drift_psnr: dict[str, list[float]]) -> Summary:
-    """Mean MSE/PSNR/SSIM per scope and method, and the FP16 drift of ours."""
+def summarize(rows: list[Row]) -> Summary:
+    """Per set and method: mean MSE/PSNR/SSIM and the worst photo's PSNR minus its gray input's.
+
+    FP16 drift is measured by `python -m benchmarks drift`, not here."""
     summary: Summary = {}
-    for scope in ("tile", "full"):
-        per_method: dict[str, dict[str, float]] = {}
-        for method in dict.fromkeys(str(r["method"]) for r in rows if r["scope"] == scope):
-            chosen = [r for r in rows if r["scope"] == scope and r["method"] == method]
-            per_method[method] = {
+    for photo_set in dict.fromkeys(str(r["set"]) for r in rows):
+        in_set = [r for r in rows if r["set"] == photo_set]
+        gray = {r["image"]: float(r["psnr"]) for r in in_set if r["method"] == "grayscale"}
+        per_method: dict[str, dict[str, float | str]] = {}
+        for method in dict.fromkeys(str(r["method"]) for r in in_set):
+            chosen = [r for r in in_set if r["method"] == method]
+            means: dict[str, float | str] = {
                 k: float(np.mean([float(r[k]) for r in chosen])) for k in ("mse", "psnr", "ssim")
             }
-        if "ours_fp16" in per_method:
-            per_method["ours_fp16"]["psnr_vs_fp32"] = float(np.mean(drift_psnr[scope]))
-            per_method["ours_fp16"]["delta_psnr"] = (
-                per_method["ours_fp16"]["psnr"] - per_method["ours"]["psnr"]
-            )
-        summary[scope] = per_method
+            deltas = {str(r["image"]): float(r["psnr"]) - gray[r["image"]] for r in chosen}
+            worst = min(deltas, key=deltas.__getitem__)
+            means |= {"worst_delta_psnr": deltas[worst], "worst_image": worst}
+            per_method[method] = means
+        summary[photo_set] = per_method
     return summary
 
 
 def markdown(summary: Summary, count: dict[str, int]) -> str:
     """The summary as a Markdown table."""
-    lines = ["| scope | method | MSE | PSNR (dB) | SSIM |", "|---|---|---|---|---|"]
-    for scope, methods in summary.items():
+    lines = [
+        "| set | method | MSE | PSNR (dB) | Δ vs gray (dB) | worst photo Δ (dB) | SSIM |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for photo_set, methods in summary.items():
+        gray_psnr = float(methods["grayscale"]["psnr"])
         for method, m in methods.items():
-            lines.append(
-                f"| {scope} ({count[scope]}) | {method} | {m['mse']:.5f} | "
-                f"{m['psnr']:.2f} | {m['ssim']:.4f} |"
+            worst = (
+                f"{float(m['worst_delta_psnr']):+.2f} ({m['worst_image']})"
+                if method != "grayscale"
+                else ""
             )
-    for scope, methods in summary.items():
-        fp16 = methods.get("ours_fp16")
-        if fp16:
             lines.append(
-                f"\nFP16 vs FP32 ({scope}): PSNR between outputs {fp16['psnr_vs_fp32']:.2f} dB, "
-                f"ΔPSNR against ground truth {fp16['delta_psnr']:+.4f} dB"
+                f"| {photo_set} ({count[photo_set]}) | {method} | {float(m['mse']):.5f} | "
+                f"{float(m['psnr']):.2f} | {float(m['psnr']) - gray_psnr:+.2f} | {worst} | "
+                f"{float(m['ssim']):.4f} |"
             )
     return "\n".join(lines) + "\n"
 
 
 def evaluate(
-    photos: list[Path],
+    photo_sets: dict[str, list[Path]],
     original: Path,
     ours: Path,
-    ours_fp16: Path | None,
     output: Path,
-    grid_rows: int = 6,
+    grid_rows: int = 16,
 ) -> Summary:
-    """Score every method on the photos' test tiles and on the whole photos; write the reports.
+    """Score every method on each set's whole photos; write the reports.
+
+    Args:
+        photo_sets: set name -> its photos.
+        grid_rows: at most this many photos of each set in its grid.
 
     Returns:
         The summary (also written as summary.json and summary.md under `output`).
     """
     output = writable_dir(output)
-    images = [read_color_image(p) for p in photos]  # fail on a bad file before any work
+    for photos in photo_sets.values():  # fail on a bad file before any work
+        for path in photos:
+            read_color_image(path)
     methods: dict[str, Method] = {
         "grayscale": grayscale_baseline,
         "original": original_method(load_onnx(original)),
         "ours": Colorizer(load_onnx(ours)).colorize,
     }
-    if ours_fp16 is not None:
-        methods["ours_fp16"] = Colorizer(load_onnx(ours_fp16)).colorize
     rows: list[Row] = []
-    drift: dict[str, list[float]] = {"tile": [], "full": []}
-    grid: list[list[np.ndarray]] = []
-    count = {"tile": 0, "full": len(images)}
-    for path, image in tqdm(list(zip(photos, images, strict=True)), desc="evaluate", unit="photo"):
-        samples = [
-            (f"{path.name}#{i}", "tile", t)
-            for i, t in enumerate(cut_tiles(scaled_for_tiling(image)))
+    grids: dict[str, list[list[np.ndarray]]] = {name: [] for name in photo_sets}
+    todo = [(name, path) for name, photos in photo_sets.items() for path in photos]
+    for photo_set, path in tqdm(todo, desc="evaluate", unit="photo"):
+        truth = as_camera_frame(read_color_image(path))
+        gray = cv2.cvtColor(truth, cv2.COLOR_BGR2GRAY)
+        outputs = {method: run(gray) for method, run in methods.items()}
+        rows += [
+            {"image": photo_label(path), "set": photo_set, "method": m, **scores(out, truth)}
+            for m, out in outputs.items()
         ]
-        count["tile"] += len(samples)
-        for name, scope, truth in [*samples, (path.name, "full", image)]:
-            gray = cv2.cvtColor(truth, cv2.COLOR_BGR2GRAY)
-            outputs = {method: run(gray) for method, run in methods.items()}
-            rows += [
-                {"image": name, "scope": scope, "method": m, **scores(out, truth)}
-                for m, out in outputs.items()
-            ]
-            if "ours_fp16" in outputs:
-                drift[scope].append(psnr(outputs["ours_fp16"], outputs["ours"]))
-            if scope == "full" and len(grid) < grid_rows:
-                grid.append([grayscale_baseline(gray), truth, outputs["original"], outputs["ours"]])
+        if len(grids[photo_set]) < grid_rows:
+            grids[photo_set].append(
+                [grayscale_baseline(gray), truth, outputs["original"], outputs["ours"]]
+            )
     with (output / "metrics.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(
-            stream, fieldnames=["image", "scope", "method", "mse", "psnr", "ssim"]
+            stream, fieldnames=["image", "set", "method", "mse", "psnr", "ssim"]
         )
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarize(rows, drift)
+    summary = summarize(rows)
+    sets_written = {name: [str(p) for p in photos] for name, photos in photo_sets.items()}
     (output / "summary.json").write_text(
-        json.dumps({"photos": [str(p) for p in photos], "summary": summary}, indent=1)
+        json.dumps({"photos": sets_written, "summary": summary}, indent=1)
     )
+    count = {name: len(photos) for name, photos in photo_sets.items()}
     (output / "summary.md").write_text(markdown(summary, count))
     labels = ["grayscale input", "color original (truth)", "original method", "ours"]
-    cv2.imwrite(str(output / "grid.png"), _grid(grid, labels))
-    log.info("wrote %s/{metrics.csv,summary.json,summary.md,grid.png}", output)
+    for index, (photo_set, rows) in enumerate(grids.items()):
+        picture = picture_grid(rows, labels)
+        cv2.imwrite(str(output / f"grid_{photo_set}.png"), picture)
+        if index == 0:
+            cv2.imwrite(str(output / "grid.png"), picture)
+    log.info("wrote %s/{metrics.csv,summary.json,summary.md,grid*.png}", output)
     return summary
 
 
@@ -217,19 +246,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the `evaluate` command."""
     parser = subparsers.add_parser("evaluate", help="score colorizers on test photos")
     parser.add_argument(
-        "--photos", type=Path, help="folder of color photos (default: the test split)"
+        "--photos", type=Path, help="folder of color photos (instead of the photo sets)"
+    )
+    parser.add_argument(
+        "--sets",
+        default=",".join(DEFAULT_SETS),
+        help=f"sets (colorizer_split.json): {', '.join(SPLITS + REPORT_SETS)}",
     )
     parser.add_argument("--original", type=Path, default=onnx_path("rgb"))
     parser.add_argument("--ours", type=Path, default=onnx_path("chroma"))
-    parser.add_argument("--ours-fp16", type=Path, default=onnx_path("chroma", fp16=True))
-    parser.add_argument("--no-fp16", action="store_true", help="skip the FP16 model")
     parser.add_argument("--output", type=Path, default=paths.OUTPUTS / "evaluation")
     parser.set_defaults(
         func=lambda a: evaluate(
-            folder_photos(a.photos) if a.photos else split_photos("test"),
+            {"photos": folder_photos(a.photos)}
+            if a.photos
+            else {name: split_photos(name) for name in a.sets.split(",")},
             a.original,
             a.ours,
-            None if a.no_fp16 else a.ours_fp16,
             a.output,
         )
     )

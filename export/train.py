@@ -1,10 +1,18 @@
-"""`export train`: train the original RGB autoencoder or our chroma model on the train split."""
+"""`export train`: train the original RGB autoencoder or our chroma model on the train split.
+
+The original method trains as it did: 500 tiles of the train photos, 20 epochs, batch 16, Adam,
+MSE. Ours trains on the training mix (`export.tiles.training_mix`: whole photos squashed as the
+runtime squashes frames, plus multi-scale crops, all mirrored too) with the `psnr` loss, and
+validates on the validation package's whole photos.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -14,12 +22,29 @@ from edge import paths
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, writable_dir
 from edge.models.colorizer import AB_SCALE, L_SCALE, lightness, to_lab
-from export.tiles import split_photos, tiles_from
+from export.tiles import read_color_image, runtime_sample, split_photos, tiles_from, training_mix
 
 log = logging.getLogger(__name__)
 TRAIN_STRIDE = 64  # overlapping train tiles; validation and test tiles never overlap
 ORIGINAL_TILE_COUNT = 500  # the original method trained on 500 images
 KINDS = ("rgb", "chroma")  # the original method's RGB autoencoder; our chroma model
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a kind trains by default (the CLI overrides each value)."""
+
+    epochs: int
+    batch_size: int
+    samples: int | None  # rgb: tiles; chroma: a seeded subset of the mix (None: all of it)
+    loss: str = "mse"
+    crops_per_image: int = 0  # chroma: random crops per train photo, besides the whole photo
+
+
+RECIPES = {
+    "rgb": Recipe(epochs=20, batch_size=16, samples=ORIGINAL_TILE_COUNT),
+    "chroma": Recipe(epochs=8, batch_size=16, samples=None, loss="psnr", crops_per_image=24),
+}
 
 
 def keras_path(kind: str, models_dir: Path | None = None) -> Path:
@@ -47,15 +72,49 @@ def training_pairs(kind: str, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return inputs.astype(np.float32), chroma.astype(np.float32)
 
 
+def chroma_targets(inputs: np.ndarray, targets: np.ndarray, loss: str) -> np.ndarray:
+    """What the chroma model's loss compares its output with, for BGR uint8 targets.
+
+    `mse`: a, b of the target, scaled to ±1 (N, H, W, 2). `psnr`: the input L/100 and the target
+    RGB in 0..1 (N, H, W, 4): the loss rebuilds the RGB picture from L and the predicted chroma.
+    """
+    if loss == "mse":
+        return (np.stack([to_lab(t)[..., 1:] for t in targets]) / AB_SCALE).astype(np.float32)
+    rgb = targets[..., ::-1].astype(np.float32) / 255.0
+    return np.concatenate([inputs, rgb], axis=-1)
+
+
+def chroma_data(recipe: Recipe, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training mix of the train photos and whole validation photos, as (x, y, x_val, y_val)."""
+    photos = split_photos("train")
+    rng = np.random.default_rng(seed)
+    if recipe.samples is not None:  # a capped mix reads only the photos it needs
+        needed = -(-recipe.samples // (2 + recipe.crops_per_image))
+        photos = [photos[i] for i in sorted(rng.permutation(len(photos))[:needed])]
+    x, targets = training_mix([read_color_image(p) for p in photos], recipe.crops_per_image, seed)
+    if recipe.samples is not None and recipe.samples < len(x):
+        chosen = rng.choice(len(x), recipe.samples, replace=False)
+        x, targets = x[chosen], targets[chosen]
+    pairs = [runtime_sample(read_color_image(p)) for p in split_photos("validation")]
+    x_val = np.stack([x for x, _ in pairs])
+    y_val = chroma_targets(x_val, np.stack([t for _, t in pairs]), recipe.loss)
+    return x, chroma_targets(x, targets, recipe.loss), x_val, y_val
+
+
 def train(
     kind: str,
-    epochs: int = 20,
-    batch_size: int = 16,
-    tile_count: int = ORIGINAL_TILE_COUNT,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    tile_count: int | None = None,
     seed: int = 0,
     models_dir: Path | None = None,
+    loss: str | None = None,
+    crops_per_image: int | None = None,
 ) -> Path:
     """Train a colorizer on the train split, validate on the validation split, save `.keras`.
+
+    Arguments left as None take the kind's `RECIPES` value; `tile_count` is the number of tiles
+    (rgb) or a cap on the training mix (chroma).
 
     Returns:
         The saved model's path (plus a `.history.json` beside it with the loss per epoch).
@@ -63,20 +122,36 @@ def train(
     import keras
     from tqdm import tqdm
 
-    from export.colorizer_models import build
+    from export.colorizer_models import LOSSES, build
 
     if kind not in KINDS:
         raise EdgeError(f"unknown model '{kind}': choose one of {', '.join(KINDS)}")
-    for name, value in (("epochs", epochs), ("batch size", batch_size), ("tiles", tile_count)):
+    chosen = {"epochs": epochs, "batch_size": batch_size, "samples": tile_count}
+    chosen |= {"loss": loss, "crops_per_image": crops_per_image}
+    recipe = replace(RECIPES[kind], **{k: v for k, v in chosen.items() if v is not None})
+    for name, value in (
+        ("epochs", recipe.epochs),
+        ("batch size", recipe.batch_size),
+        ("tiles", 1 if recipe.samples is None else recipe.samples),
+    ):
         if value < 1:
             raise EdgeError(f"{name} must be at least 1, got {value}")
+    if recipe.crops_per_image < 0:
+        raise EdgeError(f"crops must be at least 0, got {recipe.crops_per_image}")
+    if recipe.loss not in LOSSES:
+        raise EdgeError(f"unknown loss '{recipe.loss}': choose one of {', '.join(LOSSES)}")
+    if kind == "rgb" and recipe.loss != "mse":
+        raise EdgeError("the original method (rgb) trains with MSE only: drop --loss")
     target = keras_path(kind, writable_dir(models_dir or paths.MODELS))
     keras.utils.set_random_seed(seed)
-    x_train, y_train = training_pairs(
-        kind, tiles_from(split_photos("train"), TRAIN_STRIDE, tile_count, seed)
-    )
-    x_val, y_val = training_pairs(kind, tiles_from(split_photos("validation"), 128, None, seed))
-    log.info("training %s on %d tiles, validating on %d", kind, len(x_train), len(x_val))
+    if kind == "rgb":
+        tiles = tiles_from(split_photos("train"), TRAIN_STRIDE, recipe.samples, seed)
+        x_train, y_train = training_pairs(kind, tiles)
+        x_val, y_val = training_pairs(kind, tiles_from(split_photos("validation"), 128, None, seed))
+    else:
+        x_train, y_train, x_val, y_val = chroma_data(recipe, seed)
+    log.info("training %s on %d samples, validating on %d", kind, len(x_train), len(x_val))
+    epochs, batch_size = recipe.epochs, recipe.batch_size
 
     progress = tqdm(total=epochs, desc=f"train {kind}", unit="epoch")
 
@@ -85,7 +160,16 @@ def train(
             progress.set_postfix({k: f"{v:.5f}" for k, v in (logs or {}).items()})
             progress.update()
 
-    model = build(kind)
+    callbacks: list[keras.callbacks.Callback] = [Progress()]
+    if kind == "chroma":
+        steps = epochs * -(-len(x_train) // batch_size)
+        model = build(kind, recipe.loss, steps)
+        # Keep the epoch that did best on the validation package's whole photos.
+        best = keras.callbacks.EarlyStopping(patience=epochs, restore_best_weights=True)
+        callbacks.append(best)
+    else:
+        model = build(kind)  # the original method as it was: its last epoch
+    started = time.monotonic()
     history = model.fit(
         x_train,
         y_train,
@@ -93,9 +177,10 @@ def train(
         epochs=epochs,
         verbose=0,
         validation_data=(x_val, y_val),
-        callbacks=[Progress()],
+        callbacks=callbacks,
     )
     progress.close()
+    seconds = time.monotonic() - started
     with replaced_on_success(target) as temporary:
         model.save(temporary)
     record = {
@@ -103,11 +188,24 @@ def train(
         "epochs": epochs,
         "batch_size": batch_size,
         "tiles": len(x_train),
+        "loss": recipe.loss,
+        "crops_per_image": recipe.crops_per_image,
         "seed": seed,
+        "seconds": round(seconds, 1),
+        "kept_epoch": int(np.argmin(history.history["val_loss"])) + 1
+        if kind == "chroma"
+        else epochs,
         "history": history.history,
     }
     target.with_suffix(".history.json").write_text(json.dumps(record, indent=1))
-    log.info("saved %s (val_loss %.5f)", target, history.history["val_loss"][-1])
+    log.info(
+        "saved %s (epoch %d of %d, val_loss %.5f, %.0f s)",
+        target,
+        record["kept_epoch"],
+        epochs,
+        min(history.history["val_loss"]) if kind == "chroma" else history.history["val_loss"][-1],
+        seconds,
+    )
     return target
 
 
@@ -120,16 +218,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="chroma",
         help="rgb: the original method; chroma: ours (default)",
     )
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=16)
+    defaults = ", ".join(
+        f"{k}: {r.epochs} epochs, batch {r.batch_size}" for k, r in RECIPES.items()
+    )
+    parser.add_argument("--epochs", type=int, help=f"default per model ({defaults})")
+    parser.add_argument("--batch-size", type=int, help="default per model (see --epochs)")
     parser.add_argument(
         "--tiles",
         type=int,
-        default=ORIGINAL_TILE_COUNT,
-        help="training tiles drawn from the train photos",
+        help=f"rgb: training tiles (default {ORIGINAL_TILE_COUNT}); chroma: cap on the mix",
+    )
+    parser.add_argument(
+        "--crops",
+        type=int,
+        help=f"chroma: crops per train photo (default {RECIPES['chroma'].crops_per_image})",
+    )
+    parser.add_argument(
+        "--loss", choices=("mse", "psnr"), help="chroma: training loss (default psnr)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=paths.MODELS, help="models folder")
     parser.set_defaults(
-        func=lambda a: train(a.model, a.epochs, a.batch_size, a.tiles, a.seed, a.output)
+        func=lambda a: train(
+            a.model, a.epochs, a.batch_size, a.tiles, a.seed, a.output, a.loss, a.crops
+        )
     )

@@ -391,15 +391,8 @@ class DataType(enum.Enum):
     INT64 = 8
 
 
-class DataType8(enum.Enum):
-    """TensorRT 8.6's DataType: no INT64 (added in TensorRT 10)."""
-
-    FLOAT = 0
-    HALF = 1
-    INT8 = 2
-    INT32 = 3
-    BOOL = 4
-    UINT8 = 5
+# TensorRT 8.6's DataType: no INT64 (added in TensorRT 10).
+DataType8 = enum.Enum("DataType8", {m.name: m.value for m in DataType if m.name != "INT64"})
 
 
 _ONNX_TYPES = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 7: "INT64", 2: "UINT8", 9: "BOOL"}

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from edge import paths
 from edge.errors import EdgeError
 from edge.files import sha256
-from export.data import collect, load_manifest
+from export.data import Source, collect, load_manifest
+from export.tiles import SPLIT_FILE
 
 
 def motmetrics_source() -> object:
@@ -51,3 +56,66 @@ def test_a_missing_package_names_the_fix(tmp_path: Path) -> None:
     )
     with pytest.raises(EdgeError, match=r"cannot fetch package no-such-package-edge-vision"):
         collect(tmp_path, tmp_path / "cache", [ghost])
+
+
+def split_file() -> dict[str, Any]:
+    return dict(json.loads(SPLIT_FILE.read_text()))
+
+
+SIDES = ["train", "validation", "test", "outside"]
+
+
+def source_of(photo: str) -> Source:
+    """The manifest source a photo path (under the data folder) comes from."""
+    for source in load_manifest():
+        for member in source.files:
+            if source.target(member, paths.DATA) == paths.DATA / photo:
+                return source
+    raise AssertionError(f"{photo} is not a file of the manifest")
+
+
+def test_each_split_takes_whole_packages_and_no_package_is_on_two_sides() -> None:
+    split = split_file()
+    packages = split["packages"]
+    assert list(packages) == SIDES
+    for i, side in enumerate(SIDES):
+        for other in SIDES[i + 1 :]:
+            assert not set(packages[side]) & set(packages[other]), (side, other)
+    for side in SIDES:
+        assert split[side], side
+        assert {source_of(p).package for p in split[side]} == set(packages[side]), side
+
+
+def thumbnail(photo: Path) -> np.ndarray:
+    """32×32 gray, contrast-normalised: the same picture at another size or quality matches."""
+    image = cv2.imread(str(photo), cv2.IMREAD_REDUCED_GRAYSCALE_4)
+    small = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return (small - small.mean()) / (small.std() + 1e-6)
+
+
+def test_a_picture_at_another_size_and_quality_has_the_same_thumbnail(tmp_path: Path) -> None:
+    photo = paths.DATA / split_file()["test"][0]
+    image = cv2.imread(str(photo))
+    copy = tmp_path / "copy.jpg"
+    cv2.imwrite(str(copy), cv2.resize(image, (640, 400)), [cv2.IMWRITE_JPEG_QUALITY, 60])
+    assert np.mean(np.abs(thumbnail(photo) - thumbnail(copy))) < 0.15
+
+
+def test_no_photo_is_on_two_sides_not_even_as_another_file() -> None:
+    split = split_file()
+    everything = [p for side in SIDES for p in split[side]]
+    assert len(everything) == len(set(everything))
+    digests = [sha256(paths.DATA / p) for p in everything]
+    assert len(digests) == len(set(digests))
+    thumbs = {side: {p: thumbnail(paths.DATA / p) for p in split[side]} for side in SIDES}
+    for i, side in enumerate(SIDES):
+        for other in SIDES[i + 1 :]:
+            for name, a in thumbs[side].items():
+                for other_name, b in thumbs[other].items():
+                    assert np.mean(np.abs(a - b)) > 0.3, f"{name} looks like {other_name}"
+
+
+def test_the_earlier_test_photos_are_training_photos_now() -> None:
+    split = split_file()
+    assert len(split["previous_test"]) == 6
+    assert set(split["previous_test"]) <= set(split["train"])

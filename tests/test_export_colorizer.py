@@ -1,8 +1,8 @@
 """Colorizer preparation end to end with real TensorFlow, tf2onnx and ONNX Runtime.
 
-Models here are trained for one epoch on a few tiles: the tests check the machinery (shapes,
-Keras/ONNX parity, FP16 variant, reports, errors), not the quality, which README reports from
-`make demo`'s full training.
+Models here are trained for one epoch on a few samples: the tests check the machinery (shapes,
+Keras/ONNX parity, FP16 variant, the training mix, the loss, reports, errors), not the quality,
+which README reports from `make demo`'s full training.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ import pytest
 
 from edge.engines import open_engine
 from edge.errors import EdgeError
-from edge.models.colorizer import Colorizer
+from edge.models.colorizer import Colorizer, lightness, rebuild_bgr, to_lab
 from export import onnx_export
+from export.colorizer_models import PSNR_FLOOR, psnr_loss
 from export.data import data_file
-from export.evaluate import evaluate
+from export.evaluate import evaluate, psnr
 from export.onnx_export import export_all, keras_to_onnx, onnx_path
-from export.tiles import TILE, split_photos
-from export.train import keras_path, train
-from tests.onnx_models import scale_model
+from export.tiles import CROP_SCALES, TILE, random_crop, runtime_sample, split_photos, training_mix
+from export.train import chroma_targets, keras_path, train
+from tests.onnx_models import constant_chroma_model, scale_model
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,87 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_writes_model_and_history(models: Path) -> None:
     history = json.loads(keras_path("chroma", models).with_suffix(".history.json").read_text())
     assert history["tiles"] == 16
+    assert history["loss"] == "psnr"
     assert len(history["history"]["val_loss"]) == 1
+    # The validation loss is −PSNR of whole validation photos: a plausible dB value.
+    assert -60 < history["history"]["val_loss"][0] < -5
+    rgb = json.loads(keras_path("rgb", models).with_suffix(".history.json").read_text())
+    assert (rgb["tiles"], rgb["loss"]) == (16, "mse")
+
+
+class RecordingColorizer(Colorizer):
+    """The runtime's Colorizer, keeping each batch it feeds its engine."""
+
+    def __init__(self, model: Path) -> None:
+        super().__init__(open_engine(model))
+        self.fed: list[np.ndarray] = []
+        run = self.engine.run
+
+        def recording_run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            self.fed.append(feeds[self._input_name])
+            return run(feeds)
+
+        self.engine.run = recording_run  # type: ignore[method-assign]
+
+
+def test_whole_image_samples_are_what_the_runtime_feeds_the_model(tmp_path: Path) -> None:
+    colorizer = RecordingColorizer(constant_chroma_model(tmp_path / "c.onnx", (0.0, 0.0)))
+    image = cv2.imread(str(data_file("aero3.jpg")))  # 640×480: squashed to a square
+    for view in (image, np.ascontiguousarray(image[:, ::-1])):
+        colorizer.colorize(cv2.cvtColor(view, cv2.COLOR_BGR2GRAY))
+    inputs, targets = training_mix([image], crops_per_image=3, seed=0)
+    assert inputs.shape == (5, TILE, TILE, 1)
+    assert targets.shape == (5, TILE, TILE, 3)
+    assert targets.dtype == np.uint8
+    np.testing.assert_array_equal(inputs[0], colorizer.fed[0][0])
+    np.testing.assert_array_equal(inputs[1], colorizer.fed[1][0])
+    squashed = cv2.resize(image, (TILE, TILE), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(targets[0], squashed)
+
+
+def test_every_sample_input_is_the_lightness_of_its_target() -> None:
+    """Crops and flips are applied to input and target alike (a one-sided flip fails here)."""
+    image = cv2.imread(str(data_file("fruits.jpg")))
+    inputs, targets = training_mix([image], crops_per_image=12, seed=3)
+    for x, target in zip(inputs, targets, strict=True):
+        gray_l = lightness(cv2.cvtColor(target, cv2.COLOR_BGR2GRAY)) / 100
+        assert np.abs(x[..., 0] - gray_l).mean() < 0.01
+    again, _ = training_mix([image], crops_per_image=12, seed=3)
+    np.testing.assert_array_equal(inputs, again)
+    other, _ = training_mix([image], crops_per_image=12, seed=4)
+    assert not np.array_equal(inputs[2:], other[2:])
+    assert len({x.tobytes() for x in inputs}) == len(inputs)
+
+
+def test_crops_cover_several_scales_and_both_orientations() -> None:
+    image = np.arange(400 * 600, dtype=np.uint32).reshape(400, 600)  # every pixel unique
+    rng = np.random.default_rng(0)
+    crops = [random_crop(image, rng) for _ in range(200)]
+    heights = np.array([c.shape[0] for c in crops]) / 400
+    widths = np.array([c.shape[1] for c in crops]) / 600
+    low, high = CROP_SCALES
+    assert heights.min() >= low - 0.01
+    assert heights.max() <= high + 0.01
+    assert heights.max() - heights.min() > 0.5 * (high - low)
+    assert np.std(np.log(widths / heights)) > 0.2  # aspects vary, as squashed frames do
+    flipped = [c[0, 0] > c[0, -1] for c in crops]
+    assert 50 < sum(flipped) < 150
+
+
+def test_psnr_loss_is_the_runtime_outputs_psnr() -> None:
+    """The loss rebuilds RGB from L and chroma as `rebuild_bgr` does and scores it as evaluate."""
+    image = cv2.imread(str(data_file("fruits.jpg")))
+    x, target = runtime_sample(image)
+    lightness_128 = x[..., 0] * 100
+    for chroma in (
+        to_lab(target)[..., 1:] / 128,  # the true chroma: a good output
+        np.zeros((TILE, TILE, 2), np.float32),  # the gray input
+        np.full((TILE, TILE, 2), 0.4, np.float32),  # a strong wrong color, out of gamut too
+    ):
+        runtime = psnr(rebuild_bgr(lightness_128, chroma), target)
+        y_true = chroma_targets(x[np.newaxis], target[np.newaxis], "psnr")
+        loss = float(psnr_loss(y_true, chroma[np.newaxis].astype(np.float32))[0])
+        assert loss == pytest.approx(10 * np.log10(10 ** (-runtime / 10) + PSNR_FLOOR), abs=0.05)
 
 
 @pytest.mark.parametrize(("kind", "channels"), [("rgb", 3), ("chroma", 2)])
@@ -79,26 +160,48 @@ def test_onnx_mismatch_fails_and_keeps_the_previous_file(
 
 
 def test_evaluate_writes_reports_with_all_methods(models: Path, tmp_path: Path) -> None:
-    photos = [data_file("fruits.jpg"), data_file("home.jpg")]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("fruits.jpg", "home.jpg"):
+        (folder / name).write_bytes(data_file(name).read_bytes())
+    big = cv2.resize(cv2.imread(str(data_file("home.jpg"))), (2400, 1800))
+    cv2.imwrite(str(folder / "big.png"), big)  # scored as a 1920×1440 camera frame
+    sets = {"mine": sorted(folder.iterdir()), "other": [data_file("astronaut.png")]}
     summary = evaluate(
-        photos,
+        sets,
         onnx_path("rgb", models_dir=models),
         onnx_path("chroma", models_dir=models),
-        onnx_path("chroma", True, models),
-        tmp_path,
+        tmp_path / "out",
     )
-    methods = ["grayscale", "original", "ours", "ours_fp16"]
-    assert list(summary["tile"]) == methods
-    assert list(summary["full"]) == methods
-    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
-    sizes = [cv2.imread(str(p)).shape for p in photos]  # both are under 512 px: not rescaled
-    tiles = sum((height // TILE) * (width // TILE) for height, width, _ in sizes)
-    assert len(rows) == (tiles + len(photos)) * len(methods)
-    assert {r["image"] for r in rows if r["scope"] == "full"} == {"fruits.jpg", "home.jpg"}
-    gray = [float(r["psnr"]) for r in rows if r["method"] == "grayscale"]
-    assert all(10 < value < 60 for value in gray)
-    assert cv2.imread(str(tmp_path / "grid.png")).shape[0] > 2 * 192
-    assert "ΔPSNR" in (tmp_path / "summary.md").read_text()
+    methods = ["grayscale", "original", "ours"]
+    assert list(summary) == ["mine", "other"]
+    assert list(summary["mine"]) == methods
+    rows = list(csv.DictReader((tmp_path / "out" / "metrics.csv").open()))
+    assert len(rows) == 4 * len(methods)
+    assert [r["image"] for r in rows if r["method"] == "ours"] == [
+        "big.png",
+        "fruits.jpg",
+        "home.jpg",
+        "outside/scikit-image/astronaut.png",
+    ]
+    gray = {r["image"]: float(r["psnr"]) for r in rows if r["method"] == "grayscale"}
+    assert all(10 < value < 60 for value in gray.values())
+    ours = {r["image"]: float(r["psnr"]) for r in rows if r["method"] == "ours"}
+    worst = min(ours, key=lambda image: ours[image] - gray[image])
+    if worst != "outside/scikit-image/astronaut.png":
+        assert summary["mine"]["ours"]["worst_image"] == worst
+        assert summary["mine"]["ours"]["worst_delta_psnr"] == pytest.approx(
+            ours[worst] - gray[worst]
+        )
+    grid = cv2.imread(str(tmp_path / "out" / "grid_mine.png"))
+    assert grid.shape[0] == 28 + 3 * 192
+    assert (tmp_path / "out" / "grid_other.png").is_file()
+    assert (tmp_path / "out" / "grid.png").read_bytes() == (
+        tmp_path / "out" / "grid_mine.png"
+    ).read_bytes()
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "worst photo Δ (dB)" in text
+    assert "| mine (3) | ours |" in text
 
 
 def run_export(*args: str) -> subprocess.CompletedProcess[str]:
@@ -117,6 +220,9 @@ def run_export(*args: str) -> subprocess.CompletedProcess[str]:
         ("wrong.onnx", ["evaluate", "--ours", "{tmp}/wrong.onnx"], "not a chroma colorizer"),
         ("text.jpg", ["evaluate", "--output", "{tmp}/text.jpg/out"], "cannot create output"),
         ("empty", ["train", "--epochs", "0"], "epochs must be at least 1"),
+        ("empty", ["train", "--crops", "-1"], "crops must be at least 0"),
+        ("empty", ["train", "--model", "rgb", "--loss", "psnr"], "trains with MSE only"),
+        ("empty", ["evaluate", "--sets", "test,nope"], "unknown split 'nope'"),
     ],
 )
 def test_bad_input_is_one_line_error(
@@ -128,7 +234,7 @@ def test_bad_input_is_one_line_error(
         scale_model(tmp_path / "wrong.onnx", ["N", TILE, TILE, 3])
     extra = []
     if args[0] == "evaluate":  # point at this session's models, not artifacts/
-        extra = ["--no-fp16", "--original", str(onnx_path("rgb", models_dir=models))]
+        extra = ["--original", str(onnx_path("rgb", models_dir=models))]
         if "--ours" not in args:
             extra += ["--ours", str(onnx_path("chroma", models_dir=models))]
     result = run_export(*[a.format(tmp=tmp_path) for a in args], *extra)

@@ -41,6 +41,7 @@ from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
 from edge.utc import parse_time, stamp
 from edge.video.encoders import SegmentRecorder, segment_pipeline
 from export.data import data_file
+from tests.proc import fd_count, rss_kib
 from tests.recorded import decode, decoded_frames, segments
 from tests.rtsp_test_server import free_port
 
@@ -537,17 +538,6 @@ def test_a_full_disk_pauses_recording_not_the_pipeline(
     for path in segments(folder):  # the one the disk cut short decodes up to where it stopped
         count, _, _ = decode(path)
         assert count > 0, path.name
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from edge.runtime import load_models, open_sinks
 from edge.video import gst
 from edge.video.capture import FrameSource
 from export.data import data_file
+from tests.proc import rss_kib
 from tests.recorded import recorded_frames, run_file, summary
 from tests.rtsp_test_server import free_port, start_rtsp_server
 
@@ -217,14 +218,6 @@ def test_rtsp_output_serves_the_annotated_stream(
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
     assert process.returncode == 0
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 @pytest.mark.slow

@@ -154,5 +154,6 @@ class MqttSink:
             "start_time": round(life.start_time, 3),
             "end_time": round(now, 3) if ended else None,
             "snapshot": snapshot,
+            "queued": round(time.time(), 3),  # when it entered the spool, for latency
         }
         return Message(f"{self.camera}/events", json.dumps(payload).encode())
