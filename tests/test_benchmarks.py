@@ -22,6 +22,7 @@ from edge.detections import Detections
 from edge.errors import EdgeError
 from edge.video.files import read_frames
 from export.data import data_file
+from tests.mqtt_broker import Broker
 from tests.onnx_models import constant_chroma_model
 
 
@@ -228,3 +229,18 @@ def test_tegrastats_line_parsing() -> None:
     line = "RAM 2931/7620MB (lfb 2x4MB) SWAP 0/3810MB CPU [3%@1510,1%@1510] GR3D_FREQ 45% cpu@40C"
     assert parse_tegrastats(line) == {"gpu_percent": 45.0, "ram_used_mb": 2931.0}
     assert parse_tegrastats("no numbers here") == {}
+
+
+def test_mqtt_reports_delivery_latency(
+    broker: Broker, model_overrides: list[str], tmp_path: Path
+) -> None:
+    done = bench(["mqtt", "--port", str(broker.port), "--frames", "40", *model_overrides], tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "mqtt.json").read_text())["result"]
+    assert result["messages"] >= 1
+    assert 0 < result["delivery_ms"]["p50"] <= result["capture_to_arrival_ms"]["p50"]
+
+
+def test_mqtt_without_a_broker_is_one_line(tmp_path: Path) -> None:
+    line = error_line(bench(["mqtt", "--port", "1"], tmp_path), "mqtt")
+    assert "no MQTT broker at localhost:1" in line
