@@ -2,8 +2,9 @@
 
 The original method trains as it did: 500 tiles of the train photos, 20 epochs, batch 16, Adam,
 MSE. Ours trains on the training mix (`export.tiles.training_mix`: whole photos squashed as the
-runtime squashes frames, plus multi-scale crops, all mirrored too) with the `psnr` loss, and
-validates on the validation package's whole photos.
+runtime squashes frames, plus multi-scale crops, all mirrored too) with the `psnr` loss and a
+learning rate that decays on a cosine; it validates on the validation package's whole photos and
+keeps the epoch that did best there.
 """
 
 from __future__ import annotations
