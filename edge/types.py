@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from edge.detections import Detections
+from edge.utc import wall_time
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,16 @@ class Frame:
     captured: float  # time.monotonic() when it arrived
     pts_s: float | None  # stream timestamp in seconds, when the source gives one
     fps: float  # the stream's frame rate (the config's, the caps', or a default for live ones)
+
+    @cached_property
+    def utc(self) -> float:
+        """Its capture time as UTC epoch seconds, computed once so every output names it alike."""
+        return wall_time(self.captured)
+
+    @property
+    def stream_s(self) -> float:
+        """Its time in the stream: the source's timestamp, else its index at the frame rate."""
+        return self.pts_s if self.pts_s is not None else self.index / self.fps
 
 
 EventKind = Literal["started", "lost", "ended"]

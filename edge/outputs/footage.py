@@ -33,7 +33,7 @@ class FootageSink:
     def write(self, packet: Packet, fps: float) -> None:
         """Keep the frame if its time has come and it carries color."""
         frame = packet.frame
-        stream_s = frame.pts_s if frame.pts_s is not None else frame.index / frame.fps
+        stream_s = frame.stream_s
         if self._next_s is not None and stream_s < self._next_s:
             return
         if not carries_color(frame.image):

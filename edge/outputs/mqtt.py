@@ -25,7 +25,6 @@ from edge.recordings import snapshot_name
 from edge.service.mqtt import MqttPublisher
 from edge.service.spool import Message
 from edge.types import Packet, Track, TrackEvent
-from edge.utc import wall_time
 
 STATS_STAGES = ("capture", "detect", "embed", "track", "colorize", "total")
 TYPES = {"started": "new", "lost": "update", "ended": "end"}
@@ -62,7 +61,7 @@ class MqttSink:
 
     def write(self, packet: Packet, fps: float) -> None:
         """Queue the frame's events, due updates and new tracks' snapshots; stats when due."""
-        now = wall_time(packet.frame.captured)
+        now = packet.frame.utc
         messages = [self._event(record, now) for record in self.records.of(packet)]
         if packet.update is not None:
             for track in packet.update.tracks:  # a track with an event here is not due yet

@@ -17,7 +17,7 @@ from typing import Any
 
 from edge.outputs.run import Run
 from edge.types import Packet, TrackEvent
-from edge.utc import iso, wall_time
+from edge.utc import iso
 
 Record = dict[str, Any]
 
@@ -35,7 +35,7 @@ class EventRecords:
         """The records of the packet's track events."""
         if packet.records is None:
             self._stream_fps = packet.frame.fps
-            self._utc = wall_time(packet.frame.captured)
+            self._utc = packet.frame.utc
             events = packet.update.events if packet.update is not None else []
             packet.records = [self._record(event) for event in events]
         return packet.records

@@ -16,16 +16,10 @@ from edge.outputs.disk import OutputDisk
 from edge.outputs.run import Run
 from edge.recordings import Retention, has_frames, segment_path
 from edge.types import Frame
-from edge.utc import wall_time
 from edge.video.encoders import SegmentRecorder
 
 log = logging.getLogger(__name__)
 RETENTION_EVERY_S = 1.0  # how often the bounds are checked while a segment grows
-
-
-def stream_time(frame: Frame) -> float:
-    """A frame's time in its stream: the source's timestamp, else its index at the frame rate."""
-    return frame.pts_s if frame.pts_s is not None else frame.index / frame.fps
 
 
 class Recording:
@@ -63,7 +57,7 @@ class Recording:
         if recorder is None:
             self.metrics.increment("frames_not_recorded")
             return
-        recorder.write(image, stream_time(frame), wall_time(frame.captured))
+        recorder.write(image, frame.stream_s, frame.utc)
         self._handle(recorder.poll())
         if self.recorder is not None and time.monotonic() >= self._next_check:
             self._next_check = time.monotonic() + RETENTION_EVERY_S

@@ -12,7 +12,6 @@ from edge.outputs.disk import OutputDisk
 from edge.outputs.run import Run
 from edge.recordings import snapshot_name
 from edge.types import Packet, TrackEvent
-from edge.utc import wall_time
 
 
 class SnapshotSink:
@@ -25,7 +24,7 @@ class SnapshotSink:
     def write(self, packet: Packet, fps: float) -> None:
         """Save the crops of the tracks that started in this frame."""
         image = packet.image if packet.image is not None else packet.bgr
-        utc = wall_time(packet.frame.captured)
+        utc = packet.frame.utc
         for event in packet.update.events if packet.update else []:
             if event.kind != "started":
                 continue
