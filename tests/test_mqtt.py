@@ -260,7 +260,7 @@ def test_run_publishes_the_events_file_with_snapshots(
 def test_broker_away_mid_run_loses_no_event(
     broker: Broker, tmp_path: Path, model_overrides: list[str]
 ) -> None:
-    args = mqtt_args(broker, tmp_path, 150, model_overrides)
+    args = mqtt_args(broker, tmp_path, 400, model_overrides)  # the outage is mid-run
     args += ["mqtt.reconnect_initial_s=1", "mqtt.reconnect_max_s=2"]  # the subscriber comes first
     before = Subscriber(broker)
     edge = run_edge(args)

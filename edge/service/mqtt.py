@@ -139,23 +139,29 @@ class MqttPublisher:
 
     def _run(self) -> None:
         delay = self.config.reconnect_initial_s
-        while not self._stop.is_set():
+        last_try = False  # a stop during a backoff wait still gets one attempt to drain the spool
+        while not last_try:
+            last_try = self._stop.is_set()
             try:
                 client = self._connect()
             except Unreachable as exc:
                 self.metrics.increment("mqtt_connect_failures")
+                if last_try:
+                    log.warning("mqtt: %s; %d messages stay spooled for the next start",
+                                exc, self.spool.count)  # fmt: skip
+                    return
                 log.warning("mqtt: %s; retrying in %.1f s", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.config.reconnect_max_s)
                 continue
             delay = self.config.reconnect_initial_s
             try:
-                self._pump(client)
+                self._pump(client)  # returns only at a stop, after draining and saying offline
+                return
             except Unreachable as exc:
                 log.warning("mqtt: %s; reconnecting", exc)
             finally:
                 self._hang_up(client)
-        # A clean stop while the broker was away: the will says offline once the session ends.
 
     def _connect(self) -> paho.Client:
         """A connected client that has announced `online`.
