@@ -1,28 +1,22 @@
-"""A real MQTT broker for tests: Debian's mosquitto on a loopback port, plain or TLS with a
-certificate authority and a password file made here; and a subscriber that records messages."""
+"""A real MQTT broker for tests: Debian's mosquitto on a loopback port (`benchmarks.processes`),
+plain or TLS with a certificate authority and a password file made here; and a subscriber that
+records messages."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
 
+from benchmarks.processes import Broker, free_port
+
 USER, PASSWORD = "edge", "s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def make_certificates(folder: Path) -> dict[str, Path]:
@@ -45,60 +39,21 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     return files
 
 
-@dataclass
-class Broker:
-    """A mosquitto process; `stop()` and `start()` again keep its port and settings."""
-
-    folder: Path
-    port: int
-    tls: dict[str, Path] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
-        if os.geteuid() == 0:  # as root mosquitto would switch to its own user: keep root, which
-            lines.append("user root")  # can read the test's private temporary files
-        if self.tls:
-            passwords = self.folder / "passwords"
-            subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), USER, PASSWORD],
-                           check=True, capture_output=True)  # fmt: skip
-            lines += [
-                f"cafile {self.tls['ca']}", f"certfile {self.tls['server']}",
-                f"keyfile {self.tls['server_key']}", "allow_anonymous false",
-                f"password_file {passwords}",
-            ]  # fmt: skip
-        else:
-            lines.append("allow_anonymous true")
-        conf = self.folder / "mosquitto.conf"
-        conf.write_text("\n".join(lines) + "\n")
-        self.process = subprocess.Popen(
-            ["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 class Subscriber:
-    """Records every message under a topic filter, in arrival order."""
+    """Records every message under a topic filter, in arrival order. A `durable` one keeps its
+    session while disconnected (a persistent broker queues QoS 1 messages for it, even across
+    its own restart) and reconnects by itself."""
 
-    def __init__(self, broker: Broker, topic: str = "#") -> None:
+    def __init__(self, broker: Broker, topic: str = "#", durable: bool = False) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-subscriber")
-        if broker.tls:
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=not durable
+        )
+        self.client.reconnect_delay_set(1, 2)
+        if broker.users:
             self.client.username_pw_set(USER, PASSWORD)
+        if broker.tls:
             self.client.tls_set(ca_certs=str(broker.tls["ca"]))
         subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
@@ -143,7 +98,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[Broker]:
     """A TLS mosquitto with a test CA and a password file (user `edge`)."""
-    running = Broker(tmp_path, free_port(), make_certificates(tmp_path))
+    running = Broker(tmp_path, free_port(), make_certificates(tmp_path), {USER: PASSWORD})
     running.start()
     yield running
     running.stop()
