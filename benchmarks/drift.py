@@ -11,6 +11,10 @@ see `make engines`), else the FP16 ONNX model (`NAME_fp16.onnx`, made here when 
 than the FP32 model; ONNX Runtime rounds weights and activations to FP16 but computes in FP32).
 Thresholds come from a TOML file (`benchmarks/drift.toml`); the command exits 2 when one is
 exceeded, after writing every result, so it can gate a deployment.
+
+`--precision int8` holds the INT8 detector and embedder (`NAME_int8.onnx` from `export quantize`,
+or its TensorRT engine where TensorRT is here) against FP32 the same way, with the limits of the
+quantizer's accuracy gate (`benchmarks/drift_int8.toml`); the colorizer is not quantized.
 """
 
 from __future__ import annotations
@@ -39,11 +43,13 @@ from benchmarks.report import (
 from edge import paths
 from edge.detections import Detections
 from edge.engines import InferenceEngine, open_engine
+from edge.engines.precision import precision_path
 from edge.errors import EdgeError
 from edge.models.colorizer import Colorizer
-from edge.models.detector import Detector, box_iou
+from edge.models.detector import Detector
 from edge.models.embedder import Embedder
 from edge.video.files import read_frames
+from export.agreement import detector_agreement, embedder_cosines
 from export.freshness import reuse_or_export
 from export.tiles import read_color_image, split_photos
 
@@ -53,16 +59,17 @@ else:  # Python 3.10 on JetPack 6
     import tomli as tomllib
 
 log = logging.getLogger(__name__)
-THRESHOLDS = Path(__file__).with_name("drift.toml")
+THRESHOLDS = {"fp16": Path(__file__).with_name("drift.toml"),
+              "int8": Path(__file__).with_name("drift_int8.toml")}  # fmt: skip
 # Threshold key -> (result path, comparison): "max_abs" fails when |value| > limit, "min" when
 # value < limit.
 CHECKS = {
     "colorizer_max_abs_delta_psnr_db": (("colorizer", "delta_psnr"), "max_abs"),
     "camera_colorizer_max_abs_delta_psnr_db": (("camera_colorizer", "delta_psnr"), "max_abs"),
     "detector_min_recall": (("detector", "recall"), "min"),
+    "detector_min_precision": (("detector", "precision"), "min"),
     "embedder_min_cosine": (("embedder", "mean_cosine"), "min"),
 }
-MATCH_IOU = 0.5
 
 
 def load_thresholds(path: Path) -> dict[str, float]:
@@ -81,10 +88,24 @@ def load_thresholds(path: Path) -> dict[str, float]:
     return {key: float(value) for key, value in table_.items()}
 
 
-def open_pair(model: Path, stage: str) -> tuple[InferenceEngine, InferenceEngine, str]:
-    """FP32 (ONNX Runtime) and FP16 engines of a model, and what the FP16 one is."""
+def open_pair(
+    model: Path, stage: str, precision: str = "fp16"
+) -> tuple[InferenceEngine, InferenceEngine, str]:
+    """FP32 (ONNX Runtime) and FP16 (or INT8) engines of a model, and what the other one is.
+
+    INT8 is the model `export quantize` wrote beside the FP32 one (`NAME_int8.onnx`), or its
+    TensorRT engine where TensorRT is here; it is measured whatever its gate says.
+    """
     require_model(stage, model)
     fp32 = open_engine(model, "onnxruntime")
+    if precision == "int8":
+        int8 = precision_path(model, "int8")
+        if not int8.is_file():
+            raise EdgeError(f"{stage} INT8 model not found: {int8} (run `make int8` first)")
+        if tensorrt_version():
+            return fp32, open_engine(int8, "tensorrt", gated=False), "TensorRT INT8 engine"
+        engine = open_engine(int8, "onnxruntime", gated=False)
+        return fp32, engine, f"INT8 ONNX ({int8.name}, ONNX Runtime)"
     if tensorrt_version():
         return fp32, open_engine(model, "tensorrt"), "TensorRT FP16 engine"
     # export.onnx_export (like export.evaluate) loads TensorFlow: only when a model is there.
@@ -129,102 +150,28 @@ def colorizer_drift(
     return summary, rows
 
 
-def match(reference: Detections, found: Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy same-class matching at IoU ≥ 0.5, most confident found box first.
-
-    Returns:
-        For each found box: whether it matched, the reference index (-1 if not) and the IoU.
-    """
-    taken = np.zeros(len(reference), bool)
-    matched = np.zeros(len(found), bool)
-    partner = np.full(len(found), -1)
-    ious = np.zeros(len(found))
-    for index in np.argsort(-found.confidence, kind="stable"):
-        candidates = (reference.class_id == found.class_id[index]) & ~taken
-        if not candidates.any():
-            continue
-        iou = np.where(candidates, box_iou(found.xyxy[index], reference.xyxy), -1.0)
-        best = int(iou.argmax())
-        if iou[best] >= MATCH_IOU:
-            taken[best], matched[index], partner[index], ious[index] = True, True, best, iou[best]
-    return matched, partner, ious
-
-
-def average_precision(confidence: np.ndarray, hit: np.ndarray, positives: int) -> float:
-    """All-point interpolated AP of ranked detections (VOC/COCO style)."""
-    if positives == 0:
-        return float("nan")
-    order = np.argsort(-confidence, kind="stable")
-    tp = np.cumsum(hit[order])
-    recall = np.concatenate([[0.0], tp / positives, [1.0]])
-    precision = np.concatenate([[1.0], tp / np.arange(1, len(order) + 1), [0.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    return float(np.sum(np.diff(recall) * precision[1:]))
-
-
 def detector_drift(
-    model: Path, frames: list[np.ndarray], conf: float
+    model: Path, frames: list[np.ndarray], conf: float, precision: str = "fp16"
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[Detections]]:
-    """Match FP16 detections to FP32 ones on each frame; summary, per-frame rows, FP32 boxes."""
-    fp32_engine, fp16_engine, kind = open_pair(model, "detector")
-    fp32, fp16 = Detector(fp32_engine, conf=conf), Detector(fp16_engine, conf=conf)
-    rows, references = [], []
-    ranked: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # confidence, hit, class
-    ious, score_changes = [], []
-    with fp32_engine, fp16_engine:  # closed when the comparison is done
-        for index, frame in enumerate(frames):
-            reference, found = fp32(frame), fp16(frame)
-            matched, partner, iou = match(reference, found)
-            references.append(reference)
-            ranked.append((found.confidence, matched, found.class_id))
-            ious += list(iou[matched])
-            score_changes += list(
-                found.confidence[matched] - reference.confidence[partner[matched]]
-            )
-            rows.append({"frame": index, "fp32": len(reference), "fp16": len(found),
-                         "matched": int(matched.sum())})  # fmt: skip
-    total32 = sum(r["fp32"] for r in rows)
-    total16 = sum(r["fp16"] for r in rows)
-    hits = sum(r["matched"] for r in rows)
-    confidence, hit, class_id = (np.concatenate(parts) for parts in zip(*ranked, strict=True))
-    reference_classes = np.concatenate([r.class_id for r in references])
-    per_class = {
-        fp32.names[c]: average_precision(
-            confidence[class_id == c], hit[class_id == c], int((reference_classes == c).sum())
+    """Match FP16 (or INT8) detections to FP32 ones on each frame; summary, per-frame rows, FP32
+    boxes."""
+    fp32_engine, other_engine, kind = open_pair(model, "detector", precision)
+    with fp32_engine, other_engine:  # closed when the comparison is done
+        summary, rows, references = detector_agreement(
+            Detector(fp32_engine, conf=conf), Detector(other_engine, conf=conf), frames, precision
         )
-        for c in np.unique(reference_classes)
-    }
-    summary = {
-        "fp16": kind,
-        "frames": len(frames),
-        "boxes_fp32": total32,
-        "boxes_fp16": total16,
-        "precision": hits / total16 if total16 else float("nan"),
-        "recall": hits / total32 if total32 else float("nan"),
-        "mean_iou": float(np.mean(ious)) if ious else float("nan"),
-        "mean_abs_score_change": float(np.mean(np.abs(score_changes))) if ious else float("nan"),
-        "max_abs_score_change": float(np.max(np.abs(score_changes))) if ious else float("nan"),
-        "map50_vs_fp32": float(np.mean(list(per_class.values()))) if per_class else float("nan"),
-        "ap50_per_class": per_class,
-    }
-    return summary, rows, references
+    return {precision: kind, **summary}, rows, references
 
 
 def embedder_drift(
-    model: Path, frames: list[np.ndarray], boxes: list[Detections]
+    model: Path, frames: list[np.ndarray], boxes: list[Detections], precision: str = "fp16"
 ) -> tuple[dict[str, Any], list[float]]:
-    """Cosine similarity of FP16 and FP32 embeddings of the FP32 detector's boxes."""
-    fp32_engine, fp16_engine, kind = open_pair(model, "embedder")
-    fp32, fp16 = Embedder(fp32_engine), Embedder(fp16_engine)
-    cosines: list[float] = []
-    with fp32_engine, fp16_engine:  # closed when the comparison is done
-        for frame, found in zip(frames, boxes, strict=True):
-            a, b = fp32(frame, found.xyxy), fp16(frame, found.xyxy)
-            cosines += [float(v) for v in np.sum(a * b, axis=1)]  # unit vectors
-    if not cosines:
-        raise EdgeError("the detector found no boxes to embed: no embedder drift measured")
+    """Cosine similarity of FP16 (or INT8) and FP32 embeddings of the FP32 detector's boxes."""
+    fp32_engine, other_engine, kind = open_pair(model, "embedder", precision)
+    with fp32_engine, other_engine:  # closed when the comparison is done
+        cosines = embedder_cosines(Embedder(fp32_engine), Embedder(other_engine), frames, boxes)
     summary = {
-        "fp16": kind,
+        precision: kind,
         "boxes": len(cosines),
         "mean_cosine": float(np.mean(cosines)),
         "min_cosine": float(np.min(cosines)),
@@ -255,7 +202,9 @@ def video_frames(video: Path, count: int, step: int) -> list[np.ndarray]:
 
 def markdown(data: Mapping[str, Any]) -> str:
     """The drift report as Markdown."""
-    lines = ["# FP16 drift against FP32", "", machine_line(data), ""]
+    label = data["config"].get("precision", "fp16")
+    name = label.upper()
+    lines = [f"# {name} drift against FP32", "", machine_line(data), ""]
     for key, title in (("colorizer", "Colorizer"), ("camera_colorizer", "Adapted colorizer")):
         colorizer = data.get(key)
         if not colorizer:
@@ -272,17 +221,17 @@ def markdown(data: Mapping[str, Any]) -> str:
         ))  # fmt: skip
     detector = data.get("detector")
     if detector:
-        lines.append(f"Detector ({detector['frames']} frames; FP16 = {detector['fp16']}):\n")
+        lines.append(f"Detector ({detector['frames']} frames; {name} = {detector[label]}):\n")
         lines.append(table(
-            ["boxes FP32", "boxes FP16", "precision", "recall", "mean IoU", "mean abs Δscore",
+            ["boxes FP32", f"boxes {name}", "precision", "recall", "mean IoU", "mean abs Δscore",
              "mAP@0.5 vs FP32"],
-            [[detector["boxes_fp32"], detector["boxes_fp16"], detector["precision"],
+            [[detector["boxes_fp32"], detector[f"boxes_{label}"], detector["precision"],
               detector["recall"], detector["mean_iou"], detector["mean_abs_score_change"],
               detector["map50_vs_fp32"]]],
         ))  # fmt: skip
     embedder = data.get("embedder")
     if embedder:
-        lines.append(f"Embedder ({embedder['boxes']} boxes; FP16 = {embedder['fp16']}):\n")
+        lines.append(f"Embedder ({embedder['boxes']} boxes; {name} = {embedder[label]}):\n")
         cosines = [f"{embedder['mean_cosine']:.5f}", f"{embedder['min_cosine']:.5f}"]
         lines.append(table(["mean cosine", "min cosine"], [cosines]))
     verdicts = data.get("thresholds", {})
@@ -297,8 +246,10 @@ def markdown(data: Mapping[str, Any]) -> str:
 
 
 def run_drift(args: argparse.Namespace) -> dict[str, Any]:
-    """The `drift` command: each model's FP16 drift, the plot, then the threshold gate."""
-    thresholds = load_thresholds(args.thresholds)
+    """The `drift` command: each model's FP16 (or INT8) drift, the plot, then the threshold
+    gate. INT8 covers the detector and embedder (the colorizer is not quantized)."""
+    label = args.precision
+    thresholds = load_thresholds(args.thresholds or THRESHOLDS[label])
     config = arguments(args)
     report = Report(args.name, args.output, {**config, "threshold_values": thresholds})
     photos = split_photos("test")[: args.photos]
@@ -308,39 +259,51 @@ def run_drift(args: argparse.Namespace) -> dict[str, Any]:
     panels: dict[str, list[float]] = {}
     results: dict[str, Any] = {}
     try:
-        results["colorizer"], rows = colorizer_drift(args.colorizer, images)
-        report.add("colorizer", {**results["colorizer"], "per_image": rows})
-        panels["colorizer ΔPSNR dB"] = [r["delta_psnr"] for r in rows]
-        panels["colorizer PSNR FP16 vs FP32"] = [r["psnr_fp16_vs_fp32"] for r in rows]
-        if args.camera_colorizer is not None:  # a model adapted to the video's scene
+        if label == "fp16":
+            results["colorizer"], rows = colorizer_drift(args.colorizer, images)
+            report.add("colorizer", {**results["colorizer"], "per_image": rows})
+            panels["colorizer ΔPSNR dB"] = [r["delta_psnr"] for r in rows]
+            panels["colorizer PSNR FP16 vs FP32"] = [r["psnr_fp16_vs_fp32"] for r in rows]
+        # A colorizer adapted to the video's scene
+        if label == "fp16" and args.camera_colorizer is not None:
             video_images = [image for image in images if image[1] == "video"]
             results["camera_colorizer"], rows = colorizer_drift(args.camera_colorizer, video_images)
             report.add("camera_colorizer", {**results["camera_colorizer"], "per_image": rows})
             panels["adapted colorizer ΔPSNR dB"] = [r["delta_psnr"] for r in rows]
-        results["detector"], frame_rows, boxes = detector_drift(args.detector, frames, args.conf)
+        results["detector"], frame_rows, boxes = detector_drift(
+            args.detector, frames, args.conf, label
+        )
         report.add("detector", {**results["detector"], "per_frame": frame_rows})
         panels["detector matched / FP32 boxes"] = [
             r["matched"] / r["fp32"] if r["fp32"] else 1.0 for r in frame_rows
         ]
-        results["embedder"], cosines = embedder_drift(args.embedder, frames, boxes)
+        results["embedder"], cosines = embedder_drift(args.embedder, frames, boxes, label)
         report.add("embedder", {**results["embedder"], "per_box_cosine": cosines})
         panels["embedder cosine per box"] = cosines
     finally:
         if panels:
-            plot_series(panels, "FP16 against FP32 per item", report.output / f"{args.name}.png")
+            title = f"{label.upper()} against FP32 per item"
+            plot_series(panels, title, report.output / f"{args.name}.png")
         report.add("thresholds", check(results, thresholds))
         report.save(markdown(report.data))
     report.finish(markdown(report.data))
     failed = [f"{k} {v['value']:.4f} (limit {v['limit']})"
               for k, v in report.data["thresholds"].items() if not v["ok"]]  # fmt: skip
     if failed:
-        raise EdgeError(f"FP16 drift over thresholds: {'; '.join(failed)}")
+        raise EdgeError(f"{label.upper()} drift over thresholds: {'; '.join(failed)}")
     return results
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `drift` command."""
-    parser = subparsers.add_parser("drift", help="FP16 against FP32 for each model")
+    parser = subparsers.add_parser("drift", help="FP16 (or INT8) against FP32 for each model")
+    parser.add_argument(
+        "--precision",
+        choices=sorted(THRESHOLDS),
+        default="fp16",
+        help="what to hold against FP32: FP16, or the INT8 models `export quantize` wrote "
+        "(detector and embedder)",
+    )
     parser.add_argument("--colorizer", type=Path, default=paths.MODELS / paths.COLORIZER_FILE)
     parser.add_argument(
         "--camera-colorizer", type=Path, help="also a colorizer adapted to --video (export adapt)"
@@ -352,6 +315,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--step", type=int, default=19, help="take every STEP-th video frame")
     parser.add_argument("--photos", type=int, default=None, help="test-split photos (all)")
     parser.add_argument("--conf", type=float, default=0.25, help="detector confidence")
-    parser.add_argument("--thresholds", type=Path, default=THRESHOLDS, help="thresholds TOML")
+    parser.add_argument(
+        "--thresholds", type=Path, help="thresholds TOML (default: drift.toml, drift_int8.toml)"
+    )
     add_output_arguments(parser, "drift")
     parser.set_defaults(func=run_drift)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from edge.cli import main
-from export import adapt, data, evaluate, onnx_export, reid, train, yolo
+from export import adapt, data, evaluate, onnx_export, quantize, reid, train, yolo
 
 COMMANDS = [
     data.register,
@@ -15,6 +15,7 @@ COMMANDS = [
     adapt.register,
     yolo.register,
     reid.register,
+    quantize.register,
 ]
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ assumes. Where it models a behaviour our code depends on, the source is named:
   (support matrix: "Without this mode, engines are not portable across different GPU
   architectures"; NVIDIA forums: engines are "specific to the exact GPU model they were built
   on"), which is why our sidecar, not TensorRT, must tell Orin modules apart.
+- Explicit quantization (onnx-tensorrt `docs/operators.md`, TensorRT 10: QuantizeLinear's
+  `y_zero_point` must be 0, DequantizeLinear takes INT8/FP8/FP4/INT4 and its `x_zero_point` must
+  be zero, UINT8 only as a network input or output): the parser refuses a Q/DQ node with a
+  non-zero or UINT8 zero point (the message is ours; the parser's own flag
+  ENABLE_UINT8_AND_ASYMMETRIC_QUANTIZATION_DLA, for DLA only, is not modelled).
+  `BuilderFlag.INT8` exists as in tensorrt-stubs 10.13 ("Enable Int8 layer selection") and is
+  recorded in the plan's flags like the others.
 - TensorRT 8.6 (`install(tensorrt_version="8.6.2")`, JetPack 6.0): no `DataType.INT64`, no
   `ParserError.node_name`, and `create_network(0)` makes an implicit-batch network that the
   ONNX parser refuses with "This version of the ONNX parser only supports TensorRT
@@ -579,6 +586,10 @@ class OnnxParser:
             if node.domain not in ("", "ai.onnx"):
                 message = f"No importer registered for op: {node.op_type}. Attempting plugin."
                 self.errors.append(ParserError(index, node.name, node.op_type, message))
+        for index, node in enumerate(graph.node):
+            problem = _zero_point_problem(node, graph)
+            if problem:
+                self.errors.append(ParserError(index, node.name, node.op_type, problem))
         initializers = {i.name for i in graph.initializer}
         self.network.inputs = [_tensor(v) for v in graph.input if v.name not in initializers]
         self.network.outputs = [_tensor(v) for v in graph.output]
@@ -593,6 +604,20 @@ class OnnxParser:
                 self.network.layers.append(ILayer(unnamed, 1, "ElementWise"))
         self.network.model = model.SerializeToString()
         return not self.errors
+
+
+def _zero_point_problem(node: onnx.NodeProto, graph: onnx.GraphProto) -> str | None:
+    """What TensorRT's ONNX parser refuses in a Q/DQ node's zero point (UINT8, not zero)."""
+    if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+        return None
+    zero = next((i for i in graph.initializer if i.name == node.input[2]), None)
+    if zero is None:
+        return None
+    if zero.data_type == onnx.TensorProto.UINT8:
+        return f"{node.op_type}: UINT8 quantization is unsupported: use signed INT8"
+    if np.any(onnx.numpy_helper.to_array(zero)):
+        return f"{node.op_type}: the zero point must be zero (symmetric quantization only)"
+    return None
 
 
 class IOptimizationProfile:

@@ -11,13 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge.engines.base import InferenceEngine, TensorInfo
+from edge.engines.precision import check_gate
 from edge.errors import EdgeError
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 __all__ = ["BACKENDS", "InferenceEngine", "TensorInfo", "open_engine"]
 
 
-def open_engine(path: str | Path, backend: str = "auto", threads: int = 0) -> InferenceEngine:
+def open_engine(
+    path: str | Path, backend: str = "auto", threads: int = 0, gated: bool = True
+) -> InferenceEngine:
     """Load a model file with the backend named, or the one its file type implies.
 
     Args:
@@ -27,10 +30,12 @@ def open_engine(path: str | Path, backend: str = "auto", threads: int = 0) -> In
             TensorRT is here, else with ONNX Runtime (logging why). `tensorrt` on an `.onnx`
             requires that engine.
         threads: CPU threads for ONNX Runtime (0: its default).
+        gated: refuse an INT8 model whose metadata lacks a passed accuracy gate
+            (`edge.engines.precision`); False only to measure such a model against FP32.
 
     Raises:
-        EdgeError: the file is missing, of an unknown type, or the backend is unknown or cannot
-            run it.
+        EdgeError: the file is missing, of an unknown type, the backend is unknown or cannot
+            run it, or (gated) it is an INT8 model that did not pass its accuracy gate.
     """
     path = Path(path)
     if backend not in BACKENDS:
@@ -49,8 +54,16 @@ def open_engine(path: str | Path, backend: str = "auto", threads: int = 0) -> In
         from edge.engines.tensorrt import open_tensorrt
 
         engine = open_tensorrt(path, required=backend == "tensorrt" or path.suffix == ".engine")
-        if engine is not None:
-            return engine
-    from edge.engines.onnxruntime import OnnxRuntimeEngine
+    else:
+        engine = None
+    if engine is None:
+        from edge.engines.onnxruntime import OnnxRuntimeEngine
 
-    return OnnxRuntimeEngine(path, threads=threads)
+        engine = OnnxRuntimeEngine(path, threads=threads)
+    if gated:
+        try:
+            check_gate(engine.metadata, path.name, 'run the FP32 model (precision = "fp32")')
+        except EdgeError:
+            engine.close()
+            raise
+    return engine

@@ -297,6 +297,7 @@ class TensorRTEngine(InferenceEngine):
         header, plan = split_header(path.read_bytes())
         self.path = path
         self.metadata = dict(sidecar.onnx_metadata) if sidecar else header
+        self._built_as = sidecar.precision if sidecar else None
         dla = sidecar.flags.get("dla_core") if sidecar else header.get("dla")
         self._lock = threading.Lock()
         self._buffers: dict[str, _Buffer] = {}
@@ -353,6 +354,11 @@ class TensorRTEngine(InferenceEngine):
                 lows.append(info.shape[0])
                 highs.append(info.shape[0])
         return max(lows), min(highs) if highs else None
+
+    @property
+    def precision(self) -> str:
+        """The precision the engine was built in (its sidecar's), else its model's."""
+        return self._built_as or super().precision
 
     @property
     def max_batch(self) -> int | None:
