@@ -1,4 +1,5 @@
-"""`python -m benchmarks COMMAND`: latency per stage, FP16 drift, tracking quality, naive vs ours.
+"""`python -m benchmarks COMMAND`: latency per stage, FP16 drift, tracking quality, naive vs ours,
+what detector.interval costs, MQTT delivery, several cameras in one process.
 
 Results go to `artifacts/bench/` (JSON with the machine and the exact config, Markdown, PNG).
 """
@@ -7,10 +8,18 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import compare, drift, latency, mqtt, tracking
+from benchmarks import compare, drift, interval, latency, mqtt, multicam, tracking
 from edge.cli import main
 
-COMMANDS = [latency.register, drift.register, tracking.register, compare.register, mqtt.register]
+COMMANDS = [
+    latency.register,
+    drift.register,
+    tracking.register,
+    compare.register,
+    interval.register,
+    mqtt.register,
+    multicam.register,
+]
 
 if __name__ == "__main__":
     sys.exit(main("benchmarks", __doc__ or "", COMMANDS, sys.argv[1:]))

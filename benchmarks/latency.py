@@ -34,10 +34,11 @@ from benchmarks.report import (
 )
 from edge.config import Config, load
 from edge.engines import InferenceEngine
+from edge.engines.precision import precision_path
 from edge.errors import EdgeError
 from edge.metrics import Metrics
-from edge.pipeline import Models, Pipeline
-from edge.runtime import colorize_mode, load_models, open_sinks
+from edge.pipeline import Camera, Models, Pipeline
+from edge.runtime import DeviceOutputs, colorize_mode, load_models, open_sinks
 from edge.video.capture import FrameSource
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,10 @@ def time_engine(engine: InferenceEngine, stage: str, metrics: Metrics) -> None:
 
 def stage_models(config: Config) -> dict[str, str]:
     """Model file per stage that the config uses (the colorizer only when it runs)."""
-    models = {"detector": config.detector.model, "embedder": config.tracker.reid_model}
+    models = {
+        "detector": str(precision_path(config.detector.model, config.detector.precision)),
+        "embedder": str(precision_path(config.tracker.reid_model, config.tracker.reid_precision)),
+    }
     if colorize_mode(config) != "off":
         models["colorizer"] = config.colorizer.model
     return models
@@ -146,12 +150,16 @@ def check_models(config: Config) -> None:
 
 
 def backends(models: Models) -> dict[str, dict[str, str]]:
-    """Which backend runs each model, and the file it came from."""
+    """Which backend runs each model, at which precision, and the file it came from."""
     engines = {"detector": models.detector.engine, "embedder": models.embedder.engine}
     if models.colorizer is not None:
         engines["colorizer"] = models.colorizer.engine
     return {
-        name: {"backend": type(engine).__name__, "model": str(engine.path)}
+        name: {
+            "backend": type(engine).__name__,
+            "precision": engine.precision,
+            "model": str(engine.path),
+        }
         for name, engine in engines.items()
     }
 
@@ -181,11 +189,16 @@ def measure(config: Config, warmup: int, report: Report) -> dict[str, Any]:
     time_engine(models.embedder.engine, "infer:embedder", metrics)
     if models.colorizer is not None:
         time_engine(models.colorizer.engine, "infer:colorizer", metrics)
-    sinks = open_sinks(config, models.detector.names, metrics)
+    device = DeviceOutputs(config)
+    sinks = open_sinks(config, models.detector.names, metrics, device)
     window = Window(warmup)
-    pipeline = Pipeline(source, models, sinks, metrics, config.pipeline.queue_size, window, 0)
-    with Tegrastats() as tegrastats:
-        pipeline.run()
+    camera = Camera(config.source.name, source, models, sinks, metrics, window)
+    pipeline = Pipeline([camera], config.pipeline.queue_size, log_every_s=0)
+    try:
+        with Tegrastats() as tegrastats:
+            pipeline.run()
+    finally:
+        device.close()
     cpu_used = cpu_seconds() - window.cpu_start
     samples = ordered_stages(metrics.after_warmup(warmup))
     counters = metrics.snapshot().counters
@@ -262,8 +275,11 @@ def markdown(data: Mapping[str, Any]) -> str:
             ],
         ),
         table(
-            ["model", "backend", "file"],
-            [[name, b["backend"], b["model"]] for name, b in data["backends"].items()],
+            ["model", "backend", "precision", "file"],
+            [
+                [name, b["backend"], b.get("precision", "fp32"), b["model"]]
+                for name, b in data["backends"].items()
+            ],
         ),
     ]
     if result.get("gpu"):

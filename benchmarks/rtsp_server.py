@@ -1,53 +1,51 @@
-"""A real RTSP server on loopback for tests: `python tests/rtsp_test_server.py PORT`.
+"""A real RTSP server on loopback for tests and benchmarks:
+`python benchmarks/rtsp_server.py PORT [VIDEO]`.
 
-Serves an H.264 test pattern at rtsp://127.0.0.1:PORT/cam with gst-rtsp-server until killed;
-`start_rtsp_server(port)` runs it in a subprocess for a test, which kills it to simulate an outage.
+Serves an H.264 test pattern, or a video file in real time (scaled to 384×288), at
+rtsp://127.0.0.1:PORT/cam with gst-rtsp-server until killed; `start_rtsp_server(port)` runs it
+in a subprocess, which a test kills to simulate an outage.
 """
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
+from pathlib import Path
 
-import gi
-
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
-
-LAUNCH = (
-    "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 "
-    "! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 "
-    "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+ENCODE = (
+    "videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 "
+    "! rtph264pay name=pay0 pt=96 config-interval=1"
 )
+PATTERN = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1"
+VIDEO = "filesrc location={} ! decodebin ! videoscale ! video/x-raw,width=384,height=288"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_rtsp_server(port: int) -> subprocess.Popen[str]:
-    """The loopback RTSP server of tests/rtsp_test_server.py, once it listens."""
-    server = subprocess.Popen(
-        [sys.executable, __file__, str(port)], stdout=subprocess.PIPE, text=True
-    )
+def start_rtsp_server(port: int, video: Path | None = None) -> subprocess.Popen[str]:
+    """The loopback RTSP server of this module (serving `video`, else a test
+    pattern), once it listens."""
+    args = [str(port), *([str(video)] if video else [])]
+    server = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
     if server.stdout is None or server.stdout.readline().strip() != "ready":
         server.kill()
         raise RuntimeError("RTSP test server did not start")
     return server
 
 
-def main(port: int) -> None:
+def main(port: int, video: str | None) -> None:
     """Serve until the process is killed."""
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(LAUNCH)
+    source = VIDEO.format(video) if video else PATTERN
+    factory.set_launch(f"( {source} ! {ENCODE} )")
     factory.set_shared(True)
     server.get_mount_points().add_factory("/cam", factory)
     if server.attach(None) == 0:
@@ -57,4 +55,4 @@ def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)

@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 
 from edge import paths
 from edge.engines import BACKENDS
+from edge.engines.precision import PRECISIONS
 from edge.errors import EdgeError
 
 if sys.version_info >= (3, 11):
@@ -71,6 +72,10 @@ class DetectorConfig:
     # Detect on one frame in interval + 1; the tracker's prediction fills the frames between
     # (DeepStream's nvinfer `interval`). 0: every frame.
     interval: int = field(default=0, metadata=_range(0, 100))
+    # Which file of `model` runs: fp32 (the file itself), fp16 (NAME_fp16.onnx) or int8
+    # (NAME_int8.onnx from `export quantize`, refused unless it passed its accuracy gate). With
+    # TensorRT, the engine beside that file (`make engines`, `--int8` for INT8).
+    precision: str = field(default="fp32", metadata=_choices(*PRECISIONS))
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class TrackerConfig:
     """DeepSORT with our ReID embedder."""
 
     reid_model: str = f"artifacts/models/{paths.EMBEDDER_FILE}"
+    reid_precision: str = field(default="fp32", metadata=_choices(*PRECISIONS))  # as detector's
     max_age: int = field(default=30, metadata=_range(1, 100000))
     n_init: int = field(default=3, metadata=_range(1, 1000))
 
@@ -124,6 +130,10 @@ class PipelineConfig:
     """Threads and queues."""
 
     queue_size: int = field(default=4, metadata=_range(1, 1000))
+    # Frames of several cameras detected in one inference call: up to batch_size (at most one
+    # per camera; 0: the number of cameras), waiting at most batch_timeout_ms for a full batch
+    batch_size: int = field(default=0, metadata=_range(0, 64))
+    batch_timeout_ms: float = field(default=40.0, metadata=_range(0, 10000))
     threads: int = field(default=0, metadata=_range(0, 256))  # CPU threads per model, 0: auto
     log_every_s: float = field(default=10.0, metadata=_range(0, 86400))  # 0: no progress logs
 
@@ -171,8 +181,28 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class Camera:
+    """One camera of a `[[cameras]]` list: its source and its own detector filter, colorizer
+    mode and outputs (the shared sections' values where the camera sets none)."""
+
+    source: SourceConfig
+    detector: DetectorConfig
+    colorizer: ColorizerConfig
+    output: OutputConfig
+
+
+# What a camera may set in its own sub-tables; the rest (models, backend) is shared by all.
+CAMERA_KEYS = {
+    "detector": ("confidence", "iou", "classes", "max_detections", "interval"),
+    "colorizer": ("mode", "collect_dir", "collect_every_s", "collect_max_frames", "collect_max_mb"),
+    "output": tuple(f.name for f in dataclasses.fields(OutputConfig) if f.name != "rtsp_port"),
+}
+
+
+@dataclass(frozen=True)
 class Config:
-    """The whole runtime configuration."""
+    """The whole runtime configuration. `cameras` is empty for a one-camera config (`[source]`);
+    `camera_configs()` gives one Config per camera either way."""
 
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -182,6 +212,24 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    cameras: tuple[Camera, ...] = ()
+
+
+def camera_configs(config: Config) -> list[Config]:
+    """One Config per camera, its `source`, `detector`, `colorizer` and `output` the camera's."""
+    if not config.cameras:
+        return [config]
+    return [
+        dataclasses.replace(
+            config,
+            source=camera.source,
+            detector=camera.detector,
+            colorizer=camera.colorizer,
+            output=camera.output,
+            cameras=(),
+        )
+        for camera in config.cameras
+    ]
 
 
 def _check(key: str, value: Any, kind: Any, meta: Any) -> Any:
@@ -225,14 +273,85 @@ def _section(name: str, cls: type[Any], values: Any) -> Any:
     return cls(**checked)
 
 
+def _camera(index: int, values: Any, shared: dict[str, Any]) -> Camera:
+    """One `[[cameras]]` entry: source keys, and `detector`/`colorizer`/`output` sub-tables,
+    each over the shared section of that name. Its files go to output.dir/NAME, its RTSP
+    stream to /NAME, unless it sets its own."""
+    key = f"cameras[{index}]"
+    if not isinstance(values, dict):
+        raise EdgeError(f"config key '{key}' must be a table ([[cameras]]), got {values!r}")
+    own = {name: values.get(name, {}) for name in CAMERA_KEYS}
+    source = {k: v for k, v in values.items() if k not in CAMERA_KEYS}
+    for section, table in own.items():
+        if not isinstance(table, dict):
+            raise EdgeError(f"config key '{key}.{section}' must be a table, got {table!r}")
+        refused = sorted(set(table) - set(CAMERA_KEYS[section]))
+        if refused and refused[0] in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
+            hint = (
+                " (a camera's own colorizer is its colorizer_model)"
+                if section == "colorizer"
+                else ""
+            )
+            raise EdgeError(
+                f"config key '{key}.{section}.{refused[0]}' is shared by all cameras: set it in "
+                f"[{section}]{hint}"
+            )
+    name = source.get("name", shared["source"].get("name", SourceConfig.name))
+    base = str(shared["output"].get("dir", OutputConfig.dir))
+    output = {"dir": f"{base}/{name}", "rtsp_path": f"/{name}", **own["output"]}
+    sections = {"source": source, **own, "output": output}
+    checked = {
+        section: _section(
+            key if section == "source" else f"{key}.{section}",
+            _SECTIONS[section],
+            shared[section] | table,
+        )
+        for section, table in sections.items()
+    }
+    return Camera(**checked)
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "source": SourceConfig,
+    "detector": DetectorConfig,
+    "colorizer": ColorizerConfig,
+    "output": OutputConfig,
+}
+
+
 def from_dict(data: dict[str, Any]) -> Config:
-    """Validate a parsed TOML document into a Config."""
+    """Validate a parsed TOML document into a Config.
+
+    `[[cameras]]` entries take the shared sections as their defaults; two cameras with one name
+    or one output folder are refused, naming the key.
+    """
     sections = {f.name: f for f in dataclasses.fields(Config)}
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise EdgeError(f"unknown config section '{unknown[0]}' (known: {', '.join(sections)})")
     hints = get_type_hints(Config)
-    return Config(**{k: _section(k, hints[k], v) for k, v in data.items()})
+    tables = {k: v for k, v in data.items() if k != "cameras"}
+    config = Config(**{k: _section(k, hints[k], v) for k, v in tables.items()})
+    if "cameras" not in data:
+        return config
+    entries = data["cameras"]
+    if not isinstance(entries, list) or not entries:
+        raise EdgeError(f"config key 'cameras' must be [[cameras]] tables, got {entries!r}")
+    shared = {name: tables.get(name, {}) for name in _SECTIONS}
+    cameras = tuple(_camera(i, e, shared) for i, e in enumerate(entries))
+    for index, camera in enumerate(cameras):
+        for other in cameras[:index]:
+            if camera.source.name == other.source.name:
+                raise EdgeError(
+                    f"config key 'cameras[{index}].name': {camera.source.name!r} is already the "
+                    "name of another camera: give each camera its own name"
+                )
+            if camera.output.dir == other.output.dir:
+                raise EdgeError(
+                    f"config key 'cameras[{index}].output.dir': {camera.output.dir!r} is already "
+                    f"camera {other.source.name!r}'s folder: give each camera its own"
+                )
+    return dataclasses.replace(config, cameras=cameras)
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -1,13 +1,21 @@
-"""The runtime: capture → detect → track → colorize → output, each stage on its own thread.
+"""The runtime: for each camera capture → (batched) detect → track → colorize → output.
 
-Stages are joined by bounded queues. The first queue (capture → detect) drops its oldest frame
-when full for a live source, so latency stays bounded when a stage falls behind, and counts the
-drop; for a file it blocks, so every frame is processed. Later queues always block: every frame
-that enters detection is tracked, colorized and written in order, so the output video, the JSONL
-events and the MOT file number frames the same way.
+Every camera has its own capture, track, colorize and output threads joined by bounded queues.
+One detect thread serves all cameras (DeepStream's nvstreammux idea): it takes at most one
+frame from each camera that has one, up to `batch_size`, waiting at most `batch_timeout_s` after
+the first for the others, so a slow or dead camera never holds the rest back; the frames go
+through the shared detector in one inference call and their crops through the embedder in one
+more. It starts each round with the next camera, so none is starved.
 
-`stop()` (from a signal handler) stops capture; the end-of-stream marker then drains every queue
-and the output stage finalizes its files before `run()` returns.
+A live camera keeps only its newest captured frame (an older one waiting is dropped and
+counted): a frame waits for at most the batch in progress. A file blocks instead, so every frame
+is processed. Later queues always block: every frame that enters detection is tracked,
+colorized and written in order, so a camera's video, JSONL events and MOT file number frames
+the same way.
+
+`stop()` (from a signal handler) stops capture; the end-of-stream markers then drain every queue
+and each camera's output stage finalizes its files before `run()` returns. A stage that fails
+stops only its own camera; a failure of the shared detect stage stops all.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,7 +55,9 @@ class FrameListener(Protocol):
 
 @dataclass
 class Models:
-    """What the stages run; `colorizer` is None when colorization is off."""
+    """What one camera's stages run: `detector` (the camera's thresholds and classes over the
+    shared engine), `embedder` and `colorizer` (None when off) are shared with the other
+    cameras that use the same model files; `tracker` is the camera's own."""
 
     detector: Detector
     embedder: Embedder
@@ -71,51 +81,131 @@ class FrameRate:
         return (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
 
 
+@dataclass
+class Camera:
+    """One camera's part of the pipeline: its source, models, outputs and metrics."""
+
+    name: str
+    source: FrameSource
+    models: Models
+    sinks: Sequence[Sink]
+    metrics: Metrics
+    listener: FrameListener | None = None
+    frames_done: int = 0
+    rate: FrameRate = field(default_factory=FrameRate)
+    to_detect: int = 0  # frames to skip before the next detection
+
+    def detection_due(self) -> bool:
+        """Whether this frame is detected (`detect_interval`); counts the frames between."""
+        self.to_detect, due = self.to_detect - 1, self.to_detect == 0
+        if due:
+            self.to_detect = self.models.detect_interval
+        return due
+
+
+class Captured:
+    """Each camera's captured frames waiting for detection, behind one condition, so the
+    detect stage can wait for any camera. A live camera holds one frame (the newest), a file
+    up to `capacity` (its capture blocks while full)."""
+
+    def __init__(self, capacities: Sequence[int]) -> None:
+        self._waiting: list[deque[Packet | None]] = [deque() for _ in capacities]
+        self._capacities = list(capacities)
+        self._ready = threading.Condition()
+
+    def put(self, camera: int, packet: Packet | None, live: bool) -> bool:
+        """Queue a frame (or END); return True if an older frame was dropped for it."""
+        with self._ready:
+            waiting, dropped = self._waiting[camera], False
+            while len(waiting) >= self._capacities[camera]:
+                if live:
+                    waiting.popleft()
+                    dropped = True
+                else:
+                    self._ready.wait()
+            waiting.append(packet)
+            self._ready.notify_all()
+        return dropped
+
+    def take(
+        self, cameras: Sequence[int], most: int, timeout_s: float
+    ) -> list[tuple[int, Packet | None]]:
+        """At most one frame from each of `cameras` (in that order), up to `most`: as soon as
+        every one of them has a frame, else `timeout_s` after the first arrived."""
+        wanted = min(most, len(cameras))
+        with self._ready:
+            deadline = None
+            while True:
+                ready = [c for c in cameras if self._waiting[c]]
+                if len(ready) >= wanted:
+                    break
+                if ready and deadline is None:
+                    deadline = time.monotonic() + timeout_s
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._ready.wait(left)
+            taken = [(c, self._waiting[c].popleft()) for c in ready[:wanted]]
+            self._ready.notify_all()  # a file's capture may be waiting for room
+        return taken
+
+
 class Pipeline:
-    """Runs the stages over a source until it ends or `stop()` is called."""
+    """Runs every camera's stages until their sources end or `stop()` is called."""
 
     def __init__(
         self,
-        source: FrameSource,
-        models: Models,
-        sinks: Sequence[Sink],
-        metrics: Metrics,
+        cameras: Sequence[Camera],
         queue_size: int = 4,
-        listener: FrameListener | None = None,
+        batch_size: int = 0,
+        batch_timeout_s: float = 0.04,
         log_every_s: float = 10.0,
     ) -> None:
-        self.source, self.models, self.metrics = source, models, metrics
-        self.sinks = list(sinks)
-        self.listener = listener
+        """Set up the queues; nothing runs before `run()`.
+
+        Args:
+            cameras: the cameras, whose detectors share one engine (and embedders one).
+            queue_size: frames a file source and each later stage may hold.
+            batch_size: most frames per detection call (0: one per camera).
+            batch_timeout_s: longest wait for a full batch after its first frame.
+            log_every_s: seconds between progress lines (0: none).
+        """
+        if not cameras:
+            raise ValueError("a pipeline needs at least one camera")
+        self.cameras = list(cameras)
+        self.batch_size = batch_size or len(self.cameras)
+        self.batch_timeout_s = batch_timeout_s
         self.log_every_s = log_every_s
-        self._queues = [queue.Queue[Packet | None](maxsize=queue_size) for _ in range(4)]
+        self._captured = Captured([1 if c.source.spec.live else queue_size for c in self.cameras])
+        self._queues = [
+            [queue.Queue[Packet | None](maxsize=queue_size) for _ in range(3)] for _ in self.cameras
+        ]
         self._errors: list[BaseException] = []
-        self._rate = FrameRate()
-        self._to_detect = 0  # frames to skip before the next detection
-        self.frames_done = 0
+
+    @property
+    def frames_done(self) -> int:
+        """Frames all cameras have completed."""
+        return sum(camera.frames_done for camera in self.cameras)
 
     def stop(self) -> None:
         """Stop capturing; frames already captured are still processed and written."""
-        self.source.stop()
+        for camera in self.cameras:
+            camera.source.stop()
 
     def run(self) -> None:
-        """Process until the source ends or is stopped; raise the first stage error, if any."""
-        stages: list[tuple[str, Callable[[Packet], Packet]]] = [
-            ("detect", self._detect),
-            ("track", self._track),
-            ("colorize", self._colorize),
-        ]
-        threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
-        for index, (name, work) in enumerate(stages):
-            threads.append(
-                threading.Thread(
-                    target=self._stage,
-                    args=(work, self._queues[index], self._queues[index + 1]),
-                    name=name,
-                    daemon=True,
-                )
-            )
-        threads.append(threading.Thread(target=self._output, name="output", daemon=True))
+        """Process until every source ends or is stopped; raise the first stage error, if any."""
+        threads = [threading.Thread(target=self._detect, name="detect", daemon=True)]
+        for index, camera in enumerate(self.cameras):
+            track, colorize, output = self._queues[index]
+            work: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
+                ("capture", self._capture, (index,)),
+                ("track", self._stage, (index, self._track, track, colorize)),
+                ("colorize", self._stage, (index, self._colorize, colorize, output)),
+                ("output", self._output, (index,)),
+            ]
+            for stage, target, args in work:
+                name = f"{stage}:{camera.name}" if len(self.cameras) > 1 else stage
+                threads.append(threading.Thread(target=target, args=args, name=name, daemon=True))
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -126,144 +216,174 @@ class Pipeline:
                 raise error
             raise EdgeError(f"pipeline stage failed: {type(error).__name__}: {error}") from error
 
-    def _fail(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException, cameras: Sequence[Camera]) -> None:
         # An EdgeError is a problem the user can fix, said in one line; anything else is a bug
         # and keeps its traceback.
         trace = None if isinstance(error, EdgeError) else error
         log.error("%s stage failed: %s", threading.current_thread().name, error, exc_info=trace)
         self._errors.append(error)
-        self.source.stop()
+        for camera in cameras:
+            camera.source.stop()
 
-    def _capture(self) -> None:
-        first = self._queues[0]
-        live = self.source.spec.live
+    def _capture(self, index: int) -> None:
+        camera = self.cameras[index]
+        live, metrics = camera.source.spec.live, camera.metrics
         try:
-            frames = self.source.frames()
+            frames = camera.source.frames()
             while True:
                 waited = time.perf_counter()
                 frame = next(frames, None)
                 if frame is None:
                     break
-                self.metrics.observe("capture", time.perf_counter() - waited)
-                self.metrics.increment("frames_captured")
-                packet = Packet(frame)
-                if live:
-                    while True:
-                        try:
-                            first.put_nowait(packet)
-                            break
-                        except queue.Full:
-                            try:
-                                first.get_nowait()
-                                self.metrics.increment("dropped_frames")
-                            except queue.Empty:
-                                pass
-                else:
-                    first.put(packet)
+                metrics.observe("capture", time.perf_counter() - waited)
+                metrics.increment("frames_captured")
+                if self._captured.put(index, Packet(frame), live):
+                    metrics.increment("dropped_frames")
         except BaseException as error:  # reported by run(), never swallowed
-            self._fail(error)
+            self._fail(error, [camera])
         finally:
-            first.put(END)
+            self._captured.put(index, END, live=False)
+
+    def _detect(self) -> None:
+        """Batches frames of the cameras still running through detection and embedding."""
+        running = list(range(len(self.cameras)))
+        failed = False
+        while running:
+            batch = self._captured.take(running, self.batch_size, self.batch_timeout_s)
+            running = running[1:] + running[:1]  # the next round starts with the next camera
+            packets = []
+            for index, packet in batch:
+                if packet is END:
+                    running.remove(index)
+                    self._queues[index][0].put(END)
+                else:
+                    packets.append((index, packet))
+            if failed:
+                continue  # drain, so no capture blocks on a dead stage
+            try:
+                self._detect_batch(packets)
+            except BaseException as error:  # reported by run()
+                self._fail(error, self.cameras)
+                failed = True
+                continue
+            for index, packet in packets:
+                self._queues[index][0].put(packet)
+
+    def _detect_batch(self, packets: list[tuple[int, Packet]]) -> None:
+        due = [(self.cameras[i], p) for i, p in packets if self.cameras[i].detection_due()]
+        if not due:
+            return  # the trackers predict these frames (`detect_interval`)
+        t0 = time.perf_counter()
+        inputs = [camera.models.detector.preprocess(packet.bgr) for camera, packet in due]
+        t1 = time.perf_counter()
+        shared = due[0][0].models  # every camera's detector runs the one engine
+        heads = shared.detector.infer_batch(np.concatenate([tensor for tensor, _ in inputs]))
+        t2 = time.perf_counter()
+        found = []
+        for (camera, packet), head, (_, box) in zip(due, heads, inputs, strict=True):
+            found.append(camera.models.detector.postprocess(head, box, packet.bgr.shape[:2]))
+        t3 = time.perf_counter()
+        crops = [
+            (packet.bgr, detections.xyxy)
+            for (_, packet), detections in zip(due, found, strict=True)
+        ]
+        embeddings = shared.embedder.embed_frames(crops)
+        t4 = time.perf_counter()
+        times = {"detect_pre": t1 - t0, "detect_infer": t2 - t1, "detect_post": t3 - t2}
+        times |= {"detect": t3 - t0, "embed": t4 - t3}
+        for (camera, packet), detections, embedding in zip(due, found, embeddings, strict=True):
+            packet.detections = detections.with_data(embedding=embedding)
+            packet.timings.update(times)
+            for stage, seconds in times.items():
+                camera.metrics.observe(stage, seconds)
+            camera.metrics.set("batch_size", len(due))
 
     def _stage(
         self,
-        work: Callable[[Packet], Packet],
+        index: int,
+        work: Callable[[Camera, Packet], Packet],
         inbox: queue.Queue[Packet | None],
         outbox: queue.Queue[Packet | None],
     ) -> None:
-        failed = False
+        camera, failed = self.cameras[index], False
         while (packet := inbox.get()) is not END:
             if failed:
                 continue  # drain, so upstream never blocks on a dead stage
             try:
-                outbox.put(work(packet))
+                outbox.put(work(camera, packet))
             except BaseException as error:  # reported by run()
-                self._fail(error)
+                self._fail(error, [camera])
                 failed = True
         outbox.put(END)
 
-    def _timed(self, packet: Packet, stage: str, started: float) -> float:
-        now = time.perf_counter()
-        packet.timings[stage] = now - started
-        self.metrics.observe(stage, now - started)
-        return now
-
-    def _detect(self, packet: Packet) -> Packet:
-        self._to_detect, due = self._to_detect - 1, self._to_detect == 0
-        if not due:
-            return packet  # the tracker predicts this frame (`detect_interval`)
-        self._to_detect = self.models.detect_interval
-        detector, bgr = self.models.detector, packet.bgr
-        t0 = time.perf_counter()
-        tensor, box = detector.preprocess(bgr)
-        t1 = self._timed(packet, "detect_pre", t0)
-        raw = detector.infer(tensor)
-        t2 = self._timed(packet, "detect_infer", t1)
-        detections = detector.postprocess(raw, box, bgr.shape[:2])
-        t3 = self._timed(packet, "detect_post", t2)
-        self.metrics.observe("detect", t3 - t0)
-        embeddings = self.models.embedder(bgr, detections.xyxy)
-        self._timed(packet, "embed", t3)
-        packet.detections = detections.with_data(embedding=embeddings)
-        return packet
-
-    def _track(self, packet: Packet) -> Packet:
+    @staticmethod
+    def _track(camera: Camera, packet: Packet) -> Packet:
         started = time.perf_counter()
-        tracker, detections = self.models.tracker, packet.detections
+        tracker, detections = camera.models.tracker, packet.detections
         packet.update = tracker.update(detections) if detections is not None else tracker.coast()
-        self._timed(packet, "track", started)
+        _timed(camera, packet, "track", started)
         return packet
 
-    def _colorize(self, packet: Packet) -> Packet:
+    @staticmethod
+    def _colorize(camera: Camera, packet: Packet) -> Packet:
         started = time.perf_counter()
-        colorizer, mode = self.models.colorizer, self.models.colorize_mode
+        colorizer, mode = camera.models.colorizer, camera.models.colorize_mode
         if colorizer is None or mode == "off":
             packet.image = packet.bgr.copy()
         elif mode == "frame":
             packet.image = colorizer.colorize(packet.frame.image)
         else:
             packet.image = colorize_tracks(colorizer, packet)
-        self._timed(packet, "colorize", started)
+        _timed(camera, packet, "colorize", started)
         return packet
 
-    def _output(self) -> None:
-        inbox = self._queues[-1]
+    def _output(self, index: int) -> None:
+        camera, inbox = self.cameras[index], self._queues[index][-1]
         last_log = time.monotonic()
         failed = False
         while (packet := inbox.get()) is not END:
             if failed:
                 continue
             try:
-                fps = self._rate.tick()
-                for sink in self.sinks:
+                fps = camera.rate.tick()
+                for sink in camera.sinks:
                     sink.write(packet, fps)
-                self._finish(packet, fps)
+                _finish(camera, packet, fps)
                 if self.log_every_s and time.monotonic() - last_log >= self.log_every_s:
                     last_log = time.monotonic()
-                    log.info(progress_line(self.metrics))
+                    prefix = f"{camera.name}: " if len(self.cameras) > 1 else ""
+                    log.info(prefix + progress_line(camera.metrics))
             except BaseException as error:  # reported by run()
-                self._fail(error)
+                self._fail(error, [camera])
                 failed = True
-        final_events = self.models.tracker.finish()
-        for sink in self.sinks:  # each is closed, so one failure loses no other output
+        final_events = camera.models.tracker.finish()
+        for sink in camera.sinks:  # each is closed, so one failure loses no other output
             try:
                 sink.close(final_events)
             except BaseException as error:  # reported by run()
-                self._fail(error)
+                self._fail(error, [camera])
 
-    def _finish(self, packet: Packet, fps: float) -> None:
-        self.frames_done += 1
-        self.metrics.increment("frames")
-        self.metrics.observe("total", time.monotonic() - packet.frame.captured)
-        self.metrics.set("fps", fps)
-        tracks = packet.update.tracks if packet.update else []
-        self.metrics.set("active_tracks", len(tracks))
-        if packet.update:
-            started = sum(1 for e in packet.update.events if e.kind == "started")
-            if started:
-                self.metrics.increment("tracks_started", started)
-        if self.listener is not None:
-            self.listener.frame_done()
+
+def _timed(camera: Camera, packet: Packet, stage: str, started: float) -> None:
+    seconds = time.perf_counter() - started
+    packet.timings[stage] = seconds
+    camera.metrics.observe(stage, seconds)
+
+
+def _finish(camera: Camera, packet: Packet, fps: float) -> None:
+    metrics = camera.metrics
+    camera.frames_done += 1
+    metrics.increment("frames")
+    metrics.observe("total", time.monotonic() - packet.frame.captured)
+    metrics.set("fps", fps)
+    tracks = packet.update.tracks if packet.update else []
+    metrics.set("active_tracks", len(tracks))
+    if packet.update:
+        started = sum(1 for e in packet.update.events if e.kind == "started")
+        if started:
+            metrics.increment("tracks_started", started)
+    if camera.listener is not None:
+        camera.listener.frame_done()
 
 
 def colorize_tracks(colorizer: Colorizer, packet: Packet) -> np.ndarray:

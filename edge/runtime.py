@@ -17,8 +17,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.config import Config, OutputConfig, load
-from edge.engines import open_engine
+from edge.config import Config, OutputConfig, camera_configs, load
+from edge.engines import InferenceEngine, open_engine
+from edge.engines.precision import precision_path
 from edge.files import writable_dir
 from edge.metrics import Metrics
 from edge.models.colorizer import Colorizer
@@ -36,13 +37,13 @@ from edge.outputs.run import Run, TrackIdLedger, start_run
 from edge.outputs.segments import Recording
 from edge.outputs.snapshots import SnapshotSink
 from edge.outputs.video import VideoSink
-from edge.pipeline import Models, Pipeline, progress_line
+from edge.pipeline import Camera, Models, Pipeline, progress_line
 from edge.recordings import Retention
 from edge.service.health import Health, SystemdNotifier
 from edge.service.metrics_http import MetricsServer
 from edge.service.mqtt import MqttPublisher
 from edge.video.capture import FrameSource
-from edge.video.encoders import Mp4Recorder
+from edge.video.encoders import Mp4Recorder, RtspServer
 from edge.video.files import frame_rate, read_frames
 
 log = logging.getLogger(__name__)
@@ -55,35 +56,99 @@ def colorize_mode(config: Config) -> str:
     return "frame" if config.source.format == "GRAY8" else "off"
 
 
-def load_models(config: Config, first_track_id: int = 1) -> Models:
-    """Open the detector, embedder and (if used) colorizer engines and build the tracker
+class SharedEngines:
+    """Each model file opened once, for every camera that uses it; `close()` frees them."""
+
+    def __init__(self, backend: str, threads: int) -> None:
+        self.backend, self.threads = backend, threads
+        self._engines: dict[str, InferenceEngine] = {}
+        self._colorizers: dict[str, Colorizer] = {}
+
+    def engine(self, model: str) -> InferenceEngine:
+        """The model's engine, opened at the first call."""
+        if model not in self._engines:
+            self._engines[model] = open_engine(model, self.backend, self.threads)
+        return self._engines[model]
+
+    def colorizer(self, model: str) -> Colorizer:
+        """The colorizer over the model's engine (one object: it serializes its calls)."""
+        if model not in self._colorizers:
+            self._colorizers[model] = Colorizer(self.engine(model))
+        return self._colorizers[model]
+
+    def close(self) -> None:
+        """Release every engine."""
+        for engine in self._engines.values():
+            engine.close()
+        self._engines.clear()
+        self._colorizers.clear()
+
+
+def load_models(
+    config: Config, first_track_id: int = 1, engines: SharedEngines | None = None
+) -> Models:
+    """One camera's models: its detector thresholds and classes, the embedder and (if used)
+    its colorizer over `engines` (default: opened for this camera alone), and its own tracker
     (whose ids start at `first_track_id`, the run's: see `edge.outputs.run`)."""
-    backend, threads = config.detector.backend, config.pipeline.threads
+    engines = engines or SharedEngines(config.detector.backend, config.pipeline.threads)
     detector = Detector(
-        open_engine(config.detector.model, backend, threads),
+        engines.engine(str(precision_path(config.detector.model, config.detector.precision))),
         conf=config.detector.confidence,
         iou=config.detector.iou,
         classes=config.detector.classes or None,
         max_det=config.detector.max_detections,
     )
-    embedder = Embedder(open_engine(config.tracker.reid_model, backend, threads))
+    reid_model = precision_path(config.tracker.reid_model, config.tracker.reid_precision)
+    embedder = Embedder(engines.engine(str(reid_model)))
     mode = colorize_mode(config)
     model = config.source.colorizer_model or config.colorizer.model
-    colorizer = Colorizer(open_engine(model, backend, threads)) if mode != "off" else None
+    colorizer = engines.colorizer(model) if mode != "off" else None
     tracker = Tracker(
         max_age=config.tracker.max_age, n_init=config.tracker.n_init, first_id=first_track_id
     )
     return Models(detector, embedder, tracker, colorizer, mode, config.detector.interval)
 
 
+class DeviceOutputs:
+    """The outputs all cameras share: the MQTT publisher (one connection, spool and `available`
+    topic) and the RTSP server (one port, a mount per camera). `close()` after the cameras'
+    sinks: the publisher then drains and says `offline`."""
+
+    def __init__(self, config: Config) -> None:
+        """Start what the config turns on.
+
+        Raises:
+            EdgeError: the RTSP port cannot be served.
+        """
+        self.metrics = Metrics()  # the publisher's (its connection and spool)
+        self.rtsp = RtspServer(config.output.rtsp_port) if config.output.rtsp_port else None
+        self.publisher = MqttPublisher(config.mqtt, self.metrics) if config.mqtt.enabled else None
+        if self.publisher is not None:
+            self.publisher.start()
+
+    def close(self) -> None:
+        """Drain and stop the publisher; stop the RTSP server."""
+        if self.publisher is not None:
+            self.publisher.close()
+        if self.rtsp is not None:
+            self.rtsp.close()
+
+
 def open_sinks(
-    config: Config, class_names: tuple[str, ...], metrics: Metrics, run: Run | None = None
+    config: Config,
+    class_names: tuple[str, ...],
+    metrics: Metrics,
+    device: DeviceOutputs,
+    run: Run | None = None,
+    stats_of: Mapping[str, Metrics] | None = None,
 ) -> list[Sink]:
-    """The outputs the config turns on, opened now: a bad folder fails before any frame.
+    """One camera's outputs that the config turns on, opened now: a bad folder fails before
+    any frame.
 
     A full or read-only disk does not stop the run: file outputs wait for it (`OutputDisk`).
     `run` (default: a new one) names the run's files and records; the track-id ledger comes
-    first, so a new id is saved before any other output shows it.
+    first, so a new id is saved before any other output shows it. `stats_of` (each camera's
+    metrics) makes this camera's MQTT sink the one that publishes the device's stats.
     """
     output, colorizer = config.output, config.colorizer
     folder = Path(output.dir)
@@ -92,24 +157,24 @@ def open_sinks(
     disk = OutputDisk(folder, metrics, min_free_bytes=max(output.bitrate_kbps * 1250, 1 << 20))
     sinks: list[Sink] = [TrackIdLedger(run, disk)]
     records = EventRecords(run, class_names)  # one numbering for the file and MQTT
-    if output.video or output.rtsp_port:
-        sinks.append(VideoSink(output, class_names, metrics, recording(output, run, disk, metrics)))
+    if output.video or device.rtsp:
+        video = recording(output, run, disk, metrics)
+        sinks.append(VideoSink(output, class_names, metrics, video, device.rtsp))
     if output.events:
         sinks.append(EventSink(run.path(output.events), records, disk))
     if output.mot:
         sinks.append(MotSink(run.path(output.mot), disk=disk))
     if output.snapshots:
         sinks.append(SnapshotSink(folder / "snapshots" / run.camera, run, disk))
-    if config.mqtt.enabled:
-        publisher = MqttPublisher(config.mqtt, metrics)
-        publisher.start()
+    if device.publisher is not None:
+        mqtt = config.mqtt
         sinks.append(
             MqttSink(
-                publisher,
+                device.publisher,
                 records,
-                metrics,
-                config.mqtt.update_interval_s,
-                config.mqtt.stats_interval_s,
+                stats_of if stats_of is not None else {run.camera: metrics},
+                mqtt.update_interval_s,
+                mqtt.stats_interval_s,
                 snapshots=output.snapshots,
             )
         )
@@ -155,6 +220,7 @@ def write_summary(
         "tracks": snap.counters.get("tracks_started", 0),
         **extra,
         "counters": snap.counters,
+        "gauges": snap.gauges,
         "stages_ms": {
             name: {"p50": s.p50_ms, "p95": s.p95_ms, "p99": s.p99_ms, "mean": s.mean_ms,
                    "count": s.count}
@@ -197,30 +263,76 @@ def tracking_config(
     return load(None, [f"{key}={json.dumps(value)}" for key, value in values.items()])
 
 
-def run(config: Config) -> dict[str, float | int]:
-    """Run the pipeline until the source ends or SIGINT/SIGTERM; return the summary numbers.
+def run(config: Config) -> dict[str, Any]:
+    """Run the pipeline over every camera until their sources end or SIGINT/SIGTERM; return
+    the summary numbers (all cameras', and each camera's under `cameras`).
 
-    The source is checked first (a wrong URI or an unreadable file fails in well under a
-    second), then the models load, then the outputs open.
+    The sources are checked first (a wrong URI or an unreadable file fails in well under a
+    second), then the models load (each model file once, for all cameras), then the outputs
+    open.
     """
-    metrics = Metrics()
-    source = FrameSource(config.source, metrics)
-    source.check()
-    run_info = start_run(Path(config.output.dir), config.source.name)
-    models = load_models(config, run_info.first_track_id)
-    sinks = open_sinks(config, models.detector.names, metrics, run_info)
+    configs = camera_configs(config)
+    metrics = {c.source.name: Metrics() for c in configs}
+    sources = [FrameSource(c.source, metrics[c.source.name]) for c in configs]
+    for source in sources:
+        source.check()
+    engines = SharedEngines(config.detector.backend, config.pipeline.threads)
     health = Health(
         metrics, SystemdNotifier.from_env(), config.health.stall_s, config.health.watchdog
     )
-    pipeline = Pipeline(
-        source,
-        models,
-        sinks,
-        metrics,
-        config.pipeline.queue_size,
-        listener=health,
-        log_every_s=config.pipeline.log_every_s,
-    )
+    device = DeviceOutputs(config)
+    cameras: list[Camera] = []
+    runs: list[Run] = []
+    try:
+        for camera_config, source in zip(configs, sources, strict=True):
+            name = camera_config.source.name
+            run_info = start_run(Path(camera_config.output.dir), name)
+            models = load_models(camera_config, run_info.first_track_id, engines)
+            stats_of = metrics if not cameras else {}
+            sinks = open_sinks(
+                camera_config, models.detector.names, metrics[name], device, run_info, stats_of
+            )
+            cameras.append(
+                Camera(name, source, models, sinks, metrics[name], health.listener(name))
+            )
+            runs.append(run_info)
+        pipeline = Pipeline(
+            cameras,
+            config.pipeline.queue_size,
+            config.pipeline.batch_size,
+            config.pipeline.batch_timeout_ms / 1000,
+            config.pipeline.log_every_s,
+        )
+        seconds = _run_until_signal(config, pipeline, health, {**metrics, "": device.metrics})
+    finally:
+        device.close()
+        engines.close()
+    per_camera = {
+        camera.name: {
+            "frames": camera.frames_done,
+            "fps": round(camera.frames_done / max(seconds, 1e-9), 2),
+        }
+        for camera in cameras
+    }
+    for camera_config, camera, run_info in zip(configs, cameras, runs, strict=True):
+        extra = {**per_camera[camera.name], "seconds": round(seconds, 3)}
+        path = write_summary(camera_config.output, camera.metrics, extra, run_info)
+        named = f"{camera.name}: " if len(cameras) > 1 else ""
+        line = progress_line(camera.metrics)
+        log.info("done: %s%s (%.1f s); summary %s", named, line, seconds, path)
+    return {
+        "frames": pipeline.frames_done,
+        "seconds": round(seconds, 3),
+        "fps": round(pipeline.frames_done / max(seconds, 1e-9), 2),
+        "cameras": per_camera,
+    }
+
+
+def _run_until_signal(
+    config: Config, pipeline: Pipeline, health: Health, metrics: Mapping[str, Metrics]
+) -> float:
+    """Run the pipeline with SIGINT/SIGTERM draining it and the metrics endpoint serving;
+    return the seconds it ran."""
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
         log.info("%s: stopping capture and draining", signal.Signals(number).name)
@@ -230,7 +342,10 @@ def run(config: Config) -> dict[str, float | int]:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     server = None
     started = time.monotonic()
-    log.info("running %s, colorize=%s", source.spec.describe(), models.colorize_mode)
+    for camera in pipeline.cameras:
+        log.info(
+            "running %s, colorize=%s", camera.source.spec.describe(), camera.models.colorize_mode
+        )
     try:
         if config.health.metrics_port:
             server = MetricsServer(
@@ -244,15 +359,7 @@ def run(config: Config) -> dict[str, float | int]:
         if server is not None:
             server.close()
         health.close()
-    seconds = time.monotonic() - started
-    summary: dict[str, float | int] = {
-        "frames": pipeline.frames_done,
-        "seconds": round(seconds, 3),
-        "fps": round(pipeline.frames_done / max(seconds, 1e-9), 2),
-    }
-    path = write_summary(config.output, metrics, summary, run_info)
-    log.info("done: %s (%.1f s); summary %s", progress_line(metrics), seconds, path)
-    return summary
+    return time.monotonic() - started
 
 
 def colorize_video(

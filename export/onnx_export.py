@@ -115,12 +115,27 @@ def to_fp16(source: Path, target: Path) -> Path:
     with warnings.catch_warnings():  # one warning per tiny weight clamped to FP16's range
         warnings.simplefilter("ignore", UserWarning)
         model = float16.convert_float_to_float16(onnx.load(source), keep_io_types=True)
+    _match_float_casts(model)
     _set_metadata(model, {"edge.precision": "fp16"})
     with replaced_on_success(target) as temporary:
         onnx.save(model, temporary)
         open_engine(temporary).close()  # fail here, not later, if ONNX Runtime rejects it
     log.info("%s -> %s (FP16)", source.name, target)
     return target
+
+
+def _match_float_casts(model: onnx.ModelProto) -> None:
+    """Make each `Cast(to=FLOAT)` the converter left in an FP16 graph cast to FLOAT16, as its
+    output's type already says (onnxconverter-common keeps the attribute: a dynamic-batch
+    YOLOv8 computes its anchors from shapes through such casts, and ONNX Runtime refuses the
+    mismatch)."""
+    types = {value.name: value.type.tensor_type.elem_type for value in model.graph.value_info}
+    for node in model.graph.node:
+        if node.op_type != "Cast":
+            continue
+        to = next(a for a in node.attribute if a.name == "to")
+        if to.i == onnx.TensorProto.FLOAT and types.get(node.output[0]) == onnx.TensorProto.FLOAT16:
+            to.i = onnx.TensorProto.FLOAT16
 
 
 def export_all(models_dir: Path | None = None) -> list[Path]:

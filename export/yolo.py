@@ -81,6 +81,7 @@ def export_yolo(
     imgsz: tuple[int, int] = (640, 640),
     dynamic: bool = False,
     opset: int = MIN_OPSET,
+    dynamic_batch: bool = True,
 ) -> Path:
     """Export detection weights to ONNX and check that the runtime's detector accepts the result.
 
@@ -90,6 +91,8 @@ def export_yolo(
         imgsz: input height and width (multiples of 32); with `dynamic` the default size only.
         dynamic: dynamic batch and input size instead of a static shape.
         opset: ONNX opset, at least 17.
+        dynamic_batch: a dynamic batch with the input size fixed at `imgsz` (the runtime
+            detects several cameras' frames in one call); False: batch 1.
 
     Raises:
         EdgeError: the weights are not a detection model, or the opset is too old.
@@ -106,9 +109,15 @@ def export_yolo(
         staged = Path(tmp) / weights.name
         shutil.copy(weights, staged)
         exported = load_yolo(staged).export(
-            format="onnx", imgsz=list(imgsz), opset=opset, dynamic=dynamic, simplify=False
+            format="onnx",
+            imgsz=list(imgsz),
+            opset=opset,
+            dynamic=dynamic or dynamic_batch,
+            simplify=False,
         )
         model = onnx.load(exported)
+    if dynamic_batch and not dynamic:
+        _fix_size(model, imgsz, yolo.model.stride, len(yolo.names))
     names = [yolo.names[i] for i in sorted(yolo.names)]
     extra = {
         "class_names": json.dumps(names),
@@ -116,6 +125,7 @@ def export_yolo(
         "stride": str(int(max(yolo.model.stride))),
         "task": "detect",
         "dynamic": json.dumps(dynamic),
+        "dynamic_batch": json.dumps(dynamic or dynamic_batch),
         "source_sha256": sha256(weights),
     }
     props = {p.key: p.value for p in model.metadata_props} | extra
@@ -127,6 +137,18 @@ def export_yolo(
         _check_runtime_accepts(temporary)
     log.info("exported %s (%s, classes %s) to %s", weights.name, imgsz, names, output)
     return output
+
+
+def _fix_size(model: Any, imgsz: tuple[int, int], strides: Any, classes: int) -> None:
+    """Pin every axis but the batch of a dynamic export: the input's height and width, the
+    output's rows (4 + classes) and anchors."""
+    anchors = sum((imgsz[0] // int(s)) * (imgsz[1] // int(s)) for s in strides)
+    for value, fixed in (
+        (model.graph.input[0], imgsz),
+        (model.graph.output[0], (4 + classes, anchors)),
+    ):
+        for dim, size in zip(value.type.tensor_type.shape.dim[-2:], fixed, strict=True):
+            dim.dim_value = size
 
 
 def _check_runtime_accepts(model: Path) -> None:
@@ -151,6 +173,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="input size: one number (square) or height width, multiples of 32",
     )
     parser.add_argument("--dynamic", action="store_true", help="dynamic batch and input size")
+    parser.add_argument(
+        "--batch-1",
+        action="store_true",
+        help="a static batch of 1 (default: a dynamic batch, for several cameras)",
+    )
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help="ONNX opset (>= 17)")
     parser.set_defaults(func=_run)
 
@@ -159,4 +186,5 @@ def _run(args: argparse.Namespace) -> None:
     if len(args.imgsz) not in (1, 2):
         raise EdgeError(f"--imgsz takes one or two numbers, got {len(args.imgsz)}")
     imgsz = (args.imgsz[0], args.imgsz[-1])
-    export_yolo(args.weights or default_weights(), args.output, imgsz, args.dynamic, args.opset)
+    weights = args.weights or default_weights()
+    export_yolo(weights, args.output, imgsz, args.dynamic, args.opset, not args.batch_1)

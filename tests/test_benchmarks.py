@@ -14,15 +14,15 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.drift import average_precision, load_thresholds, match, open_pair
+from benchmarks.drift import load_thresholds, open_pair
 from benchmarks.machine import parse_tegrastats
 from benchmarks.tracking import load_truth
 from edge import paths
 from edge.detections import Detections
 from edge.errors import EdgeError
 from edge.video.files import read_frames
+from export.agreement import average_precision, match
 from export.data import data_file
-from tests.mqtt_broker import Broker
 from tests.onnx_models import constant_chroma_model
 
 
@@ -122,8 +122,8 @@ def test_drift_measures_each_model_and_gates_on_thresholds(
 
 def test_drift_refuses_unknown_thresholds_and_missing_models(tmp_path: Path) -> None:
     limits = tmp_path / "limits.toml"
-    limits.write_text("[thresholds]\ndetector_min_precision = 0.9\n")
-    with pytest.raises(EdgeError, match="unknown threshold 'detector_min_precision'"):
+    limits.write_text("[thresholds]\ndetector_min_f1 = 0.9\n")
+    with pytest.raises(EdgeError, match="unknown threshold 'detector_min_f1'"):
         load_thresholds(limits)
     with pytest.raises(EdgeError, match="detector model not found"):
         open_pair(tmp_path / "none.onnx", "detector")
@@ -164,6 +164,31 @@ def test_tracking_scores_our_tracks_against_ground_truth(
     metrics = json.loads((tmp_path / "tracking.json").read_text())["metrics"]
     assert {"mota", "idf1", "num_switches", "num_fragmentations"} <= set(metrics)
     assert (tmp_path / "tracking.mot.txt").is_file()
+
+
+def test_interval_scores_each_interval_against_interval_0(
+    model_overrides: list[str], tmp_path: Path
+) -> None:
+    args = ["interval", "--frames", "30", "--warmup", "3", "--intervals", "0,1", *model_overrides]
+    done = bench(args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "interval.json").read_text())
+    assert data["complete"]
+    runs = data["runs"]
+    assert [run["interval"] for run in runs] == [0, 1]
+    reference = runs[0]["mot"]
+    assert (reference["idf1"], reference["mota"], reference["num_switches"]) == (1.0, 1.0, 0.0)
+    for run in runs:
+        assert run["frames"] > 0
+        assert run["fps"] > 0
+        assert run["cpu_s_per_frame"] > 0
+        assert 0 <= run["mot"]["idf1"] <= 1
+    assert (tmp_path / "interval.md").read_text().startswith("# detector.interval: vtest.avi")
+
+
+def test_interval_needs_interval_0_first(tmp_path: Path) -> None:
+    line = error_line(bench(["interval", "--intervals", "1,2"], tmp_path), "interval")
+    assert "distinct intervals from 0 (the reference)" in line
 
 
 def test_tracking_scores_reproduce_motmetrics_published_tud_campus_result(tmp_path: Path) -> None:
@@ -231,16 +256,53 @@ def test_tegrastats_line_parsing() -> None:
     assert parse_tegrastats("no numbers here") == {}
 
 
-def test_mqtt_reports_delivery_latency(
-    broker: Broker, model_overrides: list[str], tmp_path: Path
+def test_mqtt_measures_delivery_and_the_frame_rate_with_the_broker_away(
+    model_overrides: list[str], tmp_path: Path
 ) -> None:
-    done = bench(["mqtt", "--port", str(broker.port), "--frames", "40", *model_overrides], tmp_path)
+    args = ["mqtt", "--warmup", "20", "--window-s", "1", "--outage-s", "1", *model_overrides,
+            "mqtt.reconnect_initial_s=0.2", "mqtt.reconnect_max_s=0.5"]  # fmt: skip
+    done = bench(args, tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads((tmp_path / "mqtt.json").read_text())["result"]
-    assert result["messages"] >= 1
+    assert list(result["phases"]) == ["up", "away", "back"]
+    assert all(phase["frames"] > 0 for phase in result["phases"].values())
+    assert result["away_over_up"] > 0
+    assert result["messages"] >= result["events_written"] >= 1
+    assert result["lost"] == 0
     assert 0 < result["delivery_ms"]["p50"] <= result["capture_to_arrival_ms"]["p50"]
+    assert "broker away / up" in (tmp_path / "mqtt.md").read_text()
 
 
-def test_mqtt_without_a_broker_is_one_line(tmp_path: Path) -> None:
-    line = error_line(bench(["mqtt", "--port", "1"], tmp_path), "mqtt")
-    assert "no MQTT broker at localhost:1" in line
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (
+            ["--host", "localhost", "--port", "1", "--outage-s", "0"],
+            "no MQTT broker at localhost:1",
+        ),
+        (["--host", "localhost"], "--outage-s stops the broker mid-run"),
+    ],
+)
+def test_mqtt_bad_broker_arguments_are_one_line(
+    args: list[str], problem: str, tmp_path: Path
+) -> None:
+    assert problem in error_line(bench(["mqtt", *args], tmp_path), "mqtt")
+
+
+def test_multicam_compares_one_process_with_one_per_camera(
+    model_overrides: list[str], tmp_path: Path
+) -> None:
+    args = ["multicam", "--cameras", "2", "--warmup-s", "1", "--seconds", "3", *model_overrides]
+    done = bench(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((tmp_path / "multicam.json").read_text())
+    assert data["complete"]
+    (result,) = data["results"]
+    for run in (result["one_process"], result["processes"]):
+        assert set(run["fps"]) == {"cam0", "cam1"}
+        assert all(fps > 0 for fps in run["fps"].values())
+        assert run["rss_mib"] > 0
+        assert run["cpu_cores"] > 0
+        assert 0 < run["total_p50_ms"] <= run["total_p95_ms"]
+        assert run["infer_p50_ms"] > 0
+    assert "| 2 | one process |" in (tmp_path / "multicam.md").read_text()

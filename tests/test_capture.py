@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.processes import free_port
+from benchmarks.rtsp_server import start_rtsp_server
 from edge.config import SourceConfig
 from edge.errors import EdgeError
 from edge.metrics import Metrics
 from edge.video.capture import FrameSource
 from export.data import data_file
-from tests.rtsp_test_server import free_port, start_rtsp_server
 
 
 def capture(config: SourceConfig) -> tuple[list[np.ndarray], Metrics]:

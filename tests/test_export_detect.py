@@ -24,8 +24,13 @@ def test_export_records_what_the_runtime_needs(detector_onnx: Path) -> None:
     assert json.loads(meta["input_size"]) == [640, 640]
     assert (meta["stride"], meta["task"]) == ("32", "detect")
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [1, 3, 640, 640]
+    # A dynamic batch (several cameras' frames in one call), the input size fixed
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, 640, 640]
+    assert meta["dynamic_batch"] == "true"
+    with open_engine(detector_onnx) as engine:
+        assert engine.inputs[0].shape == (None, 3, 640, 640)
+        assert engine.outputs[0].shape == (None, 6, 8400)
 
 
 def test_dynamic_export_runs_at_camera_aspect(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import statistics
 import threading
 import time
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from edge.metrics import Metrics
+from edge.pipeline import FrameListener
 from edge.service.health import Health, SystemdNotifier
 from tests.notify_socket import NotifyListener
 
@@ -26,23 +28,30 @@ def listener(request: pytest.FixtureRequest) -> Iterator[NotifyListener]:
     sink.close()
 
 
-def _health(listener: NotifyListener, watchdog: bool = True, **kwargs: float) -> Health:
+def _health(
+    listener: NotifyListener,
+    watchdog: bool = True,
+    cameras: tuple[str, ...] = ("cam0",),
+    **kwargs: float,
+) -> Health:
     env = {"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": str(WATCHDOG_USEC)}
     notifier = SystemdNotifier.from_env(env)
-    return Health(Metrics(), notifier, stall_s=1.0, watchdog=watchdog, **kwargs)
+    metrics = {name: Metrics() for name in cameras}
+    return Health(metrics, notifier, stall_s=1.0, watchdog=watchdog, **kwargs)
 
 
 class FrameFeeder:
     """Calls `frame_done()` every `period` seconds on its own thread, like a running pipeline."""
 
-    def __init__(self, health: Health, period: float = 0.02) -> None:
+    def __init__(self, health: Health, period: float = 0.02, camera: str = "cam0") -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._feed, args=(health, period), daemon=True)
+        args = (health.listener(camera), period)
+        self._thread = threading.Thread(target=self._feed, args=args, daemon=True)
         self._thread.start()
 
-    def _feed(self, health: Health, period: float) -> None:
+    def _feed(self, camera: FrameListener, period: float) -> None:
         while not self._stop.wait(period):
-            health.frame_done()
+            camera.frame_done()
 
     def stop(self) -> None:
         self._stop.set()
@@ -98,8 +107,8 @@ def test_ready_only_after_the_first_frame_and_only_once(listener: NotifyListener
     time.sleep(3 * PING_PERIOD)
     assert listener.notifications("READY") == []
     assert listener.notifications("WATCHDOG") == [], "pinged before any frame went through"
-    health.frame_done()
-    health.frame_done()
+    health.frame_done("cam0")
+    health.frame_done("cam0")
     listener.wait_for("READY")
     time.sleep(2 * PING_PERIOD)
     health.close()
@@ -132,6 +141,25 @@ def test_watchdog_pings_while_frames_flow_and_stop_when_they_stop(
     health.close()
 
 
+def test_one_stalled_camera_of_two_is_named_and_the_watchdog_still_fed(
+    listener: NotifyListener,
+) -> None:
+    health = _health(listener, cameras=("gate", "yard"), status_interval_s=0.05)
+    health.start()
+    health.frame_done("yard")
+    feeder = FrameFeeder(health, camera="gate")  # yard delivers no more
+    time.sleep(1.5)  # beyond stall_s
+    pinged = len(listener.notifications("WATCHDOG"))
+    listener.wait_for("WATCHDOG", count=pinged + 3)  # gate's frames keep systemd fed
+    statuses = [m.fields["STATUS"] for m in listener.notifications("STATUS")]
+    feeder.stop()
+    health.close()
+    assert statuses[-1].startswith("stalled: yard; gate: 0.0 fps"), statuses[-1]
+    assert re.search(r"yard: stalled: no frame for \d+ s", statuses[-1]), statuses[-1]
+    assert not health.healthy()
+    assert health.healthy("gate")
+
+
 def test_no_pings_when_watchdog_is_off(listener: NotifyListener) -> None:
     health = _health(listener, watchdog=False)
     health.start()
@@ -146,7 +174,7 @@ def test_no_pings_when_watchdog_is_off(listener: NotifyListener) -> None:
 def test_stopping(listener: NotifyListener) -> None:
     health = _health(listener)
     health.start()
-    health.frame_done()
+    health.frame_done("cam0")
     health.stopping()
     (message,) = listener.wait_for("STOPPING")
     health.close()
@@ -157,12 +185,14 @@ def test_status_reports_fps_tracks_and_stalls(listener: NotifyListener) -> None:
     now = [100.0]
     env = {"NOTIFY_SOCKET": listener.address}
     metrics = Metrics()
-    health = Health(metrics, SystemdNotifier.from_env(env), stall_s=10.0, clock=lambda: now[0])
+    health = Health(
+        {"cam0": metrics}, SystemdNotifier.from_env(env), stall_s=10.0, clock=lambda: now[0]
+    )
     assert health.status() == "starting: waiting for the first frame"
     metrics.set("fps", 14.96)
     metrics.set("active_tracks", 3)
     metrics.increment("frames", 120)
-    health.frame_done()
+    health.frame_done("cam0")
     assert health.status() == "15.0 fps, 3 active tracks, 120 frames"
     now[0] += 12
     assert health.status().startswith("stalled: no frame for 12 s; 15.0 fps")
@@ -172,7 +202,7 @@ def test_status_reports_fps_tracks_and_stalls(listener: NotifyListener) -> None:
 def test_status_is_sent_periodically(listener: NotifyListener) -> None:
     health = _health(listener, status_interval_s=0.05)
     health.start()
-    health.frame_done()
+    health.frame_done("cam0")
     statuses = listener.wait_for("STATUS", count=4)
     health.close()
     assert statuses[-1].fields["STATUS"].endswith("0 active tracks, 0 frames")
@@ -180,16 +210,16 @@ def test_status_is_sent_periodically(listener: NotifyListener) -> None:
 
 def test_healthy_follows_the_last_frame() -> None:
     now = [0.0]
-    health = Health(Metrics(), None, stall_s=2.0, clock=lambda: now[0])
+    health = Health({"cam0": Metrics()}, None, stall_s=2.0, clock=lambda: now[0])
     health.start()  # no notifier: nothing to run, nothing to send
     assert not health.healthy()
-    assert health.last_frame_age_s() is None
-    health.frame_done()
+    assert health.last_frame_age_s("cam0") is None
+    health.frame_done("cam0")
     now[0] = 2.0
     assert health.healthy()
     now[0] = 2.5
     assert not health.healthy()
-    assert health.last_frame_age_s() == pytest.approx(2.5)
+    assert health.last_frame_age_s("cam0") == pytest.approx(2.5)
     health.close()
 
 
@@ -197,4 +227,4 @@ def test_healthy_follows_the_last_frame() -> None:
 def test_rejects_non_positive_intervals(name: str) -> None:
     kwargs = {"stall_s": 1.0, name: 0.0}
     with pytest.raises(ValueError, match=f"{name} must be > 0"):
-        Health(Metrics(), None, **kwargs)
+        Health({"cam0": Metrics()}, None, **kwargs)

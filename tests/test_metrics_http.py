@@ -53,12 +53,12 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 def health(metrics: Metrics, clock: Clock) -> Health:
-    return Health(metrics, None, stall_s=5.0, clock=clock)
+    return Health({"cam0": metrics}, None, stall_s=5.0, clock=clock)
 
 
 @pytest.fixture
 def server(metrics: Metrics, health: Health) -> Iterator[MetricsServer]:
-    endpoint = MetricsServer(metrics, health, "127.0.0.1", 0)
+    endpoint = MetricsServer({"cam0": metrics}, health, "127.0.0.1", 0)
     yield endpoint
     endpoint.close()
 
@@ -107,7 +107,8 @@ def test_metrics_counters_gauges_and_percentiles(server: MetricsServer) -> None:
     def value(name: str, **labels: str) -> float:
         samples = families[name]["samples"]
         assert isinstance(samples, list)
-        (found,) = (s.value for s in samples if s.labels == labels)
+        wanted = labels if name == "edge_uptime_seconds" else {"camera": "cam0", **labels}
+        (found,) = (s.value for s in samples if s.labels == wanted)
         return float(found)
 
     # The parser names counter families without `_total`; the samples keep it.
@@ -124,7 +125,7 @@ def test_metrics_counters_gauges_and_percentiles(server: MetricsServer) -> None:
 
 
 def test_metrics_before_any_frame_still_lists_every_series(health: Health) -> None:
-    endpoint = MetricsServer(Metrics(), health, "127.0.0.1", 0)
+    endpoint = MetricsServer({"cam0": Metrics()}, health, "127.0.0.1", 0)
     families = _families(endpoint)
     endpoint.close()
     assert {"edge_frames", "edge_dropped_frames", "edge_reconnects", "edge_tracks_started"} <= set(
@@ -135,14 +136,40 @@ def test_metrics_before_any_frame_still_lists_every_series(health: Health) -> No
 
 def test_healthz_follows_the_frames(server: MetricsServer, health: Health, clock: Clock) -> None:
     status, _, body = _get(server, "/healthz")
-    assert (status, body) == (503, "unhealthy: starting: waiting for the first frame\n")
-    health.frame_done()
+    assert (status, body) == (503, "cam0: unhealthy: no frame yet\n")
+    health.frame_done("cam0")
     clock.now += 1.0
-    assert _get(server, "/healthz")[::2] == (200, "ok: last frame 1.0 s ago\n")
+    assert _get(server, "/healthz")[::2] == (200, "cam0: ok: last frame 1.0 s ago\n")
     clock.now += 5.0
-    status, _, body = _get(server, "/healthz")
-    assert status == 503
-    assert body.startswith("unhealthy: stalled: no frame for 6 s")
+    assert _get(server, "/healthz")[::2] == (503, "cam0: unhealthy: stalled, no frame for 6 s\n")
+
+
+def test_several_cameras_each_labelled_and_listed(clock: Clock) -> None:
+    door, yard, device = Metrics(), Metrics(), Metrics()
+    door.increment("frames", 7)
+    yard.increment("frames", 2)
+    device.increment("mqtt_published", 4)
+    health = Health({"door": door, "yard": yard}, None, stall_s=5.0, clock=clock)
+    endpoint = MetricsServer({"door": door, "yard": yard, "": device}, health, "127.0.0.1", 0)
+    try:
+        frames = _families(endpoint)["edge_frames"]["samples"]
+        assert isinstance(frames, list)
+        assert {s.labels["camera"]: s.value for s in frames} == {"door": 7, "yard": 2}
+        published = _families(endpoint)["edge_mqtt_published"]["samples"]
+        assert isinstance(published, list)
+        assert [(s.labels, s.value) for s in published] == [({}, 4)]
+        health.frame_done("door")
+        health.frame_done("yard")
+        clock.now += 6.0
+        health.frame_done("door")
+        status, _, body = _get(endpoint, "/healthz")
+        assert status == 503
+        assert (
+            body == "door: ok: last frame 0.0 s ago\nyard: unhealthy: stalled, no frame for 6 s\n"
+        )
+        assert health.status().startswith("stalled: yard; door: 0.0 fps")
+    finally:
+        endpoint.close()
 
 
 def test_unknown_path_is_404(server: MetricsServer) -> None:
@@ -153,4 +180,4 @@ def test_port_in_use_is_a_one_line_error(
     server: MetricsServer, metrics: Metrics, health: Health
 ) -> None:
     with pytest.raises(EdgeError, match=rf"cannot serve metrics on 127.0.0.1:{server.port} "):
-        MetricsServer(metrics, health, "127.0.0.1", server.port)
+        MetricsServer({"cam0": metrics}, health, "127.0.0.1", server.port)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.processes import free_port
 from edge.__main__ import COMMANDS
 from edge.cli import main
 from edge.config import load
@@ -36,14 +37,13 @@ from edge.outputs.events import EventSink, read_events
 from edge.outputs.records import EventRecords
 from edge.outputs.run import Run
 from edge.recordings import Retention, export, list_segments, snapshot_name
-from edge.runtime import open_sinks
+from edge.runtime import DeviceOutputs, open_sinks
 from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
 from edge.utc import parse_time, stamp
 from edge.video.encoders import SegmentRecorder, segment_pipeline
 from export.data import data_file
 from tests.proc import fd_count, rss_kib
 from tests.recorded import decode, decoded_frames, segments
-from tests.rtsp_test_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def sinks_for(folder: Path, *overrides: str) -> tuple[list[Sink], Metrics]:
     """The runtime's sinks for an output folder (class names of the offline model)."""
     metrics = Metrics()
     config = load(None, [f"output.dir='{folder}'", "output.bitrate_kbps=300", *overrides])
-    return open_sinks(config, ("Normal", "Fall"), metrics), metrics
+    return open_sinks(config, ("Normal", "Fall"), metrics, DeviceOutputs(config)), metrics
 
 
 def walker(track_id: int, x: float) -> Track:
@@ -108,11 +108,11 @@ def wait_for(
 
 
 def metric(port: int, name: str) -> float:
-    """One value from the runtime's /metrics."""
+    """One value from the runtime's /metrics (its one camera's, or the device's)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         for line in reply.read().decode().splitlines():
-            if line.startswith(f"{name} "):
-                return float(line.split()[1])
+            if line.startswith((f"{name} ", f"{name}{{")):
+                return float(line.split()[-1])
     return 0.0
 
 

@@ -18,16 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.processes import free_port
+from benchmarks.rtsp_server import start_rtsp_server
 from edge.config import load
 from edge.metrics import Metrics
-from edge.pipeline import Pipeline
-from edge.runtime import load_models, open_sinks
+from edge.pipeline import Camera, Pipeline
+from edge.runtime import DeviceOutputs, load_models, open_sinks
 from edge.video import gst
 from edge.video.capture import FrameSource
 from export.data import data_file
 from tests.proc import rss_kib
 from tests.recorded import recorded_frames, run_file, summary
-from tests.rtsp_test_server import free_port, start_rtsp_server
 
 
 def run_edge(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -153,8 +154,8 @@ def test_rtsp_source_restart_keeps_the_pipeline_processing(
     metrics = Metrics()
     source = FrameSource(config.source, metrics)
     models = load_models(config)
-    sinks = open_sinks(config, models.detector.names, metrics)
-    pipeline = Pipeline(source, models, sinks, metrics)
+    sinks = open_sinks(config, models.detector.names, metrics, DeviceOutputs(config))
+    pipeline = Pipeline([Camera("cam", source, models, sinks, metrics)])
     thread = threading.Thread(target=pipeline.run, daemon=True)
     thread.start()
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.processes import free_port
+from benchmarks.rtsp_server import start_rtsp_server
 from tests.notify_socket import Notification, NotifyListener
-from tests.rtsp_test_server import free_port, start_rtsp_server
 
 WATCHDOG_USEC = 1_000_000  # systemd's WatchdogSec=1: a ping every 0.5 s while frames flow
 PING_PERIOD = WATCHDOG_USEC / 1e6 / 2

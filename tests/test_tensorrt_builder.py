@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,11 +21,12 @@ from onnx import TensorProto, helper
 
 from edge.cli import engines, main
 from edge.engines import open_engine
-from edge.engines.build import BuildOptions, build_all, profile_shapes
+from edge.engines.build import BuildOptions, build_all, parser_errors, profile_shapes
 from edge.engines.sidecar import read_sidecar, sidecar_path
 from edge.engines.tensorrt import TensorRTEngine
 from edge.errors import EdgeError
 from tests import detect_models, fake_tensorrt
+from tests import int8_models as int8
 from tests.onnx_models import constant_chroma_model, scale_model
 
 detector_onnx = detect_models.detector_onnx  # the shared session fixtures, found by name
@@ -276,6 +278,27 @@ def test_reid_profile_covers_the_configured_max_detections(
     assert main("edge", "", [engines.register], argv) == 0
     header = fake_tensorrt.plan_header(models / "reid_mobilenetv2.engine")
     assert [shape[0] for shape in header["profile"]["crops"]] == expected
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("", [1, 1, 1]),  # one camera
+        ('[[cameras]]\nname = "a"\n[[cameras]]\nname = "b"\n[[cameras]]\nname = "c"\n', [1, 3, 3]),
+    ],
+)
+def test_detector_profile_batches_one_frame_per_camera(
+    gpu: fake_tensorrt.FakeGpu, models: Path, tmp_path: Path, config: str, expected: list[int]
+) -> None:
+    (tmp_path / "edge.toml").write_text(config)
+    argv = ["engines", "--models", str(models), "--only", "detector"]
+    assert (
+        main("edge", "", [engines.register], [*argv, "--config", str(tmp_path / "edge.toml")]) == 0
+    )
+    header = fake_tensorrt.plan_header(models / "yolov8_detector.engine")
+    assert [shape[0] for shape in header["profile"]["images"]] == expected
+    with open_engine(models / "yolov8_detector.engine", "tensorrt") as engine:
+        assert engine.max_batch == expected[2]  # fewer cameras: smaller batches, same engine
 
 
 # ------------------------------------------------------------------------------ TensorRT versions
@@ -566,3 +589,74 @@ def test_jetson_pip_commands_put_nvcc_on_path() -> None:
         assert installs, file
         for i in installs:
             assert re.search(r'PATH="?/usr/local/cuda/bin:', lines[i - 1] + lines[i]), f"{file}:{i}"
+
+
+# ------------------------------------------------------------------------------------------- INT8
+
+int8_models = int8.int8_models  # the shared session fixture: the test models quantized
+
+
+def test_int8_engines_come_from_the_qdq_models_with_int8_and_fp16(
+    gpu: fake_tensorrt.FakeGpu, models: Path, int8_models: dict[tuple[str, str], Path]
+) -> None:
+    """`--int8` builds the ReID (and detector) engine from NAME_int8.onnx with the INT8 flag (and
+    FP16 for the layers left in float), no calibrator; the colorizer, never quantized, stays
+    FP16; the runtime's `auto` backend then runs the INT8 engine beside NAME_int8.onnx."""
+    quantized = models / "reid_mobilenetv2_int8.onnx"
+    shutil.copy(int8_models["embedder", "tensorrt"], quantized)
+    built = build_all(models, BuildOptions(int8=True), only=("reid", "colorizer"))
+    assert [engine.name for engine in built] == ["colorizer.engine", "reid_mobilenetv2_int8.engine"]
+    header = fake_tensorrt.plan_header(models / "reid_mobilenetv2_int8.engine")
+    assert header["flags"] == ["FP16", "INT8"]
+    assert fake_tensorrt.plan_header(models / "colorizer.engine")["flags"] == ["FP16"]
+    sidecar = read_sidecar(models / "reid_mobilenetv2_int8.engine")
+    assert sidecar is not None
+    assert (sidecar.precision, sidecar.flags["int8"]) == ("int8", True)
+    assert sidecar.onnx_metadata["edge.int8_flavour"] == "tensorrt"
+    crops = np.random.default_rng(0).normal(size=(3, 3, 224, 224)).astype(np.float32)
+    with open_engine(quantized) as engine, open_engine(quantized, "onnxruntime") as reference:
+        assert isinstance(engine, TensorRTEngine)
+        assert engine.precision == "int8"
+        np.testing.assert_allclose(
+            engine.run({"crops": crops})["embeddings"],
+            reference.run({"crops": crops})["embeddings"],
+            rtol=1e-5,
+        )
+    build_all(models, BuildOptions(int8=True), only=("reid",))
+    assert gpu.calls["build"] == 2, "up to date: skipped"
+
+
+def test_int8_models_without_a_passed_gate_or_for_the_cpu_are_refused(
+    gpu: fake_tensorrt.FakeGpu,
+    models: Path,
+    int8_models: dict[tuple[str, str], Path],
+    capsys: pytest.CaptureFixture,
+) -> None:
+    shutil.copy(int8_models["detector", "tensorrt"], models / "yolov8_detector_int8.onnx")
+    argv = ["engines", "--models", str(models), "--int8", "--only", "detector"]
+    assert main("edge", "", [engines.register], argv) == 2
+    error = capsys.readouterr().err
+    failed = r"\((recall|precision) 0\.\d{4} < 0\.9[57] vs FP32"
+    assert re.search(rf"yolov8_detector_int8\.onnx failed its INT8 accuracy gate {failed}", error)
+    assert "or build its engine without --int8" in error
+    assert error.count("\n") == 1
+    shutil.copy(int8_models["embedder", "cpu"], models / "reid_mobilenetv2_int8.onnx")
+    with pytest.raises(
+        EdgeError,
+        match=r"reid_mobilenetv2_int8\.onnx is quantized for cpu \(unsigned activations, non-zero "
+        r"zero points\), which TensorRT refuses: .* --flavour tensorrt",
+    ):
+        build_all(models, BuildOptions(int8=True), only=("reid",))
+    assert gpu.calls["build"] == 0
+
+
+def test_tensorrts_parser_refuses_unsigned_or_asymmetric_quantization(
+    gpu: fake_tensorrt.FakeGpu, int8_models: dict[tuple[str, str], Path]
+) -> None:
+    """What the builder's metadata check spares the user: TensorRT's parser on the cpu flavour."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
+    assert not parser.parse_from_file(str(int8_models["embedder", "cpu"]))
+    assert "UINT8 quantization is unsupported" in parser_errors(parser)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge import paths
-from edge.config import load
+from edge.config import camera_configs, load
 from edge.engines.build import Batch, BuildOptions, build_all
 
 
@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--force", action="store_true", help="rebuild up-to-date engines too")
     parser.add_argument("--fp32", action="store_true", help="FP32 engines instead of FP16")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="detector and ReID engines in INT8 from their QDQ models (NAME_int8.onnx from "
+        "`python -m export quantize --flavour tensorrt`; FP16 for the layers left in float)",
+    )
     parser.add_argument("--workspace", type=int, default=1024, metavar="MIB", help="workspace")
     parser.add_argument(
         "--dla",
@@ -60,8 +66,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--config",
         type=Path,
-        help="the runtime's TOML config: its detector.max_detections sizes the ReID profile "
-        "(default: built-in)",
+        help="the runtime's TOML config: its detector.max_detections sizes the ReID profile, "
+        "its number of cameras the detector's (default: built-in)",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="TensorRT's verbose log (it names every layer)"
@@ -72,17 +78,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace) -> None:
     options = BuildOptions(
         fp16=not args.fp32,
+        int8=args.int8,
         workspace_mib=args.workspace,
         dla_core=args.dla,
         fp32_layers=tuple(args.fp32_layer),
     )
-    max_detections = load(args.config).detector.max_detections
+    config = load(args.config)
     build_all(
         args.models,
         options,
         tuple(args.only),
         dict(args.batch),
         args.force,
-        max_detections=max_detections,
+        max_detections=config.detector.max_detections,
         verbose=args.verbose,
+        cameras=len(camera_configs(config)),
     )

@@ -10,6 +10,7 @@ from types import TracebackType
 
 import numpy as np
 
+from edge.engines.precision import precision_of
 from edge.errors import EdgeError
 
 
@@ -63,6 +64,11 @@ class InferenceEngine(ABC):
         return self._infer(feeds)
 
     @property
+    def precision(self) -> str:
+        """fp32, fp16 or int8: what runs, as the model's metadata records it."""
+        return precision_of(self.metadata)
+
+    @property
     def max_batch(self) -> int | None:
         """The largest batch (axis 0) one `run` accepts, or None when unbounded.
 
@@ -96,3 +102,19 @@ class InferenceEngine(ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def run_batched(engine: InferenceEngine, batch: np.ndarray) -> np.ndarray:
+    """The engine's one output for a batch of its one input, in as few calls as it allows:
+    split by its largest batch, and a fixed-batch engine's short batch padded with copies of
+    the last item (their outputs dropped)."""
+    largest = engine.max_batch or len(batch)
+    smallest = engine.min_batch
+    input_name, output_name = engine.inputs[0].name, engine.outputs[0].name
+    parts = []
+    for start in range(0, len(batch), largest):
+        chunk = batch[start : start + largest]
+        if len(chunk) < smallest:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], smallest - len(chunk), axis=0)])
+        parts.append(engine.run({input_name: chunk})[output_name][: len(batch) - start])
+    return np.concatenate(parts)

@@ -1,15 +1,22 @@
 """TensorRT engines from the ONNX models, built on the Jetson that runs them.
 
-TensorRT 10 API: `OnnxParser`, FP16, a workspace memory-pool limit, a persistent timing cache
-(rebuilds take seconds), one optimization profile for dynamic axes, optional DLA core with GPU
-fallback, optional FP32 for named layers that overflow in FP16. Each engine gets a JSON sidecar
-(`edge.engines.sidecar`); an engine whose sidecar matches the current ONNX, TensorRT, GPU and build
-options is skipped unless `--force`.
+TensorRT 10 API: `OnnxParser`, FP16, INT8 by explicit quantization, a workspace memory-pool
+limit, a persistent timing cache (rebuilds take seconds), one optimization profile for dynamic
+axes, optional DLA core with GPU fallback, optional FP32 for named layers that overflow in FP16.
+Each engine gets a JSON sidecar (`edge.engines.sidecar`); an engine whose sidecar matches the
+current ONNX, TensorRT, GPU and build options is skipped unless `--force`.
 
 DLA runs only FP16 (or INT8) layers of static shape: a profile's min, opt and max must be equal,
 and with GPU fallback TensorRT silently moves every other layer to the GPU. So `--dla` with
 `--fp32` is refused, a model whose batch range is not fixed is built for the GPU with a warning,
 and the sidecar records how many layers TensorRT's builder places on DLA.
+
+INT8 (`--int8`): the detector and ReID engines are built from their QDQ models
+(`NAME_int8.onnx`, `python -m export quantize --flavour tensorrt`) by explicit quantization:
+the INT8 flag lets TensorRT run the Q/DQ-wrapped layers in INT8, and FP16 the layers left in
+float; no calibrator (implicit quantization is deprecated since TensorRT 10.1). A QDQ model
+without a passed accuracy gate in its metadata, or quantized for ONNX Runtime's CPU (unsigned,
+asymmetric), is refused before parsing.
 
 On the Jetson: `python -m edge engines` (`make engines`); the device needs no training packages.
 """
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import paths
+from edge.engines.precision import check_for_tensorrt, precision_of, precision_path
 from edge.engines.sidecar import Sidecar, Target, read_sidecar, write_engine
 from edge.engines.tensorrt import current_target, dims, import_tensorrt, numpy_dtype
 from edge.errors import EdgeError
@@ -51,17 +59,19 @@ LAYER_NAMES_HINT = (
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model the runtime runs: its ONNX file and the batch range (min, opt, max) it serves."""
+    """A model the runtime runs: its ONNX file, the batch range (min, opt, max) it serves and
+    whether `export quantize` makes an INT8 model of it."""
 
     name: str
     onnx: str
     batch: Batch
+    quantized: bool = False
 
 
 MODELS = (
     ModelSpec("colorizer", paths.COLORIZER_FILE, (1, 1, 4)),
-    ModelSpec("detector", paths.DETECTOR_FILE, (1, 1, 1)),
-    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, REID_MIN_MAX_BATCH)),
+    ModelSpec("detector", paths.DETECTOR_FILE, (1, 1, 1), quantized=True),
+    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, REID_MIN_MAX_BATCH), quantized=True),
 )
 
 
@@ -79,6 +89,7 @@ class BuildOptions:
     """How to build one engine; recorded in its sidecar, so a change triggers a rebuild."""
 
     fp16: bool = True
+    int8: bool = False  # from a QDQ model (explicit quantization)
     workspace_mib: int = 1024
     dla_core: int | None = None
     fp32_layers: tuple[str, ...] = ()
@@ -92,7 +103,7 @@ class BuildOptions:
 
     def check(self) -> None:
         """Raises EdgeError for options that cannot work together."""
-        if self.dla_core is not None and not self.fp16:
+        if self.dla_core is not None and not (self.fp16 or self.int8):
             raise EdgeError(
                 "DLA runs FP16 or INT8 layers only, so an FP32 DLA engine would run entirely on "
                 "the GPU: drop --fp32 or --dla"
@@ -227,6 +238,8 @@ def _configure(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     if options.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if options.int8:  # Q/DQ layers give the scales: no calibrator
+        config.set_flag(trt.BuilderFlag.INT8)
     dynamic = [
         network.get_input(i)
         for i in range(network.num_inputs)
@@ -339,6 +352,13 @@ def build_engine_file(
     started = time.monotonic()
     writable_dir(cache.parent)
     metadata = onnx_metadata(onnx)
+    check_for_tensorrt(metadata, onnx.name)
+    if options.int8 != (precision_of(metadata) == "int8"):
+        raise EdgeError(
+            f"{onnx.name} is {'not ' if options.int8 else ''}an INT8 (QDQ) model: build INT8 "
+            "engines from the models of `python -m export quantize --flavour tensorrt` "
+            "(`--int8`), the others without it"
+        )
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: always explicit batch
@@ -359,7 +379,7 @@ def build_engine_file(
         onnx_file=onnx.name,
         onnx_sha256=sha256(onnx),
         target=target,
-        precision="fp16" if options.fp16 else "fp32",
+        precision="int8" if options.int8 else "fp16" if options.fp16 else "fp32",
         flags=options.flags(),
         inputs=inputs,
         outputs=outputs,
@@ -430,6 +450,7 @@ def build_all(
     force: bool = False,
     max_detections: int | None = None,
     verbose: bool = False,
+    cameras: int = 1,
 ) -> list[Path]:
     """Build the engines of the models found in `models_dir`, skipping up-to-date ones.
 
@@ -442,6 +463,8 @@ def build_all(
         max_detections: the runtime's detector.max_detections: the ReID profile's largest batch
             covers it (within [32, 256]); None: the ReID model's default range.
         verbose: TensorRT's verbose log (layer names for --fp32-layer).
+        cameras: the runtime's number of cameras: a detector with a dynamic batch gets the
+            profile (1, cameras, cameras), its frames batched one per camera.
 
     Returns:
         The engine files that are now up to date.
@@ -460,6 +483,7 @@ def build_all(
     defaults = {spec.name: spec.batch for spec in MODELS}
     if max_detections is not None:
         defaults["reid"] = reid_batch(max_detections)
+    defaults["detector"] = (1, cameras, cameras)
     defaults.update(batches or {})
     writable_dir(models_dir)
     target = current_target()
@@ -468,12 +492,15 @@ def build_all(
     ready = []
     for number, spec in enumerate(specs, 1):
         step = f"[{number}/{len(specs)}] {spec.name}"
-        onnx = models_dir / spec.onnx
+        int8 = options.int8 and spec.quantized
+        onnx = precision_path(models_dir / spec.onnx, "int8" if int8 else "fp32")
         if not onnx.is_file():
             log.warning("%s: %s not found, skipped (export it first)", step, onnx)
             continue
         engine = onnx.with_suffix(".engine")
-        model_options = _model_options(spec, onnx, options, defaults[spec.name], step)
+        model_options = replace(
+            _model_options(spec, onnx, options, defaults[spec.name], step), int8=int8
+        )
         reason = "--force" if force else rebuild_reason(engine, onnx, model_options, target)
         if reason is None:
             log.info("%s: %s is up to date, skipped", step, engine.name)

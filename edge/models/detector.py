@@ -19,6 +19,7 @@ import numpy.typing as npt
 from edge.config import DetectorConfig
 from edge.detections import Detections, FloatArray, clip_boxes
 from edge.engines import InferenceEngine
+from edge.engines.base import run_batched
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -220,16 +221,25 @@ class Detector:
         return tensor, box
 
     def infer(self, tensor: FloatArray) -> FloatArray:
-        """Run the engine on a preprocessed input; returns the raw head (4 + classes, anchors).
+        """Run the engine on one preprocessed frame; returns the raw head (4 + classes, anchors).
 
         Raises:
             EdgeError: a model with dynamic output axes gave an output unlike a YOLOv8 head.
         """
-        raw: FloatArray = self.engine.run({self._input_name: tensor})[self._output_name][0]
-        if raw.ndim != 2 or raw.shape[0] != 4 + len(self.names):
+        return self.infer_batch(tensor)[0]
+
+    def infer_batch(self, tensors: FloatArray) -> FloatArray:
+        """Run the engine on (n, 3, h, w) preprocessed frames (several cameras') in as few calls
+        as it allows (one for a dynamic batch); returns (n, 4 + classes, anchors).
+
+        Raises:
+            EdgeError: a model with dynamic output axes gave an output unlike a YOLOv8 head.
+        """
+        raw: FloatArray = run_batched(self.engine, tensors)
+        if raw.ndim != 3 or raw.shape[1] != 4 + len(self.names):
             raise EdgeError(
-                f"{self.engine.path.name} gave output {raw.shape}, not a YOLOv8 detection head "
-                f"(4 + {len(self.names)} classes, anchors): {EXPORT_HINT}"
+                f"{self.engine.path.name} gave output {raw.shape[1:]}, not a YOLOv8 detection "
+                f"head (4 + {len(self.names)} classes, anchors): {EXPORT_HINT}"
             )
         return raw
 

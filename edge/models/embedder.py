@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from edge.detections import FloatArray, pixel_box
 from edge.engines import InferenceEngine
+from edge.engines.base import run_batched
 from edge.errors import EdgeError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -75,21 +76,21 @@ class Embedder:
         if not crops:
             dim = self.engine.outputs[0].shape[-1] or 0
             return np.zeros((0, dim), np.float32)
-        largest = self.engine.max_batch or len(crops)
-        smallest = self.engine.min_batch
-        parts = []
-        for start in range(0, len(crops), largest):
-            chunk = crops[start : start + largest]
-            batch = self.preprocess(chunk)
-            if len(chunk) < smallest:  # a fixed-batch engine: pad with copies of the last crop
-                padding = np.repeat(batch[-1:], smallest - len(chunk), axis=0)
-                batch = np.concatenate([batch, padding])
-            raw = self.engine.run({self._input_name: batch})[self._output_name]
-            parts.append(raw[: len(chunk)].reshape(len(chunk), -1))
-        features = np.concatenate(parts).astype(np.float32)
+        raw = run_batched(self.engine, self.preprocess(crops))
+        features = raw.reshape(len(crops), -1).astype(np.float32)
         norms = np.linalg.norm(features, axis=1, keepdims=True)
         unit: FloatArray = features / np.maximum(norms, 1e-12)
         return unit
+
+    def embed_frames(
+        self, frames: Sequence[tuple[npt.NDArray[np.uint8], FloatArray]]
+    ) -> list[FloatArray]:
+        """Embeddings of the boxes of several BGR frames (several cameras'), crops of all of
+        them in one engine call where the engine allows."""
+        crops = [crop for frame, xyxy in frames for crop in crop_boxes(frame, xyxy)]
+        features = self.embed_crops(crops)
+        ends = np.cumsum([len(xyxy) for _, xyxy in frames])[:-1]
+        return list(np.split(features, ends))
 
     def __call__(self, frame: npt.NDArray[np.uint8], xyxy: FloatArray) -> FloatArray:
         """Embeddings of the boxes `xyxy` (n, 4) in a BGR frame."""

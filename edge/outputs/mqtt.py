@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
 
 from edge.detections import crop_box
-from edge.metrics import Metrics
+from edge.metrics import Metrics, Snapshot
 from edge.outputs.records import EventRecords, Record
 from edge.recordings import snapshot_name
 from edge.service.mqtt import MqttPublisher
@@ -41,18 +42,20 @@ class _Life:
 
 
 class MqttSink:
-    """Publishes one camera's events, snapshots and stats."""
+    """Publishes one camera's events and snapshots through the device's publisher; one
+    camera's sink also publishes the stats of all (`stats_of`: each camera's metrics by name;
+    empty for the others). The runtime closes the publisher after every camera's sink."""
 
     def __init__(
         self,
         publisher: MqttPublisher,
         records: EventRecords,
-        metrics: Metrics,
+        stats_of: Mapping[str, Metrics],
         update_interval_s: float,
         stats_interval_s: float,
         snapshots: bool,
     ) -> None:
-        self.publisher, self.records, self.metrics = publisher, records, metrics
+        self.publisher, self.records, self.stats_of = publisher, records, stats_of
         self.camera = records.run.camera
         self.update_interval_s, self.stats_interval_s = update_interval_s, stats_interval_s
         self.snapshots = snapshots
@@ -75,35 +78,20 @@ class MqttSink:
                     jpeg = cv2.imencode(".jpg", crop)[1].tobytes()
                     messages.append(Message(f"{self.camera}/snapshot", jpeg))
         self.publisher.send(messages)
-        if time.monotonic() >= self._next_stats:
+        if self.stats_of and time.monotonic() >= self._next_stats:
             self._next_stats = time.monotonic() + self.stats_interval_s
             self.publisher.publish_now("stats", json.dumps(self.stats()).encode())
 
     def close(self, final_events: list[TrackEvent]) -> None:
-        """Queue the last `end` events, then let the publisher drain and say `offline`."""
+        """Queue the last `end` events (the publisher drains them when the runtime closes it)."""
         now = time.time()
         self.publisher.send([self._event(r, now) for r in self.records.final(final_events)])
-        self.publisher.close()
 
     def stats(self) -> dict[str, object]:
         """The stats message: per camera, FPS, stage p50/p95 (ms), drops, reconnects, tracks."""
-        snap = self.metrics.snapshot()
         return {
             "time": round(time.time(), 3),
-            "cameras": {
-                self.camera: {
-                    "fps": round(snap.gauges.get("fps", 0.0), 2),
-                    "frames": snap.counters.get("frames", 0),
-                    "dropped_frames": snap.counters.get("dropped_frames", 0),
-                    "reconnects": snap.counters.get("reconnects", 0),
-                    "active_tracks": int(snap.gauges.get("active_tracks", 0)),
-                    "stages_ms": {
-                        name: {"p50": round(s.p50_ms, 2), "p95": round(s.p95_ms, 2)}
-                        for name, s in snap.stages.items()
-                        if name in STATS_STAGES
-                    },
-                }
-            },
+            "cameras": {name: camera_stats(m.snapshot()) for name, m in self.stats_of.items()},
         }
 
     def _event(self, record: Record, now: float) -> Message:
@@ -156,3 +144,19 @@ class MqttSink:
             "queued": round(time.time(), 3),  # when it entered the spool, for latency
         }
         return Message(f"{self.camera}/events", json.dumps(payload).encode())
+
+
+def camera_stats(snap: Snapshot) -> dict[str, object]:
+    """One camera's part of the stats message."""
+    return {
+        "fps": round(snap.gauges.get("fps", 0.0), 2),
+        "frames": snap.counters.get("frames", 0),
+        "dropped_frames": snap.counters.get("dropped_frames", 0),
+        "reconnects": snap.counters.get("reconnects", 0),
+        "active_tracks": int(snap.gauges.get("active_tracks", 0)),
+        "stages_ms": {
+            name: {"p50": round(s.p50_ms, 2), "p95": round(s.p95_ms, 2)}
+            for name, s in snap.stages.items()
+            if name in STATS_STAGES
+        },
+    }

@@ -11,12 +11,13 @@ from edge.metrics import Metrics
 from edge.outputs.annotate import TrackAnnotator
 from edge.outputs.segments import Recording
 from edge.types import Packet, TrackEvent
-from edge.video.encoders import RtspServer
+from edge.video.encoders import RtspMount, RtspServer
 
 
 class VideoSink:
-    """Draws (if `overlay`) and encodes each frame into the recording and/or the RTSP server;
-    the RTSP encoder opens at the first frame, whose size and stream frame rate it takes."""
+    """Draws (if `overlay`) and encodes each frame into the recording and/or the camera's mount
+    (`output.rtsp_path`) on the device's RTSP server; the mount opens at the first frame, whose
+    size and stream frame rate it takes."""
 
     def __init__(
         self,
@@ -24,23 +25,19 @@ class VideoSink:
         class_names: tuple[str, ...],
         metrics: Metrics,
         recording: Recording | None = None,
+        rtsp_server: RtspServer | None = None,
     ) -> None:
         self.config, self.metrics, self.recording = config, metrics, recording
         self.annotator = TrackAnnotator(class_names) if config.overlay else None
-        self.rtsp: RtspServer | None = None
+        self.rtsp_server = rtsp_server
+        self.rtsp: RtspMount | None = None
         self._opened = False
 
     def _open(self, image: np.ndarray, fps: float) -> None:
         height, width = image.shape[:2]
-        if self.config.rtsp_port:
-            self.rtsp = RtspServer(
-                self.config.rtsp_port,
-                self.config.rtsp_path,
-                width,
-                height,
-                fps,
-                self.config.bitrate_kbps,
-            )
+        if self.rtsp_server is not None:
+            path, bitrate = self.config.rtsp_path, self.config.bitrate_kbps
+            self.rtsp = self.rtsp_server.mount(path, width, height, fps, bitrate)
         self._opened = True
 
     def write(self, packet: Packet, fps: float) -> None:
@@ -61,8 +58,6 @@ class VideoSink:
         self.metrics.observe("encode", time.perf_counter() - drawn)
 
     def close(self, final_events: list[TrackEvent]) -> None:
-        """Finish the open segment so it is complete; stop the RTSP server."""
+        """Finish the open segment so it is complete (the runtime stops the RTSP server)."""
         if self.recording:
             self.recording.close()
-        if self.rtsp:
-            self.rtsp.close()

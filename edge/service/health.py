@@ -5,9 +5,11 @@ The sd_notify protocol is small enough to speak directly (no libsystemd): newlin
 starting with '@' is in the abstract namespace. `$WATCHDOG_USEC` is the watchdog timeout and
 `$WATCHDOG_PID`, when set, names the one process meant to ping.
 
-The watchdog means something here: `WATCHDOG=1` goes out only if a frame went through every stage
-since the previous ping, so a stalled camera or a hung inference stops the pings and systemd
-restarts the service. `READY=1` waits for the first complete frame.
+The watchdog means something here: `WATCHDOG=1` goes out only if a frame of some camera went
+through every stage since the previous ping, so a hung inference, or every camera stalled, stops
+the pings and systemd restarts the service; one dead camera of several does not (it is
+reconnected in-process), but `STATUS=` and `/healthz` name it. `READY=1` waits for the first
+complete frame.
 """
 
 from __future__ import annotations
@@ -97,16 +99,17 @@ def _watchdog_interval(env: Mapping[str, str]) -> float | None:
 
 
 class Health:
-    """The pipeline's health: a stall check, and what systemd hears about it.
+    """The pipeline's health per camera: a stall check, and what systemd hears about it.
 
-    The pipeline calls `frame_done()` after each frame has gone through every stage, `stopping()`
-    on SIGTERM/SIGINT before draining, and `close()` at exit. `start()` runs a daemon thread that
-    pings the watchdog at half its timeout while frames flow and refreshes `STATUS=`.
+    The pipeline calls `frame_done(camera)` (or a `listener(camera)`) after each frame has gone
+    through every stage, `stopping()` on SIGTERM/SIGINT before draining, and `close()` at exit.
+    `start()` runs a daemon thread that pings the watchdog at half its timeout while frames flow
+    and refreshes `STATUS=`.
     """
 
     def __init__(
         self,
-        metrics: Metrics,
+        metrics: Mapping[str, Metrics],
         notifier: SystemdNotifier | None,
         stall_s: float,
         watchdog: bool = True,
@@ -116,7 +119,7 @@ class Health:
         """Set up; nothing is sent before `start()` or the first frame.
 
         Args:
-            metrics: the pipeline's metrics (for FPS and track counts in STATUS).
+            metrics: each camera's metrics by name (for FPS and track counts in STATUS).
             notifier: where notifications go; None outside systemd.
             stall_s: no completed frame for this long means unhealthy.
             watchdog: send WATCHDOG=1 when systemd asks for it (config `health.watchdog`).
@@ -135,7 +138,7 @@ class Health:
         self._status_interval_s = status_interval_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._last_frame: float | None = None
+        self._last_frame: dict[str, float | None] = dict.fromkeys(metrics)
         self._flowed_since_ping = False
         self._pinging = False
         self._stop = threading.Event()
@@ -157,26 +160,37 @@ class Health:
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
         self._thread.start()
 
-    def frame_done(self) -> None:
-        """Record that a frame went through every stage; the first one sends READY=1."""
+    @property
+    def cameras(self) -> list[str]:
+        """The cameras' names."""
+        return list(self._metrics)
+
+    def listener(self, camera: str) -> _CameraListener:
+        """What one camera's pipeline calls after each complete frame."""
+        return _CameraListener(self, camera)
+
+    def frame_done(self, camera: str) -> None:
+        """Record that a camera's frame went through every stage; the first one of all sends
+        READY=1."""
         with self._lock:
-            first = self._last_frame is None
-            self._last_frame = self._clock()
+            first = all(last is None for last in self._last_frame.values())
+            self._last_frame[camera] = self._clock()
             self._flowed_since_ping = True
         if first and self._notifier is not None:
             self._notifier.send("READY=1", STATUS="running: first frame done")
             log.info("first frame through the pipeline: ready")
 
-    def last_frame_age_s(self) -> float | None:
-        """Seconds since the last completed frame, None before the first one."""
+    def last_frame_age_s(self, camera: str) -> float | None:
+        """Seconds since the camera's last completed frame, None before its first one."""
         with self._lock:
-            last = self._last_frame
+            last = self._last_frame[camera]
         return None if last is None else self._clock() - last
 
-    def healthy(self) -> bool:
-        """True when a frame completed within the last `stall_s` seconds."""
-        age = self.last_frame_age_s()
-        return age is not None and age <= self._stall_s
+    def healthy(self, camera: str | None = None) -> bool:
+        """True when the camera (None: every camera) completed a frame in the last `stall_s`."""
+        names = [camera] if camera is not None else list(self._metrics)
+        ages = [self.last_frame_age_s(name) for name in names]
+        return all(age is not None and age <= self._stall_s for age in ages)
 
     def stopping(self) -> None:
         """Tell systemd the service is shutting down (before the queues drain)."""
@@ -193,9 +207,18 @@ class Health:
             self._notifier.close()
 
     def status(self) -> str:
-        """One line for `STATUS=` and logs: FPS, active tracks, frames, or why it is stalled."""
-        snapshot = self._metrics.snapshot()
-        age = self.last_frame_age_s()
+        """One line for `STATUS=` and logs: each camera's FPS, active tracks and frames, or why
+        it is stalled (with several cameras, each is named and the stalled ones come first)."""
+        lines = {name: self._camera_status(name) for name in self._metrics}
+        if len(lines) == 1:
+            return next(iter(lines.values()))
+        stalled = [name for name in lines if not self.healthy(name)]
+        text = "; ".join(f"{name}: {line}" for name, line in lines.items())
+        return f"stalled: {', '.join(stalled)}; {text}" if stalled else text
+
+    def _camera_status(self, camera: str) -> str:
+        snapshot = self._metrics[camera].snapshot()
+        age = self.last_frame_age_s(camera)
         if age is None:
             return "starting: waiting for the first frame"
         text = (
@@ -234,3 +257,14 @@ class Health:
         elif self._pinging:
             log.warning("no frame completed in %.1f s: watchdog pings stop", period)
         self._pinging = flowed
+
+
+class _CameraListener:
+    """One camera's `frame_done()` (the pipeline's `FrameListener`)."""
+
+    def __init__(self, health: Health, camera: str) -> None:
+        self._health, self._camera = health, camera
+
+    def frame_done(self) -> None:
+        """One more of this camera's frames completed."""
+        self._health.frame_done(self._camera)

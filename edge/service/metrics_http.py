@@ -11,6 +11,7 @@ import math
 import re
 import socket
 import threading
+from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -67,39 +68,81 @@ def _family(name: str, kind: str, help_text: str) -> list[str]:
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
 
 
-def render(snapshot: Snapshot) -> str:
-    """The snapshot in Prometheus text exposition format."""
+def render(snapshots: Mapping[str, Snapshot]) -> str:
+    """Each camera's snapshot in Prometheus text exposition format, labelled `camera="NAME"`
+    (the device's own, e.g. MQTT's, under the name "": no label)."""
     lines: list[str] = []
+    cameras = {name: f'camera="{_label(name)}"' if name else "" for name in snapshots}
     histogram = f"{PREFIX}stage_latency_seconds"
     lines += _family(histogram, "histogram", "Time one frame spent in a pipeline stage.")
-    for stage, stats in sorted(snapshot.stages.items()):
-        label = f'stage="{_label(stage)}"'
-        for bound, count in zip(BUCKETS, stats.cumulative_buckets, strict=True):
-            lines.append(f'{histogram}_bucket{{{label},le="{_number(bound)}"}} {count}')
-        lines.append(f'{histogram}_bucket{{{label},le="+Inf"}} {stats.count}')
-        lines.append(f"{histogram}_sum{{{label}}} {_number(stats.total_s)}")
-        lines.append(f"{histogram}_count{{{label}}} {stats.count}")
+    for name, snapshot in snapshots.items():
+        for stage, stats in sorted(snapshot.stages.items()):
+            label = ",".join(filter(None, (cameras[name], f'stage="{_label(stage)}"')))
+            for bound, count in zip(BUCKETS, stats.cumulative_buckets, strict=True):
+                lines.append(f'{histogram}_bucket{{{label},le="{_number(bound)}"}} {count}')
+            lines.append(f'{histogram}_bucket{{{label},le="+Inf"}} {stats.count}')
+            lines.append(f"{histogram}_sum{{{label}}} {_number(stats.total_s)}")
+            lines.append(f"{histogram}_count{{{label}}} {stats.count}")
     recent = f"{PREFIX}stage_latency_recent_seconds"
     lines += _family(recent, "gauge", "Latency percentile of a stage over its recent frames.")
-    for stage, stats in sorted(snapshot.stages.items()):
-        for quantile, attribute in QUANTILES.items():
-            seconds = getattr(stats, attribute) / 1000
-            labels = f'stage="{_label(stage)}",quantile="{quantile}"'
-            lines.append(f"{recent}{{{labels}}} {_number(seconds)}")
-    counters = {name: 0 for name in COUNTERS} | snapshot.counters
-    for counter, total in sorted(counters.items()):
-        name = f"{_name(counter)}_total"
-        lines += _family(name, "counter", COUNTERS.get(counter, f"Pipeline counter {counter}."))
-        lines.append(f"{name} {total}")
-    gauges = {name: 0.0 for name in GAUGES} | snapshot.gauges
-    for gauge, value in sorted(gauges.items()):
-        name = _name(gauge)
-        lines += _family(name, "gauge", GAUGES.get(gauge, f"Pipeline gauge {gauge}."))
-        lines.append(f"{name} {_number(value)}")
+    for name, snapshot in snapshots.items():
+        for stage, stats in sorted(snapshot.stages.items()):
+            for quantile, attribute in QUANTILES.items():
+                seconds = getattr(stats, attribute) / 1000
+                labels = ",".join(
+                    filter(None, (cameras[name], f'stage="{_label(stage)}",quantile="{quantile}"'))
+                )
+                lines.append(f"{recent}{{{labels}}} {_number(seconds)}")
+    # A camera's series exist (as 0) before the pipeline first touches them
+    counters = {
+        n: ({c: 0 for c in COUNTERS} if n else {}) | s.counters for n, s in snapshots.items()
+    }
+    gauges = {n: ({g: 0.0 for g in GAUGES} if n else {}) | s.gauges for n, s in snapshots.items()}
+    lines += _families("counter", COUNTERS, counters, cameras)
+    lines += _families("gauge", GAUGES, gauges, cameras)
     uptime = f"{PREFIX}uptime_seconds"
     lines += _family(uptime, "gauge", "Seconds since the runtime started.")
-    lines.append(f"{uptime} {_number(snapshot.uptime_s)}")
+    started = max(snapshot.uptime_s for snapshot in snapshots.values())
+    lines.append(f"{uptime} {_number(started)}")
     return "\n".join(lines) + "\n"
+
+
+def _families(
+    kind: str,
+    helps: Mapping[str, str],
+    values: Mapping[str, Mapping[str, float]],
+    labels: Mapping[str, str],
+) -> list[str]:
+    """Counter or gauge families, a series per camera that has the value."""
+    lines: list[str] = []
+    suffix = "_total" if kind == "counter" else ""
+    for metric in sorted(set().union(*values.values())):
+        family = _name(metric) + suffix
+        lines += _family(family, kind, helps.get(metric, f"Pipeline {kind} {metric}."))
+        for name, numbers in values.items():
+            if metric in numbers:
+                value = numbers[metric]
+                text = str(value) if isinstance(value, int) else _number(value)
+                lines.append(f"{family}{_braced(labels[name])} {text}")
+    return lines
+
+
+def _braced(labels: str) -> str:
+    return f"{{{labels}}}" if labels else ""
+
+
+def healthz(health: Health) -> tuple[bool, str]:
+    """`/healthz`: healthy only when every camera delivers; one line per camera."""
+    lines = []
+    for name in health.cameras:
+        age = health.last_frame_age_s(name)
+        if health.healthy(name):
+            lines.append(f"{name}: ok: last frame {age:.1f} s ago")
+        elif age is None:
+            lines.append(f"{name}: unhealthy: no frame yet")
+        else:
+            lines.append(f"{name}: unhealthy: stalled, no frame for {age:.0f} s")
+    return health.healthy(), "\n".join(lines) + "\n"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -107,15 +150,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
+        metrics = self.server.metrics
         if path == "/metrics":
-            self._reply(HTTPStatus.OK, render(self.server.metrics.snapshot()), CONTENT_TYPE)
+            snapshots = {name: m.snapshot() for name, m in metrics.items()}
+            self._reply(HTTPStatus.OK, render(snapshots), CONTENT_TYPE)
         elif path == "/healthz":
-            health = self.server.health
-            age = health.last_frame_age_s()
-            if health.healthy():
-                self._reply(HTTPStatus.OK, f"ok: last frame {age:.1f} s ago\n")
-            else:
-                self._reply(HTTPStatus.SERVICE_UNAVAILABLE, f"unhealthy: {health.status()}\n")
+            healthy, body = healthz(self.server.health)
+            self._reply(HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE, body)
         else:
             self._reply(HTTPStatus.NOT_FOUND, "not found: try /metrics or /healthz\n")
 
@@ -134,7 +175,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], metrics: Metrics, health: Health) -> None:
+    def __init__(
+        self, address: tuple[str, int], metrics: Mapping[str, Metrics], health: Health
+    ) -> None:
         self.metrics = metrics
         self.health = health
         if ":" in address[0]:
@@ -145,11 +188,13 @@ class _Server(ThreadingHTTPServer):
 class MetricsServer:
     """Serves `/metrics` and `/healthz` from a daemon thread until `close()`."""
 
-    def __init__(self, metrics: Metrics, health: Health, host: str, port: int) -> None:
+    def __init__(
+        self, metrics: Mapping[str, Metrics], health: Health, host: str, port: int
+    ) -> None:
         """Bind and start serving.
 
         Args:
-            metrics: the pipeline's metrics.
+            metrics: each camera's metrics by name, and the device's under "".
             health: answers `/healthz`.
             host: address to bind (config `health.metrics_host`; keep it on localhost).
             port: TCP port; 0 picks a free one (see `port`).

@@ -317,15 +317,10 @@ class SegmentRecorder(_AppsrcPipeline):
 
 
 class RtspServer:
-    """Serves the annotated stream at rtsp://<host>:<port><path> with gst-rtsp-server.
+    """Serves annotated streams at rtsp://<host>:<port><path> with gst-rtsp-server, one mount
+    per camera (`mount()`), from its own GLib main loop on a daemon thread."""
 
-    Each connected client gets its own appsrc; frames are pushed to all of them. Runs its own
-    GLib main loop on a daemon thread.
-    """
-
-    def __init__(
-        self, port: int, path: str, width: int, height: int, fps: float, bitrate_kbps: int
-    ) -> None:
+    def __init__(self, port: int) -> None:
         """Start serving; raises EdgeError if gst-rtsp-server is missing or the port is taken."""
         gst.init()
         try:
@@ -337,6 +332,42 @@ class RtspServer:
             raise EdgeError(
                 f"RTSP output needs gst-rtsp-server ({exc}): install gir1.2-gst-rtsp-server-1.0"
             ) from exc
+        self.port = port
+        self._server = GstRtspServer.RTSPServer()
+        self._server.set_service(str(port))
+        self._context = GLib.MainContext.new()
+        if self._server.attach(self._context) == 0:
+            raise EdgeError(f"cannot serve RTSP on port {port}: is it in use? set output.rtsp_port")
+        self._loop = GLib.MainLoop.new(self._context, False)
+        self._thread = threading.Thread(target=self._loop.run, name="rtsp", daemon=True)
+        self._thread.start()
+
+    def mount(self, path: str, width: int, height: int, fps: float, bitrate_kbps: int) -> RtspMount:
+        """Serve a stream of BGR frames of this size at `path`."""
+        return RtspMount(self._server, self.port, path, width, height, fps, bitrate_kbps)
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._loop.quit()
+        self._thread.join(timeout=2)
+
+
+class RtspMount:
+    """One stream of an `RtspServer`: each connected client gets its own appsrc, and every
+    frame is pushed to all of them."""
+
+    def __init__(
+        self,
+        server: Any,
+        port: int,
+        path: str,
+        width: int,
+        height: int,
+        fps: float,
+        bitrate_kbps: int,
+    ) -> None:
+        from gi.repository import GstRtspServer
+
         self.fps = fps
         self._clients: list[tuple[Any, int]] = []  # (appsrc, frames pushed)
         self._lock = threading.Lock()
@@ -349,15 +380,7 @@ class RtspServer:
         factory.set_launch(launch)
         factory.set_shared(False)
         factory.connect("media-configure", self._on_media)
-        self._server = GstRtspServer.RTSPServer()
-        self._server.set_service(str(port))
-        self._server.get_mount_points().add_factory(path, factory)
-        self._context = GLib.MainContext.new()
-        if self._server.attach(self._context) == 0:
-            raise EdgeError(f"cannot serve RTSP on port {port}: is it in use? set output.rtsp_port")
-        self._loop = GLib.MainLoop.new(self._context, False)
-        self._thread = threading.Thread(target=self._loop.run, name="rtsp", daemon=True)
-        self._thread.start()
+        server.get_mount_points().add_factory(path, factory)
         self.url = f"rtsp://127.0.0.1:{port}{path}"
         log.info("serving %s", self.url)
 
@@ -376,8 +399,3 @@ class RtspServer:
                 if _push(appsrc, frame, count * duration, duration) == Gst.FlowReturn.OK:
                     alive.append((appsrc, count + 1))
             self._clients = alive
-
-    def close(self) -> None:
-        """Stop serving."""
-        self._loop.quit()
-        self._thread.join(timeout=2)
