@@ -98,6 +98,9 @@ bench: models $(CAMERA_MODEL)
 	$(PY) -m benchmarks drift --camera-colorizer $(CAMERA_MODEL)
 	$(PY) -m benchmarks tracking --gt $(MOT_SAMPLE)/gt.txt --tracks $(MOT_SAMPLE)/test.txt
 	$(PY) -m benchmarks compare --frames 100 --rounds 2
+	$(PY) -m benchmarks interval
+	$(PY) -m benchmarks mqtt
+	$(PY) -m benchmarks multicam
 
 clean:
 	rm -rf artifacts
@@ -114,6 +117,16 @@ track-models: $(MODELS_DIR)/yolov8_detector.onnx $(MODELS_DIR)/reid_mobilenetv2.
 
 track: track-models
 	$(PY) -m edge track artifacts/data/opencv/vtest.avi
+
+# INT8 detector and embedder (`python -m export quantize --help`): calibrated on the first half of
+# the sample video (pass your camera's footage with --calib), gated on its second half;
+# NAME_int8.onnx beside each FP32 model, used with detector.precision / tracker.reid_precision =
+# "int8". The flavour is TensorRT's where TensorRT is installed (then `python -m edge engines
+# --int8`), ONNX Runtime's CPU one elsewhere. Not part of `make demo`.
+.PHONY: int8
+int8: track-models
+	$(PY) -m export quantize --model detector
+	$(PY) -m export quantize --model embedder
 
 # On the device: install or update the systemd service (deploy/install.sh --help says what it does).
 .PHONY: install

@@ -62,10 +62,17 @@ def camera_table(folder: Path, names: Sequence[tuple[str, str]]) -> str:
 
 
 def measure(
-    configs: Sequence[Path], overrides: Sequence[str], warmup_s: float, seconds: float, logs: Path
+    configs: Sequence[Path],
+    overrides: Sequence[str],
+    video: Path,
+    ports: Sequence[int],
+    timing: tuple[float, float],
+    logs: Path,
 ) -> dict[str, Any]:
-    """Start one process per config (with the config `overrides`), warm up, measure over
-    `seconds`, stop them."""
+    """Serve the video on each port (from its start, so no run outlasts it), start one process
+    per config (with the config `overrides`), warm up, measure, stop them all."""
+    warmup_s, seconds = timing
+    servers = [start_rtsp_server(port, video) for port in ports]
     processes = [
         EdgeProcess(["--config", str(config), *overrides], logs / f"{config.stem}.log")
         for config in configs
@@ -86,6 +93,8 @@ def measure(
             process.stop()
         for process in processes:
             process.finish()
+        for server in servers:
+            server.kill()
     elapsed = max(e.time - s.time for (s, _), (e, _) in zip(start, end, strict=True))
     fps = {
         name: (frames - before[name]) / elapsed
@@ -116,33 +125,29 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     report = Report(args.name, args.output, arguments(args))
     video = args.video or data_file("vtest.avi")
     ports = [free_port() for _ in range(max(counts))]
-    servers = [start_rtsp_server(port, video) for port in ports]
     urls = [(f"cam{i}", f"rtsp://127.0.0.1:{port}/cam") for i, port in enumerate(ports)]
+    timing = (args.warmup_s, args.seconds)
     rows, results = [], []
-    try:
-        with tempfile.TemporaryDirectory(prefix="multicam-") as tmp:
-            for count in counts:
-                folder, cameras = Path(tmp) / f"n{count}", urls[:count]
-                names = [name for name, _ in cameras]
-                folder.mkdir()
-                together = folder / "together.toml"
-                together.write_text(camera_table(folder / "together", cameras))
-                apart = [folder / f"{name}.toml" for name in names]
-                for config, camera in zip(apart, cameras, strict=True):
-                    config.write_text(camera_table(folder / "apart", [camera]))
-                log.info("%d cameras: one process", count)
-                shared = measure([together], args.overrides, args.warmup_s, args.seconds, folder)
-                shared |= latency(folder / "together", names)
-                log.info("%d cameras: %d processes", count, count)
-                alone = measure(apart, args.overrides, args.warmup_s, args.seconds, folder)
-                alone |= latency(folder / "apart", names)
-                result = {"cameras": count, "one_process": shared, "processes": alone}
-                results.append(result)
-                report.add("results", results)
-                rows += [row(count, "one process", shared), row(count, f"{count} processes", alone)]
-    finally:
-        for server in servers:
-            server.kill()
+    with tempfile.TemporaryDirectory(prefix="multicam-") as tmp:
+        for count in counts:
+            folder, cameras = Path(tmp) / f"n{count}", urls[:count]
+            names = [name for name, _ in cameras]
+            folder.mkdir()
+            together = folder / "together.toml"
+            together.write_text(camera_table(folder / "together", cameras))
+            apart = [folder / f"{name}.toml" for name in names]
+            for config, camera in zip(apart, cameras, strict=True):
+                config.write_text(camera_table(folder / "apart", [camera]))
+            log.info("%d cameras: one process", count)
+            shared = measure([together], args.overrides, video, ports[:count], timing, folder)
+            shared |= latency(folder / "together", names)
+            log.info("%d cameras: %d processes", count, count)
+            alone = measure(apart, args.overrides, video, ports[:count], timing, folder)
+            alone |= latency(folder / "apart", names)
+            result = {"cameras": count, "one_process": shared, "processes": alone}
+            results.append(result)
+            report.add("results", results)
+            rows += [row(count, "one process", shared), row(count, "a process per camera", alone)]
     header = ["cameras", "run", "FPS (all)", "per-camera FPS min/max (ratio)", "CPU cores",
               "RSS (MiB)", "latency p50/p95 (ms)", "detector call p50 (ms)"]  # fmt: skip
     report.finish(
@@ -181,8 +186,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="camera counts, comma-separated (default 1,2,4)",
     )
     parser.add_argument("--video", type=Path, help="the video each RTSP camera replays")
-    parser.add_argument("--warmup-s", type=float, default=15.0, help="seconds before measuring")
-    parser.add_argument("--seconds", type=float, default=45.0, help="seconds measured per run")
+    parser.add_argument("--warmup-s", type=float, default=10.0, help="seconds before measuring")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=40.0,
+        help="seconds measured per run (warm-up and measurement must fit in the video)",
+    )
     parser.add_argument(
         "overrides",
         nargs="*",

@@ -305,4 +305,6 @@ def test_multicam_compares_one_process_with_one_per_camera(
         assert run["cpu_cores"] > 0
         assert 0 < run["total_p50_ms"] <= run["total_p95_ms"]
         assert run["infer_p50_ms"] > 0
-    assert "| 2 | one process |" in (tmp_path / "multicam.md").read_text()
+    markdown = (tmp_path / "multicam.md").read_text()
+    assert "| 2 | one process |" in markdown
+    assert "| 2 | a process per camera |" in markdown

@@ -129,7 +129,11 @@ def test_parity_with_ultralytics_on_sample_video(
     reference = load_yolo(detector_onnx)
     theirs_total = ours_total = matched = 0
     for frame in vtest_frames[:PARITY_FRAMES]:
-        result = reference.predict(frame, imgsz=640, conf=0.25, iou=0.7, verbose=False)[0]
+        # rect=False: square letterbox, as our fixed-size model (ultralytics takes its dynamic
+        # batch for a dynamic size)
+        result = reference.predict(frame, imgsz=640, conf=0.25, iou=0.7, rect=False, verbose=False)[
+            0
+        ]
         theirs = Detections(
             result.boxes.xyxy.numpy().astype(np.float32),
             result.boxes.conf.numpy().astype(np.float32),
