@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.processes import EdgeProcess, free_port
+from benchmarks.processes import EdgeProcess, free_port, rss_kib
 from benchmarks.report import (
     Report,
     add_output_arguments,
@@ -34,25 +32,9 @@ from benchmarks.rtsp_server import start_rtsp_server
 from export.data import data_file
 
 log = logging.getLogger(__name__)
-CAMERA_FRAMES = re.compile(r'^edge_frames_total\{camera="([^"]+)"\} (\S+)$', re.MULTILINE)
 # Each run's settings: detection and tracking with recording, colorization off (color sources).
 SETTINGS = '[colorizer]\nmode = "off"\n[pipeline]\nlog_every_s = 0\n'
 RTSP = "timeout_s = 5.0\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n"
-
-
-def camera_frames(process: EdgeProcess) -> dict[str, int]:
-    """Frames done per camera, from the process's /metrics."""
-    url = f"http://127.0.0.1:{process.port}/metrics"
-    with urllib.request.urlopen(url, timeout=2) as reply:
-        text = reply.read().decode()
-    return {name: int(float(value)) for name, value in CAMERA_FRAMES.findall(text)}
-
-
-def rss_mib(pid: int) -> float:
-    """A process's resident memory in MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    (kib,) = re.findall(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(kib) / 1024
 
 
 def camera_table(folder: Path, names: Sequence[tuple[str, str]]) -> str:
@@ -81,13 +63,11 @@ def measure(
         for process in processes:
             process.wait_for_frames(1, timeout_s=300)
         time.sleep(warmup_s)
-        start = [
-            (process.progress("at the start"), camera_frames(process)) for process in processes
-        ]
+        start = [process.progress("at the start") for process in processes]
         for process in processes:
             process.keep_running(seconds, "while measured")
-        end = [(process.progress("at the end"), camera_frames(process)) for process in processes]
-        rss = sum(rss_mib(process.process.pid) for process in processes)
+        end = [process.progress("at the end") for process in processes]
+        rss_mib = sum(rss_kib(process.process.pid) for process in processes) / 1024
     finally:
         for process in processes:
             process.stop()
@@ -95,14 +75,14 @@ def measure(
             process.finish()
         for server in servers:
             server.kill()
-    elapsed = max(e.time - s.time for (s, _), (e, _) in zip(start, end, strict=True))
+    elapsed = max(e.time - s.time for s, e in zip(start, end, strict=True))
     fps = {
-        name: (frames - before[name]) / elapsed
-        for (_, before), (_, after) in zip(start, end, strict=True)
-        for name, frames in after.items()
+        name: (frames - before.camera_frames[name]) / elapsed
+        for before, after in zip(start, end, strict=True)
+        for name, frames in after.camera_frames.items()
     }
-    cpu = sum(e.cpu_s - s.cpu_s for (s, _), (e, _) in zip(start, end, strict=True)) / elapsed
-    return {"fps": fps, "cpu_cores": cpu, "rss_mib": rss, "seconds": elapsed}
+    cpu = sum(e.cpu_s - s.cpu_s for s, e in zip(start, end, strict=True)) / elapsed
+    return {"fps": fps, "cpu_cores": cpu, "rss_mib": rss_mib, "seconds": elapsed}
 
 
 def latency(folder: Path, names: Sequence[str]) -> dict[str, float]:

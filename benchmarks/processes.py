@@ -19,7 +19,7 @@ from pathlib import Path
 from edge.errors import EdgeError
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-FRAMES = re.compile(r"^edge_frames_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
+FRAMES = re.compile(r'^edge_frames_total(?:\{camera="([^"]*)"\})? (\S+)$', re.MULTILINE)
 STAGE_SUM = re.compile(r'^edge_stage_latency_seconds_sum\{[^}]*stage="([^"]+)"\} (\S+)$', re.M)
 
 
@@ -28,6 +28,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 @dataclass
@@ -99,6 +107,7 @@ class Sample:
     frames: int  # frames through every stage
     cpu_s: float  # user + system CPU time of the process
     stage_s: dict[str, float] = field(default_factory=dict)  # time spent in each stage so far
+    camera_frames: dict[str, int] = field(default_factory=dict)  # frames done per camera
 
 
 class EdgeProcess:
@@ -129,11 +138,11 @@ class EdgeProcess:
             return None
         fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
         cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        frames = sum(int(float(value)) for value in FRAMES.findall(text))
+        camera_frames = {camera: int(float(value)) for camera, value in FRAMES.findall(text)}
         stage_s: dict[str, float] = {}
         for stage, value in STAGE_SUM.findall(text):  # summed over cameras
             stage_s[stage] = stage_s.get(stage, 0.0) + float(value)
-        return Sample(time.monotonic(), frames, cpu_s, stage_s)
+        return Sample(time.monotonic(), sum(camera_frames.values()), cpu_s, stage_s, camera_frames)
 
     def progress(self, when: str) -> Sample:
         """A sample now.

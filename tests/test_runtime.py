@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.processes import free_port
+from benchmarks.processes import free_port, rss_kib
 from benchmarks.rtsp_server import start_rtsp_server
 from edge.config import load
 from edge.metrics import Metrics
@@ -27,7 +27,6 @@ from edge.runtime import DeviceOutputs, load_models, open_sinks
 from edge.video import gst
 from edge.video.capture import FrameSource
 from export.data import data_file
-from tests.proc import rss_kib
 from tests.recorded import recorded_frames, run_file, summary
 
 
