@@ -17,7 +17,10 @@ from benchmarks.rtsp_server import start_rtsp_server
 from edge.config import SourceConfig
 from edge.errors import EdgeError
 from edge.metrics import Metrics
-from edge.video.capture import FrameSource
+from edge.video import capture as capture_module
+from edge.video import gst
+from edge.video.capture import FrameSource, GstCapture
+from edge.video.sources import SINK_NAME
 from export.data import data_file
 
 
@@ -125,3 +128,40 @@ def test_rtsp_source_survives_a_server_restart() -> None:
         collector.stop()
         server.kill()
     assert collector.frames[-1].shape == (240, 320, 3)
+
+
+def test_a_pipeline_stuck_in_a_streaming_thread_does_not_hang_close(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping a pipeline waits for its streaming threads; one blocked inside an element (as
+    rtspsrc blocks on a server that stopped answering) must not hang a reconnect or a SIGTERM.
+    A real pipeline whose streaming thread is held in a pad probe stands in for the network."""
+    monkeypatch.setattr(capture_module, "CLOSE_TIMEOUT_S", 0.5)
+    description = (
+        "videotestsrc is-live=true ! video/x-raw,format=BGR,width=64,height=48 "
+        f"! identity name=stuck ! appsink name={SINK_NAME}"
+    )
+    pipeline = GstCapture(description)
+    assert pipeline.read(5.0) is not None
+    held, release = threading.Event(), threading.Event()
+
+    def hold(_pad: object, _info: object) -> object:
+        held.set()
+        release.wait(30)
+        return gst.init().PadProbeReturn.OK
+
+    stuck = pipeline._pipeline.get_by_name("stuck").get_static_pad("src")
+    stuck.add_probe(gst.init().PadProbeType.BUFFER, hold)
+    assert held.wait(5.0)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="edge.video.capture"):
+        assert pipeline.close() is False
+    assert time.monotonic() - started < 2.0
+    assert "did not stop within 0.5 s" in caplog.text
+    release.set()  # the abandoned pipeline then stops on its own thread
+
+
+def test_close_returns_once_the_pipeline_stopped() -> None:
+    pipeline = GstCapture("videotestsrc num-buffers=5 ! appsink name=" + SINK_NAME)
+    assert pipeline.close() is True
+    assert pipeline.close() is True  # a second close is a no-op

@@ -23,6 +23,10 @@ from edge.video import gst
 from edge.video.sources import SINK_NAME, TEST_FPS, SourceSpec, capture_pipeline, parse_uri
 
 log = logging.getLogger(__name__)
+# How long `close()` waits for GStreamer to stop a pipeline. Stopping waits for every streaming
+# thread, and one stuck in a network call (rtspsrc to a server that stopped answering) can hold
+# it forever: past this the pipeline is abandoned, so a reconnect or a SIGTERM never hangs.
+CLOSE_TIMEOUT_S = 5.0
 # Frame rate assumed when neither the config nor the stream's caps state one.
 DEFAULT_FPS = {"file": 25.0, "test": float(TEST_FPS), "csi": 30.0, "v4l2": 30.0, "rtsp": 30.0}
 
@@ -64,11 +68,31 @@ class GstCapture:
             return None
         return gst.sample_to_array(sample)
 
-    def close(self) -> None:
-        """Stop the pipeline and free it."""
-        if self._pipeline is not None:
-            self._pipeline.set_state(gst.init().State.NULL)
-            self._pipeline = None
+    def close(self) -> bool:
+        """Stop the pipeline and free it, waiting at most CLOSE_TIMEOUT_S.
+
+        Returns:
+            False if GStreamer did not stop it in time: it is left to stop in a background
+            thread (logged), so that the caller goes on.
+        """
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is None:
+            return True
+        stopped = threading.Event()
+
+        def stop() -> None:
+            pipeline.set_state(gst.init().State.NULL)
+            stopped.set()
+
+        threading.Thread(target=stop, name="capture-close", daemon=True).start()
+        if stopped.wait(CLOSE_TIMEOUT_S):
+            return True
+        log.warning(
+            "capture pipeline did not stop within %g s (a GStreamer thread is blocked); "
+            "left behind, going on",
+            CLOSE_TIMEOUT_S,
+        )
+        return False
 
 
 class FrameSource:
