@@ -134,7 +134,13 @@ class PipelineConfig:
     # per camera; 0: the number of cameras), waiting at most batch_timeout_ms for a full batch
     batch_size: int = field(default=0, metadata=_range(0, 64))
     batch_timeout_ms: float = field(default=40.0, metadata=_range(0, 10000))
-    threads: int = field(default=0, metadata=_range(0, 256))  # CPU threads per model, 0: auto
+    # Detection threads, each serving a fixed share of the cameras (camera i: thread i mod N).
+    # One batches every camera into one call (a GPU's way); on a CPU one per core with
+    # batch_size 1 keeps every core busy (see README, several cameras)
+    detect_workers: int = field(default=1, metadata=_range(1, 64))
+    # CPU threads per model call; 0: ONNX Runtime's default with one detect worker, else the
+    # cores shared out among the workers
+    threads: int = field(default=0, metadata=_range(0, 256))
     log_every_s: float = field(default=10.0, metadata=_range(0, 86400))  # 0: no progress logs
 
 

@@ -160,6 +160,7 @@ class Pipeline:
         batch_size: int = 0,
         batch_timeout_s: float = 0.04,
         log_every_s: float = 10.0,
+        detect_workers: int = 1,
     ) -> None:
         """Set up the queues; nothing runs before `run()`.
 
@@ -169,6 +170,8 @@ class Pipeline:
             batch_size: most frames per detection call (0: one per camera).
             batch_timeout_s: longest wait for a full batch after its first frame.
             log_every_s: seconds between progress lines (0: none).
+            detect_workers: detection threads; camera i is always served by thread i mod N,
+                so each camera's frames reach its tracker in order.
         """
         if not cameras:
             raise ValueError("a pipeline needs at least one camera")
@@ -176,6 +179,7 @@ class Pipeline:
         self.batch_size = batch_size or len(self.cameras)
         self.batch_timeout_s = batch_timeout_s
         self.log_every_s = log_every_s
+        self.detect_workers = min(detect_workers, len(self.cameras))
         self._captured = Captured([1 if c.source.spec.live else queue_size for c in self.cameras])
         self._queues = [
             [queue.Queue[Packet | None](maxsize=queue_size) for _ in range(3)] for _ in self.cameras
@@ -194,7 +198,16 @@ class Pipeline:
 
     def run(self) -> None:
         """Process until every source ends or is stopped; raise the first stage error, if any."""
-        threads = [threading.Thread(target=self._detect, name="detect", daemon=True)]
+        workers = self.detect_workers
+        threads = [
+            threading.Thread(
+                target=self._detect,
+                args=(list(range(worker, len(self.cameras), workers)),),
+                name=f"detect{worker}" if workers > 1 else "detect",
+                daemon=True,
+            )
+            for worker in range(workers)
+        ]
         for index, camera in enumerate(self.cameras):
             track, colorize, output = self._queues[index]
             work: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
@@ -244,9 +257,8 @@ class Pipeline:
         finally:
             self._captured.put(index, END, live=False)
 
-    def _detect(self) -> None:
-        """Batches frames of the cameras still running through detection and embedding."""
-        running = list(range(len(self.cameras)))
+    def _detect(self, running: list[int]) -> None:
+        """Batches frames of these cameras, while they run, through detection and embedding."""
         failed = False
         while running:
             batch = self._captured.take(running, self.batch_size, self.batch_timeout_s)

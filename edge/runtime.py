@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.config import Config, OutputConfig, camera_configs, load
+from edge.config import Config, OutputConfig, PipelineConfig, camera_configs, load
 from edge.engines import InferenceEngine, open_engine
 from edge.engines.precision import precision_path
 from edge.files import writable_dir
@@ -54,6 +55,15 @@ def colorize_mode(config: Config) -> str:
     if config.colorizer.mode != "auto":
         return config.colorizer.mode
     return "frame" if config.source.format == "GRAY8" else "off"
+
+
+def model_threads(pipeline: PipelineConfig, cameras: int) -> int:
+    """CPU threads per model call: the config's; else ONNX Runtime's default (0) for one detect
+    worker, or the cores shared out among several (they run their calls side by side)."""
+    workers = min(pipeline.detect_workers, cameras)
+    if pipeline.threads or workers == 1:
+        return pipeline.threads
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 class SharedEngines:
@@ -276,7 +286,8 @@ def run(config: Config) -> dict[str, Any]:
     sources = [FrameSource(c.source, metrics[c.source.name]) for c in configs]
     for source in sources:
         source.check()
-    engines = SharedEngines(config.detector.backend, config.pipeline.threads)
+    threads = model_threads(config.pipeline, len(configs))
+    engines = SharedEngines(config.detector.backend, threads)
     health = Health(
         metrics, SystemdNotifier.from_env(), config.health.stall_s, config.health.watchdog
     )
@@ -302,6 +313,7 @@ def run(config: Config) -> dict[str, Any]:
             config.pipeline.batch_size,
             config.pipeline.batch_timeout_ms / 1000,
             config.pipeline.log_every_s,
+            config.pipeline.detect_workers,
         )
         seconds = _run_until_signal(config, pipeline, health, {**metrics, "": device.metrics})
     finally:

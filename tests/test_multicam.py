@@ -23,7 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.processes import free_port
 from benchmarks.rtsp_server import start_rtsp_server
+from edge.config import PipelineConfig
 from edge.pipeline import Captured
+from edge.runtime import model_threads
 from edge.types import Frame, Packet
 from export.data import data_file
 from tests.recorded import run_file
@@ -112,16 +114,17 @@ snapshots = false
 """
 
 
-def test_batching_does_not_change_a_cameras_tracks(
+def test_batching_and_detect_workers_do_not_change_a_cameras_tracks(
     batch_model_overrides: list[str], tmp_path: Path
 ) -> None:
+    """The sample video alone, then among four cameras: in one batch of 4 (one detect worker),
+    and one frame per call on two detect workers (cameras 0, 2 on one; 1, 3 on the other)."""
     video = data_file("vtest.avi")
     alone = tmp_path / "alone.toml"
     alone.write_text(
         FILE_OUTPUTS.format(dir=tmp_path / "alone")
         + f'[source]\nuri = "{video}"\nname = "walkers"\nmax_frames = 120\n'
     )
-    batched = tmp_path / "batched.toml"
     cameras = "".join(
         f'[[cameras]]\nname = "{name}"\nuri = "{video}"\nmax_frames = 120\n{size}'
         for name, size in [
@@ -131,10 +134,15 @@ def test_batching_does_not_change_a_cameras_tracks(
             ("gray", 'format = "GRAY8"\n'),
         ]
     )
-    batched.write_text(FILE_OUTPUTS.format(dir=tmp_path / "batched") + cameras)
-    for config in (alone, batched):
+    runs = {"alone": (alone, [])}
+    for label, batch_size, workers in [("batched", 0, 1), ("workers", 1, 2)]:
+        config = tmp_path / f"{label}.toml"
+        config.write_text(FILE_OUTPUTS.format(dir=tmp_path / label) + cameras)
+        pipeline = [f"pipeline.batch_size={batch_size}", f"pipeline.detect_workers={workers}"]
+        runs[label] = (config, pipeline)
+    for config, pipeline in runs.values():
         done = subprocess.run(
-            edge_command(config, batch_model_overrides),
+            edge_command(config, [*batch_model_overrides, *pipeline]),
             cwd=ROOT,
             env=edge_env(),
             capture_output=True,
@@ -143,18 +151,21 @@ def test_batching_does_not_change_a_cameras_tracks(
             check=False,
         )
         assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads(run_file(tmp_path / "batched" / "walkers", "summary.json").read_text())
-    assert summary["frames"] == 120
-    assert summary["gauges"]["batch_size"] == 4  # every camera's frame in one call
-    mine, reference = mot_rows(tmp_path / "batched" / "walkers"), mot_rows(tmp_path / "alone")
+    reference = mot_rows(tmp_path / "alone")
     assert len(reference) > 100
-    assert mine.shape == reference.shape
-    np.testing.assert_array_equal(mine[:, :2], reference[:, :2])  # frames and track ids
-    np.testing.assert_allclose(mine[:, 2:6], reference[:, 2:6], atol=1e-3)  # boxes, px
-    for name in ("small", "wide", "gray"):  # each camera its own folder, tracks and events
-        events = (tmp_path / "batched" / name / "events.jsonl").read_text().splitlines()
-        assert events
-        assert {json.loads(line)["camera"] for line in events} == {name}
+    for label, batch_size in [("batched", 4), ("workers", 1)]:
+        walkers = tmp_path / label / "walkers"
+        summary = json.loads(run_file(walkers, "summary.json").read_text())
+        assert summary["frames"] == 120
+        assert summary["gauges"]["batch_size"] == batch_size  # frames per detection call
+        mine = mot_rows(walkers)
+        assert mine.shape == reference.shape
+        np.testing.assert_array_equal(mine[:, :2], reference[:, :2])  # frames and track ids
+        np.testing.assert_allclose(mine[:, 2:6], reference[:, 2:6], atol=1e-3)  # boxes, px
+        for name in ("small", "wide", "gray"):  # each camera its own folder, tracks and events
+            events = (tmp_path / label / name / "events.jsonl").read_text().splitlines()
+            assert events
+            assert {json.loads(line)["camera"] for line in events} == {name}
 
 
 def scrape(port: int) -> tuple[dict[str, dict[str, float]], tuple[int, str]]:
@@ -278,3 +289,11 @@ def batch_model_overrides(model_overrides: list[str], detector_320: Path) -> lis
     with open_engine(detector_320) as engine:
         assert engine.inputs[0].shape[0] is None, "the test detector must have a dynamic batch"
     return model_overrides
+
+
+def test_model_threads_share_the_cores_among_detect_workers() -> None:
+    cores = os.cpu_count() or 1
+    assert model_threads(PipelineConfig(), cameras=4) == 0  # ONNX Runtime's default
+    assert model_threads(PipelineConfig(detect_workers=2), cameras=4) == max(1, cores // 2)
+    assert model_threads(PipelineConfig(detect_workers=2), cameras=1) == 0  # one worker is used
+    assert model_threads(PipelineConfig(detect_workers=2, threads=3), cameras=4) == 3
