@@ -101,6 +101,8 @@ bench: models $(CAMERA_MODEL)
 	$(PY) -m benchmarks interval
 	$(PY) -m benchmarks mqtt
 	$(PY) -m benchmarks multicam
+	$(PY) -m benchmarks multicam --name multicam-cpu pipeline.batch_size=1 \
+		pipeline.detect_workers=$$(nproc)
 
 clean:
 	rm -rf artifacts
