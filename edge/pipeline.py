@@ -1,11 +1,12 @@
 """The runtime: for each camera capture → (batched) detect → track → colorize → output.
 
 Every camera has its own capture, track, colorize and output threads joined by bounded queues.
-One detect thread serves all cameras (DeepStream's nvstreammux idea): it takes at most one
-frame from each camera that has one, up to `batch_size`, waiting at most `batch_timeout_s` after
-the first for the others, so a slow or dead camera never holds the rest back; the frames go
-through the shared detector in one inference call and their crops through the embedder in one
-more. It starts each round with the next camera, so none is starved.
+A detect thread serves its share of the cameras (`detect_workers` threads, camera i on thread
+i mod N; one thread serves all by default), DeepStream's nvstreammux idea: it takes at most one
+frame from each of its cameras that has one, up to `batch_size`, waiting at most
+`batch_timeout_s` after the first for the others, so a slow or dead camera never holds the rest
+back; the frames go through the shared detector in one inference call and their crops through
+the embedder in one more. It starts each round with the next camera, so none is starved.
 
 A live camera keeps only its newest captured frame (an older one waiting is dropped and
 counted): a frame waits for at most the batch in progress. A file blocks instead, so every frame
@@ -15,7 +16,7 @@ the same way.
 
 `stop()` (from a signal handler) stops capture; the end-of-stream markers then drain every queue
 and each camera's output stage finalizes its files before `run()` returns. A stage that fails
-stops only its own camera; a failure of the shared detect stage stops all.
+stops only its own camera; a failure of a detect stage stops all.
 """
 
 from __future__ import annotations

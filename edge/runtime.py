@@ -72,7 +72,6 @@ class SharedEngines:
     def __init__(self, backend: str, threads: int) -> None:
         self.backend, self.threads = backend, threads
         self._engines: dict[str, InferenceEngine] = {}
-        self._colorizers: dict[str, Colorizer] = {}
 
     def engine(self, model: str) -> InferenceEngine:
         """The model's engine, opened at the first call."""
@@ -80,18 +79,11 @@ class SharedEngines:
             self._engines[model] = open_engine(model, self.backend, self.threads)
         return self._engines[model]
 
-    def colorizer(self, model: str) -> Colorizer:
-        """The colorizer over the model's engine (one object: it serializes its calls)."""
-        if model not in self._colorizers:
-            self._colorizers[model] = Colorizer(self.engine(model))
-        return self._colorizers[model]
-
     def close(self) -> None:
         """Release every engine."""
         for engine in self._engines.values():
             engine.close()
         self._engines.clear()
-        self._colorizers.clear()
 
 
 def load_models(
@@ -112,7 +104,7 @@ def load_models(
     embedder = Embedder(engines.engine(str(reid_model)))
     mode = colorize_mode(config)
     model = config.source.colorizer_model or config.colorizer.model
-    colorizer = engines.colorizer(model) if mode != "off" else None
+    colorizer = Colorizer(engines.engine(model)) if mode != "off" else None
     tracker = Tracker(
         max_age=config.tracker.max_age, n_init=config.tracker.n_init, first_id=first_track_id
     )

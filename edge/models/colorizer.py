@@ -7,8 +7,6 @@ upsampled chroma comes from the model. Training (`export/`) uses these same conv
 
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 
@@ -91,8 +89,8 @@ def rebuild_bgr(lightness: np.ndarray, chroma: np.ndarray) -> np.ndarray:
 class Colorizer:
     """Turns a gray or BGR frame of any size into a colorized BGR frame of the same size.
 
-    One object may serve several cameras' threads: it runs the engine one call at a time (a
-    TensorRT execution context and its buffers take one inference at a time).
+    Several cameras' threads may share one: its engine serializes calls where the backend
+    needs it (a TensorRT execution context takes one inference at a time).
     """
 
     def __init__(self, engine: InferenceEngine) -> None:
@@ -116,13 +114,11 @@ class Colorizer:
         self.size = size
         self._input_name = engine.inputs[0].name
         self._output_name = engine.outputs[0].name
-        self._lock = threading.Lock()
 
     def predict_chroma(self, lightness: np.ndarray) -> np.ndarray:
         """The model's chroma (S×S×2, ±1) for a full-resolution L channel."""
         batch = model_input(lightness, self.size)[np.newaxis]
-        with self._lock:
-            return self.engine.run({self._input_name: batch})[self._output_name][0]
+        return self.engine.run({self._input_name: batch})[self._output_name][0]
 
     def colorize(self, frame: np.ndarray) -> np.ndarray:
         """Colorized BGR uint8 frame, same height and width as `frame` (gray or BGR uint8)."""
