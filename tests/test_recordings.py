@@ -146,11 +146,11 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
 def fill(folder: Path) -> Path:
     """Write a file until the disk is full; return it."""
     filler = folder / "filler"
-    with filler.open("wb") as stream:
+    # Unbuffered: a buffered file would try its unwritten bytes again on close and raise there.
+    with filler.open("wb", buffering=0) as stream:
         try:
             while True:
                 stream.write(b"\0" * (1 << 16))
-                stream.flush()
         except OSError:
             pass
     return filler
