@@ -30,7 +30,7 @@ from edge.files import sha256
 from export.qt_resources import read_qt_resources
 
 MANIFEST = Path(__file__).with_name("data_manifest.json")
-BUNDLE = ".rcc/"  # in a member: a Qt resource bundle, then a path inside it
+BUNDLE = ".rcc"  # a member "<bundle>.rcc/<path>" is a file inside a Qt resource bundle
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +52,12 @@ class Source:
     def target(self, member: str, data_dir: Path) -> Path:
         """Where a member is stored: its path below the members' common folder, under `dest`."""
         return data_dir / self.dest / Path(member).relative_to(self.common_folder)
+
+
+def bundled_file(member: str) -> tuple[str, str] | None:
+    """The Qt resource bundle a member lies in and its path inside it, or None if it is plain."""
+    bundle, separator, inside = member.partition(BUNDLE + "/")
+    return (bundle + BUNDLE, "/" + inside) if separator else None
 
 
 def load_manifest(path: Path = MANIFEST) -> list[Source]:
@@ -112,16 +118,21 @@ def _download(source: Source, cache: Path) -> Path:
 
 
 def extract_members(archive: Path, members: list[str], into: Path) -> None:
-    """Extract the named members of a .deb or .whl into `into`, keeping their paths."""
+    """Extract the named members of a .deb or .whl into `into`, keeping their paths.
+
+    A member inside a Qt resource bundle (`bundled_file`) is read out of its bundle, which is not
+    kept: the bundle's path becomes the folder of its files.
+    """
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as wheel:
             for member in members:
                 wheel.extract(member, into)
         return
-    bundled = {m: m.partition(BUNDLE) for m in members if BUNDLE in m}
+    bundled = {m: found for m in members if (found := bundled_file(m))}
+    bundle_paths = {bundle for bundle, _ in bundled.values()}
     # A .deb's files live in a tar inside; dpkg-deb streams it without installing anything.
     command = ["dpkg-deb", "--fsys-tarfile", str(archive)]
-    wanted = set(members) - set(bundled) | {outer + ".rcc" for outer, _, _ in bundled.values()}
+    wanted = set(members) - set(bundled) | bundle_paths
     with (
         subprocess.Popen(command, stdout=subprocess.PIPE) as p,
         tarfile.open(fileobj=p.stdout, mode="r|") as tar,
@@ -132,14 +143,14 @@ def extract_members(archive: Path, members: list[str], into: Path) -> None:
     if p.returncode:
         raise EdgeError(f"{archive} is not a readable Debian package: delete it and rerun")
     bundles = {}
-    for outer in {outer + ".rcc" for outer, _, _ in bundled.values()}:
-        if (into / outer).is_file():  # the bundle's path becomes the folder of its files
-            bundles[outer] = read_qt_resources(
-                (into / outer).read_bytes(), f"{archive.name}:{outer}"
+    for bundle in bundle_paths:
+        if (into / bundle).is_file():
+            bundles[bundle] = read_qt_resources(
+                (into / bundle).read_bytes(), f"{archive.name}:{bundle}"
             )
-            (into / outer).unlink()
-    for member, (outer, _, inner) in bundled.items():
-        payload = bundles.get(outer + ".rcc", {}).get("/" + inner)
+            (into / bundle).unlink()
+    for member, (bundle, inside) in bundled.items():
+        payload = bundles.get(bundle, {}).get(inside)
         if payload is not None:
             (into / member).parent.mkdir(parents=True, exist_ok=True)
             (into / member).write_bytes(payload)

@@ -14,7 +14,7 @@ import pytest
 from edge import paths
 from edge.errors import EdgeError
 from edge.files import sha256
-from export.data import BUNDLE, Source, collect, extract_members, load_manifest
+from export.data import Source, bundled_file, collect, extract_members, load_manifest
 from export.qt_resources import read_qt_resources
 from export.tiles import SPLIT_FILE
 
@@ -135,13 +135,16 @@ def test_photos_packed_in_a_qt_resource_bundle_are_collected(tmp_path: Path) -> 
         assert path == small.target(member, tmp_path)
         assert sha256(path) == two[member]
         assert cv2.imread(str(path)) is not None
-    bundle = next(iter(two)).partition(BUNDLE)[0] + ".rcc"
-    assert not (tmp_path / bundle).exists()  # the bundle itself is not kept
+    found = bundled_file(next(iter(two)))
+    assert found is not None
+    assert not (tmp_path / found[0]).exists()  # the bundle itself is not kept
 
 
 def test_a_bundle_that_is_not_one_or_is_cut_short_is_refused(tmp_path: Path) -> None:
     source = gcompris_source()
-    bundle = next(iter(source.files)).partition(BUNDLE)[0] + ".rcc"
+    found = bundled_file(next(iter(source.files)))
+    assert found is not None
+    bundle = found[0]
     extract_members(next(paths.CACHE.glob("gcompris-qt-data_*.deb")), [bundle], tmp_path)
     blob = (tmp_path / bundle).read_bytes()
     files = read_qt_resources(blob)
