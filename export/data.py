@@ -133,15 +133,19 @@ def extract_members(archive: Path, members: list[str], into: Path) -> None:
     # A .deb's files live in a tar inside; dpkg-deb streams it without installing anything.
     command = ["dpkg-deb", "--fsys-tarfile", str(archive)]
     wanted = set(members) - set(bundled) | bundle_paths
-    with (
-        subprocess.Popen(command, stdout=subprocess.PIPE) as p,
-        tarfile.open(fileobj=p.stdout, mode="r|") as tar,
-    ):
-        for info in tar:
-            if info.name in wanted:
-                tar.extract(info, into, filter="data")
+    unreadable = EdgeError(f"{archive} is not a readable Debian package: delete it and rerun")
+    try:
+        with (
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as p,
+            tarfile.open(fileobj=p.stdout, mode="r|") as tar,
+        ):
+            for info in tar:
+                if info.name in wanted:
+                    tar.extract(info, into, filter="data")
+    except tarfile.TarError as exc:  # a damaged archive breaks the stream before dpkg-deb exits
+        raise unreadable from exc
     if p.returncode:
-        raise EdgeError(f"{archive} is not a readable Debian package: delete it and rerun")
+        raise unreadable
     bundles = {}
     for bundle in bundle_paths:
         if (into / bundle).is_file():

@@ -154,3 +154,17 @@ def test_a_bundle_that_is_not_one_or_is_cut_short_is_refused(tmp_path: Path) -> 
         read_qt_resources(b"PK\x03\x04" + blob[4:], "x.rcc")
     with pytest.raises(EdgeError, match=r"x\.rcc is a corrupt Qt resource bundle .*fetch it again"):
         read_qt_resources(blob[: len(blob) // 2], "x.rcc")
+
+
+def test_a_damaged_package_names_the_fix_and_writes_nothing(tmp_path: Path) -> None:
+    source = next(s for s in load_manifest() if s.package == "lomiri-wallpapers-20.04")
+    package = next(paths.CACHE.glob("lomiri-wallpapers-20.04_*.deb"))
+    damaged = bytearray(package.read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle : middle + 4096] = bytes(4096)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / package.name).write_bytes(damaged)
+    with pytest.raises(EdgeError, match=r"is not a readable Debian package: delete it and rerun"):
+        collect(tmp_path / "data", cache, [source])
+    assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
