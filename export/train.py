@@ -3,7 +3,7 @@
 The original method trains as it did: 500 tiles of the train photos, 20 epochs, batch 16, Adam,
 MSE. Ours trains on the training mix (`export.tiles.training_mix`: whole photos squashed as the
 runtime squashes frames, plus multi-scale crops, all mirrored too) with the `psnr` loss and a
-learning rate that decays on a cosine; it validates on the validation package's whole photos and
+learning rate that decays on a cosine; it validates on the validation packages' whole photos and
 keeps the epoch that did best there. Ours also sees what the picture shows: ImageNet features of
 the gray frame from a frozen MobileNetV2 (`export.imagenet`), computed once per sample since they
 never change; the saved model joins that encoder and the U-Net (L in, chroma out).
@@ -176,7 +176,7 @@ def train(
     if kind == "chroma":
         steps = epochs * -(-len(x_train) // batch_size)
         model = build(kind, recipe.loss, steps, imagenet=encoder.output_shape[-1])
-        # Keep the epoch that did best on the validation package's whole photos.
+        # Keep the epoch that did best on the validation packages' whole photos.
         best = keras.callbacks.EarlyStopping(patience=epochs, restore_best_weights=True)
         callbacks.append(best)
     else:
