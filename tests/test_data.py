@@ -122,6 +122,13 @@ def test_the_earlier_test_photos_are_training_photos_now() -> None:
     assert set(split["previous_test"]) <= set(split["train"])
 
 
+def bundle_of(member: str) -> str:
+    """The Qt resource bundle a packed member lies in (it must be packed)."""
+    found = bundled_file(member)
+    assert found is not None, member
+    return found[0]
+
+
 def gcompris_source() -> Source:
     return next(s for s in load_manifest() if s.package == "gcompris-qt-data")
 
@@ -135,16 +142,12 @@ def test_photos_packed_in_a_qt_resource_bundle_are_collected(tmp_path: Path) -> 
         assert path == small.target(member, tmp_path)
         assert sha256(path) == two[member]
         assert cv2.imread(str(path)) is not None
-    found = bundled_file(next(iter(two)))
-    assert found is not None
-    assert not (tmp_path / found[0]).exists()  # the bundle itself is not kept
+    assert not (tmp_path / bundle_of(next(iter(two)))).exists()  # the bundle itself is not kept
 
 
 def test_a_bundle_that_is_not_one_or_is_cut_short_is_refused(tmp_path: Path) -> None:
     source = gcompris_source()
-    found = bundled_file(next(iter(source.files)))
-    assert found is not None
-    bundle = found[0]
+    bundle = bundle_of(next(iter(source.files)))
     extract_members(next(paths.CACHE.glob("gcompris-qt-data_*.deb")), [bundle], tmp_path)
     blob = (tmp_path / bundle).read_bytes()
     files = read_qt_resources(blob)
