@@ -9,6 +9,7 @@ runtime feeds the chroma model — a whole frame squashed to 128×128 by `edge`'
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ import numpy as np
 
 from edge import paths
 from edge.errors import EdgeError
+from edge.files import sha256
 from edge.models.colorizer import lightness, model_input
 
 SPLIT_FILE = Path(__file__).with_name("colorizer_split.json")
@@ -61,6 +63,26 @@ def folder_photos(folder: Path) -> list[Path]:
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
         raise EdgeError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return photos
+
+
+def own_train_photos(folder: Path) -> list[Path]:
+    """A user's folder of color photos to train on besides the train split, sorted.
+
+    Raises:
+        EdgeError: the folder is missing or has no images, or one of them has the same bytes as a
+            validation, test or outside photo (training on it would overrate the model).
+    """
+    photos = folder_photos(folder)
+    held_out = {
+        sha256(p): (name, p)
+        for name in ("validation", "test", "outside")
+        for p in split_photos(name)
+    }
+    for photo in photos:
+        if (twin := held_out.get(sha256(photo))) is not None:
+            name, path = twin
+            raise EdgeError(f"{photo} is the {name} photo {path}: remove it from {folder}")
     return photos
 
 
@@ -134,12 +156,13 @@ def random_crop(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def training_mix(
-    images: list[np.ndarray], crops_per_image: int, seed: int
+    images: Iterable[np.ndarray], crops_per_image: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs (N, TILE, TILE, 1) and BGR targets (N, TILE, TILE, 3) for BGR uint8 images.
 
     Per image: the whole image and its mirror image (as the runtime squashes a frame), then
-    `crops_per_image` random crops (`random_crop`), all through `runtime_sample`. Seeded.
+    `crops_per_image` random crops (`random_crop`), all through `runtime_sample`. Seeded. Images
+    are read one at a time from an iterator: only the 128×128 samples stay in memory.
     """
     rng = np.random.default_rng(seed)
     inputs, targets = [], []

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -37,8 +39,16 @@ from export.imagenet import (
 )
 from export.onnx_export import export_all, keras_to_onnx, load_keras, onnx_path
 from export.reid import default_weights, torch_embedder
-from export.tiles import CROP_SCALES, TILE, random_crop, runtime_sample, split_photos, training_mix
-from export.train import chroma_targets, keras_path, train
+from export.tiles import (
+    CROP_SCALES,
+    TILE,
+    own_train_photos,
+    random_crop,
+    runtime_sample,
+    split_photos,
+    training_mix,
+)
+from export.train import RECIPES, chroma_data, chroma_targets, keras_path, train
 from tests.onnx_models import constant_chroma_model, scale_model
 
 
@@ -274,6 +284,9 @@ def run_export(*args: str) -> subprocess.CompletedProcess[str]:
         ("text.jpg", ["evaluate", "--output", "{tmp}/text.jpg/out"], "cannot create output"),
         ("empty", ["train", "--epochs", "0"], "epochs must be at least 1"),
         ("empty", ["evaluate", "--sets", "test,nope"], "unknown split 'nope'"),
+        ("missing", ["train", "--photos", "{tmp}/nothing"], "photo folder not found"),
+        ("held-out.jpg", ["train", "--photos", "{tmp}"], "is the test photo .*: remove it from"),
+        ("empty", ["train", "--model", "rgb", "--photos", "{tmp}"], "train split only"),
     ],
 )
 def test_bad_input_is_one_line_error(
@@ -283,11 +296,15 @@ def test_bad_input_is_one_line_error(
         (tmp_path / "text.jpg").write_text("not an image")
     if setup == "wrong.onnx":
         scale_model(tmp_path / "wrong.onnx", ["N", TILE, TILE, 3])
+    if setup == "held-out.jpg":
+        shutil.copyfile(split_photos("test")[3], tmp_path / "held-out.jpg")
     extra = []
     if args[0] == "evaluate":  # point at this session's models, not artifacts/
         extra = ["--original", str(onnx_path("rgb", models_dir=models))]
         if "--ours" not in args:
             extra += ["--ours", str(onnx_path("chroma", models_dir=models))]
+    if args[0] == "train":  # were it to train, not into artifacts/
+        extra = ["--output", str(tmp_path / "models")]
     result = run_export(*[a.format(tmp=tmp_path) for a in args], *extra)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
@@ -310,6 +327,20 @@ def test_a_bad_recipe_is_refused_before_any_work(
     with pytest.raises(EdgeError, match=message):
         train(kind, models_dir=tmp_path, **options)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_own_photos_join_the_training_mix(tmp_path: Path) -> None:
+    for name in ("fruits.jpg", "home.jpg"):  # train photos: what matters is that they come twice
+        shutil.copyfile(data_file(name), tmp_path / name)
+    recipe = replace(RECIPES["chroma"], crops_per_image=0)
+    x, y, _, _ = chroma_data(recipe, seed=0, own_photos=own_train_photos(tmp_path))
+    x_split, _, _, _ = chroma_data(recipe, seed=0, own_photos=[])
+    assert len(x) == len(x_split) + 2 * 2  # each own photo whole and mirrored
+    home = cv2.imread(str(tmp_path / "home.jpg"))
+    assert np.array_equal(x[-2], runtime_sample(home)[0])
+    assert np.array_equal(
+        y[-1][..., 1:], runtime_sample(home[:, ::-1])[1][..., ::-1].astype(np.float32) / 255.0
+    )
 
 
 def test_missing_data_names_the_fix(tmp_path: Path) -> None:
