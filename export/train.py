@@ -225,7 +225,7 @@ def train(
         "tiles": len(x_train),
         "loss": recipe.loss,
         "crops_per_image": recipe.crops_per_image,
-        "own_photos": {"folder": str(photos), "count": len(own_photos)} if photos else None,
+        "own_photos": None if photos is None else {"folder": str(photos), "count": len(own_photos)},
         "seed": seed,
         "seconds": round(seconds, 1),
         "kept_epoch": int(np.argmin(history.history["val_loss"])) + 1
