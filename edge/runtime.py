@@ -43,6 +43,7 @@ from edge.recordings import Retention
 from edge.service.health import Health, SystemdNotifier
 from edge.service.metrics_http import MetricsServer
 from edge.service.mqtt import MqttPublisher
+from edge.service.side_outputs import SideOutputs
 from edge.video.capture import FrameSource
 from edge.video.encoders import Mp4Recorder, RtspServer
 from edge.video.files import frame_rate, read_frames
@@ -116,13 +117,26 @@ class DeviceOutputs:
     topic) and the RTSP server (one port, a mount per camera). `close()` after the cameras'
     sinks: the publisher then drains and says `offline`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics | None = None,
+        side_outputs: SideOutputs | None = None,
+    ) -> None:
         """Start what the config turns on.
+
+        Args:
+            config: the device's config.
+            metrics: the device's metrics (the publisher's connection and spool, the side
+                outputs'); default: new ones.
+            side_outputs: where a side output that fails says so (default: a new record over
+                this object's metrics).
 
         Raises:
             EdgeError: the RTSP port cannot be served.
         """
-        self.metrics = Metrics()  # the publisher's (its connection and spool)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.side_outputs = side_outputs or SideOutputs(self.metrics)
         self.rtsp = RtspServer(config.output.rtsp_port) if config.output.rtsp_port else None
         self.publisher = MqttPublisher(config.mqtt, self.metrics) if config.mqtt.enabled else None
         if self.publisher is not None:
@@ -280,10 +294,16 @@ def run(config: Config) -> dict[str, Any]:
         source.check()
     threads = model_threads(config.pipeline, len(configs))
     engines = SharedEngines(config.detector.backend, threads)
+    device_metrics = Metrics()
+    side_outputs = SideOutputs(device_metrics)
     health = Health(
-        metrics, SystemdNotifier.from_env(), config.health.stall_s, config.health.watchdog
+        metrics,
+        SystemdNotifier.from_env(),
+        config.health.stall_s,
+        config.health.watchdog,
+        side_outputs=side_outputs,
     )
-    device = DeviceOutputs(config)
+    device = DeviceOutputs(config, device_metrics, side_outputs)
     cameras: list[Camera] = []
     runs: list[Run] = []
     try:

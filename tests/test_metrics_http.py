@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.errors import EdgeError
 from edge.metrics import BUCKETS, Metrics
 from edge.service.health import Health
-from edge.service.metrics_http import MetricsServer
+from edge.service.metrics_http import MetricsServer, healthz
+from edge.service.side_outputs import SideOutputs
 
 # Seconds per observation, per stage: includes one past the last bucket (only in +Inf).
 OBSERVATIONS = {
@@ -181,3 +182,23 @@ def test_port_in_use_is_a_one_line_error(
 ) -> None:
     with pytest.raises(EdgeError, match=rf"cannot serve metrics on 127.0.0.1:{server.port} "):
         MetricsServer({"cam0": metrics}, health, "127.0.0.1", server.port)
+
+
+def test_healthz_names_a_degraded_side_output_and_stays_healthy() -> None:
+    """A side output that failed (here the spool) is named with its reason; the cameras
+    deliver, so the device is still healthy, and STATUS says it too."""
+    now = [100.0]
+    metrics, device = Metrics(), Metrics()
+    side_outputs = SideOutputs(device)
+    health = Health({"cam0": metrics}, None, stall_s=5.0, clock=lambda: now[0],
+                    side_outputs=side_outputs)  # fmt: skip
+    health.frame_done("cam0")
+    side_outputs.degrade("spool", "cannot write /x/spool.db: Read-only file system")
+    healthy, body = healthz(health)
+    assert healthy
+    assert "spool: degraded: cannot write /x/spool.db: Read-only file system" in body
+    assert "degraded: spool" in health.status()
+    assert device.snapshot().gauges["side_outputs_degraded"] == 1
+    side_outputs.recover("spool")
+    assert "degraded" not in healthz(health)[1]
+    assert device.snapshot().gauges["side_outputs_degraded"] == 0

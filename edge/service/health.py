@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from edge.metrics import Metrics
+from edge.service.side_outputs import SideOutputs
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class Health:
         watchdog: bool = True,
         status_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        side_outputs: SideOutputs | None = None,
     ) -> None:
         """Set up; nothing is sent before `start()` or the first frame.
 
@@ -125,6 +127,7 @@ class Health:
             watchdog: send WATCHDOG=1 when systemd asks for it (config `health.watchdog`).
             status_interval_s: how often STATUS= is refreshed.
             clock: monotonic seconds (tests may pass their own).
+            side_outputs: the degraded side outputs, named in STATUS (None: none tracked).
 
         Raises:
             ValueError: `stall_s` or `status_interval_s` is not positive.
@@ -137,6 +140,7 @@ class Health:
         self._stall_s = stall_s
         self._status_interval_s = status_interval_s
         self._clock = clock
+        self.side_outputs = side_outputs
         self._lock = threading.Lock()
         self._last_frame: dict[str, float | None] = dict.fromkeys(metrics)
         self._flowed_since_ping = False
@@ -211,10 +215,13 @@ class Health:
         it is stalled (with several cameras, each is named and the stalled ones come first)."""
         lines = {name: self._camera_status(name) for name in self._metrics}
         if len(lines) == 1:
-            return next(iter(lines.values()))
-        stalled = [name for name in lines if not self.healthy(name)]
-        text = "; ".join(f"{name}: {line}" for name, line in lines.items())
-        return f"stalled: {', '.join(stalled)}; {text}" if stalled else text
+            text = next(iter(lines.values()))
+        else:
+            stalled = [name for name in lines if not self.healthy(name)]
+            text = "; ".join(f"{name}: {line}" for name, line in lines.items())
+            text = f"stalled: {', '.join(stalled)}; {text}" if stalled else text
+        degraded = self.side_outputs.degraded() if self.side_outputs is not None else {}
+        return f"{text}; degraded: {', '.join(degraded)}" if degraded else text
 
     def _camera_status(self, camera: str) -> str:
         snapshot = self._metrics[camera].snapshot()

@@ -132,7 +132,8 @@ def _braced(labels: str) -> str:
 
 
 def healthz(health: Health) -> tuple[bool, str]:
-    """`/healthz`: healthy only when every camera delivers; one line per camera."""
+    """`/healthz`: healthy only when every camera delivers; one line per camera, then one per
+    degraded side output (which leaves the device healthy)."""
     lines = []
     for name in health.cameras:
         age = health.last_frame_age_s(name)
@@ -142,6 +143,9 @@ def healthz(health: Health) -> tuple[bool, str]:
             lines.append(f"{name}: unhealthy: no frame yet")
         else:
             lines.append(f"{name}: unhealthy: stalled, no frame for {age:.0f} s")
+    if health.side_outputs is not None:
+        for output, reason in health.side_outputs.degraded().items():
+            lines.append(f"{output}: degraded: {reason}")
     return health.healthy(), "\n".join(lines) + "\n"
 
 
