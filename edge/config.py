@@ -111,9 +111,12 @@ class OutputConfig:
     # Video segments (Matroska, H.264) in dir/video/CAMERA/, named by camera and UTC start
     video: str = "recordings"
     segment_s: float = field(default=60.0, metadata=_range(1, 3600))
-    # The oldest segments (and their snapshots) go beyond keep_gb or keep_days; 0: no bound
+    # The oldest segments (and their snapshots, rotated event files, earlier runs' MOT files) go
+    # beyond keep_gb (all cameras together) or keep_days, or while the output file system has
+    # less than min_free_gb free; 0: no bound
     keep_gb: float = field(default=20.0, metadata=_range(0))
     keep_days: float = field(default=30.0, metadata=_range(0))
+    min_free_gb: float = field(default=1.0, metadata=_range(0))
     bitrate_kbps: int = field(default=4000, metadata=_range(100, 100000))
     overlay: bool = True  # boxes, track ids, classes and FPS on the video
     rtsp_port: int = field(default=0, metadata=_range(0, 65535))  # 0: no RTSP server

@@ -2,10 +2,14 @@
 are bounded (retention), which events fall in each (the index) and how a time range becomes one
 file (export).
 
-Layout under `output.dir`: `VIDEO/CAMERA/CAMERA_20250601T120305.512Z.mkv` (a segment, named by
-camera and the UTC capture time of its first frame; it ends at its file's last write) and
-`snapshots/CAMERA/CAMERA_<utc>_<run>_track<id>.jpg`. The file system is the index: nothing else
-has to survive a kill for the listing to be right.
+Layout under `output.dir`: `VIDEO/CAMERA/CAMERA_20250601T120305.512Z_000042.mkv` (a segment,
+named by camera, the UTC capture time of its first frame and its sequence number; it ends at its
+file's last write) and `snapshots/CAMERA/CAMERA_<utc>_<run>_track<id>.jpg`. The file system is the
+index: nothing else has to survive a kill for the listing to be right.
+
+The sequence number counts a camera's segments, continuing from the largest on disk, so it orders
+them even when the clock that stamped them was wrong (a Jetson without an RTC battery boots in
+the past until NTP steps its clock). Names without one (written before it existed) come first.
 """
 
 from __future__ import annotations
@@ -15,15 +19,13 @@ import dataclasses
 import itertools
 import logging
 import re
-import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.metrics import Metrics
+from edge.outputs.base import rotated_files
 from edge.outputs.events import read_events
 from edge.utc import STAMP, iso, parse_time, stamp, stamp_time
 from edge.video.remux import remux
@@ -32,17 +34,13 @@ log = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".mkv"
 MATROSKA_CLUSTER = bytes.fromhex("1f43b675")  # the element that holds frames
-SEGMENT_NAME = re.compile(rf"(?P<camera>.+)_(?P<stamp>{STAMP})\{SEGMENT_SUFFIX}")
+SEGMENT_NAME = re.compile(rf"(?P<camera>.+)_(?P<stamp>{STAMP})(?:_(?P<seq>\d+))?\{SEGMENT_SUFFIX}")
 SNAPSHOT_NAME = re.compile(rf"(?P<camera>.+?)_(?P<stamp>{STAMP})_.*\.jpg")
 
 
-def segment_path(folder: Path, camera: str, start_utc_s: float) -> Path:
-    """A new segment's file: camera and UTC start; never the name of an existing file."""
-    while True:
-        path = folder / f"{camera}_{stamp(start_utc_s)}{SEGMENT_SUFFIX}"
-        if not path.exists():
-            return path
-        start_utc_s += 0.001
+def segment_path(folder: Path, camera: str, start_utc_s: float, seq: int) -> Path:
+    """A new segment's file: camera, UTC start and sequence number (unique per camera)."""
+    return folder / f"{camera}_{stamp(start_utc_s)}_{seq:06d}{SEGMENT_SUFFIX}"
 
 
 def has_frames(path: Path) -> bool:
@@ -63,147 +61,64 @@ def snapshot_name(camera: str, utc_s: float, run: str, track_id: int) -> str:
 @dataclass(frozen=True)
 class Segment:
     """One recorded segment: its camera, file, UTC start and end (its last write, or the next
-    segment's start if that is sooner), size in bytes."""
+    segment's start if that is sooner), size in bytes, sequence number (None in a name written
+    before there was one) and the file's modification time."""
 
     camera: str
     path: Path
     start: float
     end: float
     size: int
+    seq: int | None = None
+    mtime: float = 0.0
+
+    @property
+    def order(self) -> tuple[int, int, float]:
+        """The camera's recording order: names without a sequence first, by stamp."""
+        return (0, 0, self.start) if self.seq is None else (1, self.seq, 0.0)
 
 
-def _segment(path: Path, camera: str | None = None) -> Segment | None:
+def parse_segment(path: Path, camera: str | None = None) -> Segment | None:
+    """The segment a file holds, or None: not this camera's, gone, or a bad name (warned)."""
     match = SEGMENT_NAME.fullmatch(path.name)
-    if match is None or (camera is not None and match["camera"] != camera):
+    try:
+        if match is None:
+            raise ValueError("not CAMERA_STAMP_SEQ.mkv")
+        start = stamp_time(match["stamp"])
+    except ValueError as exc:
+        log.warning("%s: not a segment name (%s): skipped, never deleted", path, exc)
+        return None
+    if camera is not None and match["camera"] != camera:
         return None
     try:
         status = path.stat()
     except FileNotFoundError:  # deleted meanwhile (retention)
         return None
-    start = stamp_time(match["stamp"])
-    return Segment(match["camera"], path, start, max(start, status.st_mtime), status.st_size)
+    seq = int(match["seq"]) if match["seq"] else None
+    mtime = status.st_mtime
+    return Segment(match["camera"], path, start, max(start, mtime), status.st_size, seq, mtime)
+
+
+def camera_segments(folder: Path, camera: str | None = None) -> list[Segment]:
+    """The segments in one camera's folder, in recording order (`Segment.order`)."""
+    found = [s for p in folder.glob(f"*{SEGMENT_SUFFIX}") if (s := parse_segment(p, camera))]
+    return sorted(found, key=lambda s: s.order)
 
 
 def list_segments(root: Path, camera: str | None = None) -> list[Segment]:
-    """The segments under `root` (one folder per camera), oldest first."""
+    """The segments under `root` (one folder per camera), by UTC start."""
     folders = [root / camera] if camera else sorted(p for p in root.glob("*") if p.is_dir())
     found = []
     for folder in folders:
-        mine = [s for p in sorted(folder.glob(f"*{SEGMENT_SUFFIX}")) if (s := _segment(p, camera))]
+        mine = camera_segments(folder, camera)
         # A segment's last frames reach its file a little after the next one began (the muxer
-        # gets whole keyframe intervals): it ends where the next begins, if that is sooner.
+        # gets whole keyframe intervals): it ends where the next begins, if that is sooner (and
+        # not before its own start, which a clock stepped back between the two would give).
         for segment, after in itertools.pairwise(mine):
-            found.append(dataclasses.replace(segment, end=min(segment.end, after.start)))
+            end = max(segment.start, min(segment.end, after.start))
+            found.append(dataclasses.replace(segment, end=end))
         found += mine[-1:]
     return sorted(found, key=lambda s: (s.start, s.camera))
-
-
-class Retention:
-    """Bounds one camera's segments in bytes and age; the oldest go first, with the snapshots
-    taken before the oldest segment that is kept. Every deletion is logged and counted.
-
-    The open segment (being written) is never deleted, but its size counts.
-
-    Args:
-        folder: the camera's segment folder.
-        camera: the camera's name.
-        snapshots: the camera's snapshot folder, or None.
-        keep_bytes: bound on the segments' total size; 0: none.
-        keep_s: bound on a segment's age (from its end); 0: none.
-        metrics: counts `segments_deleted` and `recording_bytes_deleted`, sets `recording_bytes`.
-        margin_bytes: room kept for the open segment's growth at least (e.g. 2 s of video).
-    """
-
-    def __init__(
-        self,
-        folder: Path,
-        camera: str,
-        snapshots: Path | None,
-        keep_bytes: int,
-        keep_s: float,
-        metrics: Metrics,
-        margin_bytes: int = 0,
-    ) -> None:
-        self.folder, self.camera, self.snapshots = folder, camera, snapshots
-        self.margin_bytes = margin_bytes
-        self.keep_bytes, self.keep_s, self.metrics = keep_bytes, keep_s, metrics
-        self._closed = deque(list_segments(folder.parent, camera) if folder.is_dir() else [])
-        self._closed_bytes = sum(s.size for s in self._closed)
-        self._open: tuple[Path, int] | None = None  # the open segment and its size
-        self._growth: deque[int] = deque(maxlen=30)  # its growth between recent calls
-
-    def closed(self, path: Path) -> None:
-        """Count a segment that was just finished."""
-        segment = _segment(path, self.camera)
-        if segment is not None and all(s.path != path for s in self._closed):
-            self._closed.append(segment)
-            self._closed_bytes += segment.size
-
-    def enforce(self, open_segment: Path | None = None) -> None:
-        """Delete the oldest finished segments beyond the bounds (and their snapshots).
-
-        Args:
-            open_segment: the segment being written; room for twice its largest recent growth
-                between calls is kept, so the total stays under the bound until the next call.
-        """
-        open_bytes, margin = 0, 0
-        if open_segment is not None:
-            try:
-                open_bytes = open_segment.stat().st_size
-            except FileNotFoundError:
-                open_bytes = 0
-            before = self._open[1] if self._open and self._open[0] == open_segment else 0
-            self._growth.append(max(open_bytes - before, 0))
-            self._open = (open_segment, open_bytes)
-            # The file grows a keyframe interval at a time: room for the largest recent steps.
-            margin = max(self.margin_bytes, 2 * max(self._growth))
-        oldest_kept = time.time() - self.keep_s
-        last_deleted: Segment | None = None
-        while self._closed:
-            oldest = self._closed[0]
-            too_big = self.keep_bytes and (
-                self._closed_bytes + open_bytes + margin > self.keep_bytes
-            )
-            too_old = self.keep_s and oldest.end < oldest_kept
-            if not (too_big or too_old):
-                break
-            self._closed.popleft()
-            self._closed_bytes -= oldest.size
-            self._delete(oldest, "keep_gb" if too_big else "keep_days")
-            last_deleted = oldest
-        if last_deleted is not None and self.snapshots is not None:
-            kept_from = self._closed[0].start if self._closed else last_deleted.end
-            self._delete_snapshots_before(self.snapshots, kept_from)
-        self.metrics.set("recording_bytes", self._closed_bytes + open_bytes)
-
-    def _delete(self, segment: Segment, bound: str) -> None:
-        try:
-            segment.path.unlink()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            log.warning("cannot delete old segment %s: %s", segment.path, exc.strerror)
-            return
-        self.metrics.increment("segments_deleted")
-        self.metrics.increment("recording_bytes_deleted", segment.size)
-        log.info(
-            "deleted %s (%.1f MB, ended %s): output.%s reached",
-            segment.path.name,
-            segment.size / 1e6,
-            iso(segment.end),
-            bound,
-        )
-
-    def _delete_snapshots_before(self, folder: Path, utc_s: float) -> None:
-        count = 0
-        for path in folder.glob(f"{self.camera}_*.jpg"):
-            match = SNAPSHOT_NAME.fullmatch(path.name)
-            if match and match["camera"] == self.camera and stamp_time(match["stamp"]) < utc_s:
-                path.unlink(missing_ok=True)
-                count += 1
-        if count:
-            self.metrics.increment("snapshots_deleted", count)
-            log.info("deleted %d snapshots of %s taken before %s", count, self.camera, iso(utc_s))
 
 
 @dataclass
@@ -226,11 +141,15 @@ def event_time(event: dict[str, Any]) -> float | None:
 
 
 def event_files(folder: Path, name: str) -> list[Path]:
-    """The events files that `output.events` names in `folder` (one per run if it has `{run}`)."""
+    """The events files that `output.events` names in `folder` (one per run if it has `{run}`),
+    each after its full pieces (`events-000001.jsonl`, ...), oldest first."""
     if not name:
         return []
     pattern = folder / name.replace("{run}", "*").replace("{camera}", "*")
-    return sorted(p for p in pattern.parent.glob(pattern.name) if p.is_file())
+    found = {p for p in pattern.parent.glob(pattern.name) if p.is_file()}
+    pieces = {path: rotated_files(path) for path in found}
+    current = sorted(found - {piece for listed in pieces.values() for piece in listed})
+    return [piece for path in current for piece in [*pieces[path], path]]
 
 
 def index(

@@ -39,7 +39,7 @@ from edge.outputs.segments import Recording
 from edge.outputs.snapshots import SnapshotSink
 from edge.outputs.video import VideoSink
 from edge.pipeline import Camera, Models, Pipeline, progress_line
-from edge.recordings import Retention
+from edge.retention import DiskBudget, Retention, line_file_patterns
 from edge.service.health import Health, SystemdNotifier
 from edge.service.metrics_http import MetricsServer
 from edge.service.mqtt import MqttPublisher
@@ -137,6 +137,9 @@ class DeviceOutputs:
         """
         self.metrics = metrics if metrics is not None else Metrics()
         self.side_outputs = side_outputs or SideOutputs(self.metrics)
+        # One budget for every camera's files: keep_gb is the device's, not each camera's.
+        output = config.output
+        self.budget = DiskBudget(int(output.keep_gb * 1e9), int(output.min_free_gb * 1e9))
         self.rtsp = RtspServer(config.output.rtsp_port) if config.output.rtsp_port else None
         self.publisher = MqttPublisher(config.mqtt, self.metrics) if config.mqtt.enabled else None
         if self.publisher is not None:
@@ -174,8 +177,13 @@ def open_sinks(
     sinks: list[Sink] = [TrackIdLedger(run, disk)]
     records = EventRecords(run, class_names)  # one numbering for the file and MQTT
     if output.video or device.rtsp:
-        video = recording(output, run, disk, metrics)
+        video = recording(output, run, disk, metrics, device.budget)
         sinks.append(VideoSink(output, class_names, metrics, video, device.rtsp))
+    # Retention takes finished event and MOT files (full pieces, earlier runs'), never open ones.
+    lines = (output.events, output.mot)
+    device.budget.writing.update(run.path(name) for name in lines if name)
+    keep_s = output.keep_days * 86400
+    device.budget.side_files(folder, line_file_patterns(lines), keep_s, metrics)
     if output.events:
         sinks.append(EventSink(run.path(output.events), records, disk))
     if output.mot:
@@ -206,16 +214,17 @@ def open_sinks(
 
 
 def recording(
-    output: OutputConfig, run: Run, disk: OutputDisk, metrics: Metrics
+    output: OutputConfig, run: Run, disk: OutputDisk, metrics: Metrics, budget: DiskBudget
 ) -> Recording | None:
-    """The camera's segment recording with its retention, or None when `output.video` is off."""
+    """The camera's segment recording with its retention (within the device's `budget`), or
+    None when `output.video` is off."""
     if not output.video:
         return None
     folder = Path(output.dir) / output.video / run.camera
     snapshots = Path(output.dir) / "snapshots" / run.camera if output.snapshots else None
-    keep_bytes, keep_s = int(output.keep_gb * 1e9), output.keep_days * 86400
     margin = output.bitrate_kbps * 125 * 2  # 2 s of video, the open segment's next steps
-    retention = Retention(folder, run.camera, snapshots, keep_bytes, keep_s, metrics, margin)
+    keep_s = output.keep_days * 86400
+    retention = Retention(folder, run.camera, snapshots, keep_s, metrics, budget, margin)
     return Recording(folder, run, output, disk, retention, metrics)
 
 

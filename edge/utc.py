@@ -64,6 +64,26 @@ def parse_time(text: str, now: float | None = None) -> float:
 
 
 def stamp_time(text: str) -> float:
-    """A file-name stamp as UTC epoch seconds."""
+    """A file-name stamp as UTC epoch seconds.
+
+    Raises:
+        ValueError: the stamp matches `STAMP` but is no date (e.g. month 13).
+    """
     moment = datetime.strptime(text, f"{STAMP_FORMAT}.%fZ").replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+class Clock:
+    """The wall clock and the monotonic clock, in one object so a test can step the wall clock
+    (as NTP does at a Jetson's boot) while the monotonic one goes on."""
+
+    def time(self) -> float:
+        """UTC epoch seconds (steps when the system clock is set)."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """Seconds that only ever increase (never stepped)."""
+        return time.monotonic()
+
+
+SYSTEM_CLOCK = Clock()

@@ -71,6 +71,18 @@ def test_disk_bound_counts_files_of_an_earlier_run(tmp_path: Path) -> None:
     assert names[-1].endswith("_00000100.jpg")
 
 
+def test_photos_of_the_user_in_the_folder_are_never_counted_or_deleted(tmp_path: Path) -> None:
+    photos = [tmp_path / "0001_holiday.jpg", tmp_path / "IMG_20240101T000000.000000Z_00000001.jpg"]
+    for seed, photo in enumerate(photos):
+        cv2.imwrite(str(photo), colorful(seed))
+    sink = FootageSink(tmp_path, every_s=0.05, max_frames=2, max_mb=100)  # every frame
+    for index in range(5):
+        sink.write(packet(index, colorful(index)), fps=10.0)
+    assert all(photo.exists() for photo in photos)
+    ours = sorted(p.name for p in tmp_path.glob("footage_*.jpg"))
+    assert [int(name[-12:-4]) for name in ours] == [3, 4]
+
+
 # The sample video runs at 10 FPS: every 0.5 s of stream time is every 5th frame.
 @pytest.mark.parametrize(("fmt", "expected"), [("BGR", [0, 5, 10, 15, 20, 25]), ("GRAY8", [])])
 def test_run_collects_footage_from_a_color_source_only(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.processes import free_port, rss_kib
+from benchmarks.processes import fd_count, free_port, rss_kib
 from edge.__main__ import COMMANDS
 from edge.cli import main
 from edge.config import load
@@ -36,13 +36,13 @@ from edge.outputs.base import Sink
 from edge.outputs.events import EventSink, read_events
 from edge.outputs.records import EventRecords
 from edge.outputs.run import Run
-from edge.recordings import Retention, export, list_segments, snapshot_name
+from edge.recordings import export, list_segments, segment_path, snapshot_name
+from edge.retention import DiskBudget, Retention
 from edge.runtime import DeviceOutputs, open_sinks
 from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
-from edge.utc import parse_time, stamp
+from edge.utc import parse_time
 from edge.video.encoders import SegmentRecorder, segment_pipeline
 from export.data import data_file
-from tests.proc import fd_count
 from tests.recorded import decode, decoded_frames, segments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,19 +261,19 @@ def test_retention_deletes_the_oldest_segments_and_their_snapshots(tmp_path: Pat
     shots.mkdir(parents=True)
     now = time.time()
     paths = []
-    for age_days in (10, 9, 3, 2, 1):  # five segments of 1000 bytes, one per day
+    for seq, age_days in enumerate((10, 9, 3, 2, 1), 1):  # five segments of 1000 bytes, a day apart
         start = now - age_days * 86400
-        path = folder / f"cam0_{stamp(start)}.mkv"
+        path = segment_path(folder, "cam0", start, seq)
         path.write_bytes(b"\0" * 1000)
         os.utime(path, (start + 60, start + 60))
         (shots / snapshot_name("cam0", start + 30, "run", age_days)).write_bytes(b"jpg")
         paths.append(path)
     metrics = Metrics()
-    by_age = Retention(folder, "cam0", shots, keep_bytes=0, keep_s=5 * 86400, metrics=metrics)
+    by_age = Retention(folder, "cam0", shots, 5 * 86400, metrics, DiskBudget())
     by_age.enforce()
     assert [p.exists() for p in paths] == [False, False, True, True, True]
     assert sorted(int(p.stem.split("track")[-1]) for p in shots.glob("*.jpg")) == [1, 2, 3]
-    by_size = Retention(folder, "cam0", shots, keep_bytes=2500, keep_s=0, metrics=metrics)
+    by_size = Retention(folder, "cam0", shots, 0, metrics, DiskBudget(keep_bytes=2500))
     by_size.enforce()
     assert [p.exists() for p in paths] == [False, False, False, True, True]
     counters = metrics.snapshot().counters
@@ -500,6 +500,52 @@ def test_keep_gb_deletes_the_oldest_segments_while_the_run_goes_on(
         decoded_frames(path)
 
 
+def test_each_closed_segment_and_its_folder_entry_are_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:  # the real call, noted
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sinks, _ = sinks_for(tmp_path, "output.segment_s=1", "output.events=''")
+    feed(sinks, 0, 25)
+    close(sinks)
+    found = segments(tmp_path)
+    assert len(found) == 3
+    folder = found[0].parent.resolve()
+    assert [p for p in synced if p.suffix == ".mkv"] == [p.resolve() for p in found]
+    assert synced.count(folder) == len(found)
+
+
+def test_a_disk_filled_while_paused_is_freed_by_min_free_gb_and_recording_resumes(
+    tmp_path: Path, small_disk: Callable[[str], Path]
+) -> None:
+    folder = small_disk("4m")
+    earlier = folder / "recordings" / "cam0"
+    earlier.mkdir(parents=True)
+    old = [segment_path(earlier, "cam0", time.time() - 3600 + i, i + 1) for i in range(4)]
+    for path in old:
+        path.write_bytes(b"\0" * 400_000)
+    # Writing resumes with 1 MiB free (10 s of video at least): the floor lies above it.
+    sinks, metrics = sinks_for(folder, "output.segment_s=1", "output.min_free_gb=0.0011")
+    feed(sinks, 0, 10, live_s=0.02)
+    filler = fill(folder)  # someone else's file: never ours to delete
+    before = set(segments(folder))
+    feed(sinks, 10, 70, live_s=0.1)  # 7 s: paused, freed by retention, probed again after 5 s
+    close(sinks)
+    assert filler.exists()
+    assert [p.exists() for p in old] == [False, False, False, True]
+    snap = metrics.snapshot()
+    assert snap.counters["segments_deleted"] == 3
+    assert snap.counters["disk_errors"] == 1
+    assert snap.gauges["output_paused"] == 0
+    assert set(segments(folder)) - before  # recording resumed
+
+
 def test_a_full_disk_pauses_recording_not_the_pipeline(
     model_overrides: list[str], tmp_path: Path, small_disk: Callable[[str], Path]
 ) -> None:
@@ -507,7 +553,7 @@ def test_a_full_disk_pauses_recording_not_the_pipeline(
     process = edge_process(
         ["--source", "test://", "source.width=160", "source.height=120", "output.segment_s=2",
          "output.bitrate_kbps=300", f"health.metrics_port={port}", f"output.dir='{folder}'",
-         "pipeline.log_every_s=1", *model_overrides],
+         "pipeline.log_every_s=1", "output.min_free_gb=0", *model_overrides],
         tmp_path / "edge.log",
     )  # fmt: skip
     try:

@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 class EventSink(LineFile):
     """Appends one JSON object per track event (`edge.outputs.records` shows one). Each line is
-    written whole in one system call: a kill loses no complete line."""
+    written whole in one system call: a kill loses no complete line, a power cut the lines of
+    the last second at most (`LineFile`). Full files become numbered pieces
+    (`events-000001.jsonl`), which `edge.recordings.event_files` lists before the file."""
 
     def __init__(self, path: Path, records: EventRecords, disk: OutputDisk | None = None) -> None:
         super().__init__(path, append=True, disk=disk)
@@ -34,8 +36,8 @@ class EventSink(LineFile):
         super().close(final_events)
 
     def _append(self, records: list[Record]) -> None:
-        if records:
-            self.write_lines([json.dumps(record) for record in records])
+        # Called every frame, even without events, so a due fsync is never long put off.
+        self.write_lines([json.dumps(record) for record in records])
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:

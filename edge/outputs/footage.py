@@ -1,11 +1,14 @@
 """Daytime footage for scene adaptation (`python -m export adapt --video FOLDER`): one color frame
 every `every_s` seconds of stream time, while the source delivers color, bounded in count and
-disk; the oldest frames go first. File names sort in time order (UTC capture time, frame index).
+disk; the oldest frames go first. File names (`footage_<UTC time>_<frame index>.jpg`) sort in
+time order. Only files with such names are counted or deleted: the folder may hold the user's own
+photos (a photo folder chosen as `collect_dir`), which stay untouched.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +19,13 @@ from edge.models.colorizer import carries_color
 from edge.types import Packet, TrackEvent
 
 log = logging.getLogger(__name__)
-SUFFIX = ".jpg"
+PREFIX, SUFFIX = "footage_", ".jpg"
+NAME = re.compile(rf"{PREFIX}\d{{8}}T\d{{6}}\.\d{{6}}Z_\d{{8,}}\{SUFFIX}")
+
+
+def collected(folder: Path) -> list[Path]:
+    """The frames the collector wrote in `folder`, oldest first (nothing else there)."""
+    return sorted(p for p in folder.glob(f"{PREFIX}*{SUFFIX}") if NAME.fullmatch(p.name))
 
 
 class FootageSink:
@@ -26,7 +35,7 @@ class FootageSink:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.every_s = folder, every_s
         self.max_frames, self.max_bytes = max_frames, int(max_mb * 1e6)
-        self._kept = deque((p, p.stat().st_size) for p in sorted(folder.glob(f"*{SUFFIX}")))
+        self._kept = deque((p, p.stat().st_size) for p in collected(folder))
         self._bytes = sum(size for _, size in self._kept)
         self._next_s: float | None = None
 
@@ -40,7 +49,7 @@ class FootageSink:
             return  # a night or IR frame: nothing to learn colors from; try the next one
         self._next_s = stream_s + self.every_s
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        path = self.folder / f"{stamp}_{frame.index:08d}{SUFFIX}"
+        path = self.folder / f"{PREFIX}{stamp}_{frame.index:08d}{SUFFIX}"
         if not cv2.imwrite(str(path), frame.image):
             log.warning("cannot write %s: footage collection skipped this frame", path)
             return

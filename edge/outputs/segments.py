@@ -1,5 +1,7 @@
 """One camera's video recording, in segments: opened at the first frame, paused while the disk
-refuses data and reopened when it takes data again, bounded by retention (`edge.recordings`)."""
+refuses data and reopened when it takes data again, bounded by retention (`edge.retention`, which
+goes on while recording is paused, so a full disk frees itself). Each finished segment is
+fsynced with its folder entry: a power cut loses only the segment being written."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from edge.config import OutputConfig
 from edge.errors import EdgeError
 from edge.metrics import Metrics
 from edge.outputs.disk import OutputDisk
+from edge.outputs.durable import sync_file
 from edge.outputs.run import Run
-from edge.recordings import Retention, has_frames, segment_path
+from edge.recordings import has_frames
+from edge.retention import Retention
 from edge.types import Frame
 from edge.video.encoders import SegmentRecorder
 
@@ -56,12 +60,13 @@ class Recording:
         recorder = self.recorder or self._start(image, frame)
         if recorder is None:
             self.metrics.increment("frames_not_recorded")
-            return
-        recorder.write(image, frame.stream_s, frame.utc)
-        self._handle(recorder.poll())
-        if self.recorder is not None and time.monotonic() >= self._next_check:
+        else:
+            recorder.write(image, frame.stream_s, frame.utc)
+            self._handle(recorder.poll())
+        # Also while paused: deleting the oldest segments is what frees a full disk.
+        if time.monotonic() >= self._next_check:
             self._next_check = time.monotonic() + RETENTION_EVERY_S
-            self.retention.enforce(self.recorder.current)
+            self.retention.enforce(self.recorder.current if self.recorder else None)
 
     def close(self) -> None:
         """Finish the open segment so it is complete, and apply the bounds once more."""
@@ -82,7 +87,7 @@ class Recording:
             frame.fps,
             self.config.bitrate_kbps,
             self.config.segment_s,
-            lambda utc: segment_path(self.folder, self.run.camera, utc),
+            self.retention.next_path,
         )
         return self.recorder
 
@@ -93,7 +98,7 @@ class Recording:
     def _handle(self, events: list[tuple[str, Path]], closing: bool = False) -> None:
         for kind, path in events:
             if kind == "closed":
-                self.retention.closed(path)
+                self._finished(path)
                 self.metrics.increment("segments_recorded")
                 self._next_check = 0.0  # apply the bounds at once
                 log.debug("segment %s closed", path.name)
@@ -117,7 +122,15 @@ class Recording:
         self.recorder.abort()
         current = self.recorder.current
         if current is not None and has_frames(current):
-            self.retention.closed(current)
+            self._finished(current)
         elif current is not None:
             current.unlink(missing_ok=True)
         self.recorder = None
+
+    def _finished(self, path: Path) -> None:
+        """A closed segment: made durable, then counted by retention."""
+        try:
+            sync_file(path)
+        except OSError as exc:  # its frames are in the page cache; a power cut may cost them
+            log.warning("cannot fsync segment %s: %s", path, exc.strerror)
+        self.retention.closed(path)
