@@ -11,7 +11,7 @@ from edge.metrics import Metrics
 from edge.outputs.annotate import TrackAnnotator
 from edge.outputs.segments import Recording
 from edge.types import Packet, TrackEvent
-from edge.video.encoders import RtspMount, RtspServer
+from edge.video.rtsp import RtspMount, RtspServer
 
 
 class VideoSink:
@@ -37,7 +37,7 @@ class VideoSink:
         height, width = image.shape[:2]
         if self.rtsp_server is not None:
             path, bitrate = self.config.rtsp_path, self.config.bitrate_kbps
-            self.rtsp = self.rtsp_server.mount(path, width, height, fps, bitrate)
+            self.rtsp = self.rtsp_server.mount(path, width, height, fps, bitrate, self.metrics)
         self._opened = True
 
     def write(self, packet: Packet, fps: float) -> None:
