@@ -9,14 +9,30 @@ back; the frames go through the shared detector in one inference call and their 
 the embedder in one more. It starts each round with the next camera, so none is starved.
 
 A live camera keeps only its newest captured frame (an older one waiting is dropped and
-counted): a frame waits for at most the batch in progress. A file blocks instead, so every frame
-is processed. Later queues always block: every frame that enters detection is tracked,
-colorized and written in order, so a camera's video, JSONL events and MOT file number frames
-the same way.
+counted): a frame waits for at most the batch in progress. Nor does a detect thread ever wait
+for a live camera's own stages: a frame whose camera's track queue is full is dropped before
+detection and counted (`dropped_frames` and `frames_dropped_slow`), so a camera with a slow
+sink (a hung disk) never holds back the other cameras of its thread. A file blocks instead, so
+every frame is processed. A camera's later queues block (bounded, and holding back only that
+camera): every frame that enters its tracker is tracked, colorized and written in order, so a
+camera's video, JSONL events and MOT file number frames the same way.
 
-`stop()` (from a signal handler) stops capture; the end-of-stream markers then drain every queue
-and each camera's output stage finalizes its files before `run()` returns. A stage that fails
-stops only its own camera; a failure of a detect stage stops all.
+Supervision. A live camera is a service: when one of its stages raises (its capture, track,
+colorize or output stage), the error is logged and counted (`camera_restarts`) and that stage
+waits out a backoff (`restart_initial_s` doubling to `restart_max_s`, starting over once the
+camera has worked for `restart_max_s`), then goes on with the next frame; a failed capture
+reopens its source. Frames that arrive meanwhile are dropped and counted like a slow camera's.
+The camera's other stages and every other camera run on; after `FAILED_AFTER` failures in a row
+the camera is reported failing to its listener (unhealthy on `/healthz` and STATUS) until its
+next complete frame. A file's camera is a job: its first stage error stops it and `run()`
+raises it. The shared detection retries a failed batch with the same backoff; after
+`DETECT_ATTEMPTS` failures in a row the engine is taken as broken: every camera stops and
+`run()` raises, so `edge run` exits non-zero and systemd restarts the service (a fresh process
+reloads the engine, which an in-process retry cannot).
+
+`stop()` (from a signal handler) stops capture and cuts any backoff short; the end-of-stream
+markers then drain every queue and each camera's output stage finalizes its files before
+`run()` returns.
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ import numpy as np
 
 from edge.detections import pixel_box
 from edge.errors import EdgeError
+from edge.faults import Backoff, describe, trace_of
 from edge.metrics import Metrics
 from edge.models.colorizer import Colorizer
 from edge.models.detector import Detector
@@ -45,6 +62,8 @@ from edge.video.capture import FrameSource
 
 log = logging.getLogger(__name__)
 END = None  # the end-of-stream marker passed down the queues
+FAILED_AFTER = 3  # a live camera failing this many times in a row is reported unhealthy
+DETECT_ATTEMPTS = 5  # failed detection calls in a row after which the engine counts as broken
 
 
 class FrameListener(Protocol):
@@ -52,6 +71,9 @@ class FrameListener(Protocol):
 
     def frame_done(self) -> None:
         """One more frame completed."""
+
+    def camera_failed(self, reason: str) -> None:
+        """The camera keeps failing (`reason`: its last error); its next frame clears this."""
 
 
 @dataclass
@@ -162,6 +184,8 @@ class Pipeline:
         batch_timeout_s: float = 0.04,
         log_every_s: float = 10.0,
         detect_workers: int = 1,
+        restart_initial_s: float = 1.0,
+        restart_max_s: float = 60.0,
     ) -> None:
         """Set up the queues; nothing runs before `run()`.
 
@@ -173,6 +197,9 @@ class Pipeline:
             log_every_s: seconds between progress lines (0: none).
             detect_workers: detection threads; camera i is always served by thread i mod N,
                 so each camera's frames reach its tracker in order.
+            restart_initial_s: a failed live camera's (or detection's) first backoff.
+            restart_max_s: the longest backoff, and how long a camera must work for its next
+                failure to start over at `restart_initial_s`.
         """
         if not cameras:
             raise ValueError("a pipeline needs at least one camera")
@@ -186,6 +213,9 @@ class Pipeline:
             [queue.Queue[Packet | None](maxsize=queue_size) for _ in range(3)] for _ in self.cameras
         ]
         self._errors: list[BaseException] = []
+        self._restart_s = (restart_initial_s, restart_max_s)
+        self._backoffs = [Backoff(*self._restart_s) for _ in self.cameras]
+        self._stopping = threading.Event()  # cuts every backoff short
 
     @property
     def frames_done(self) -> int:
@@ -194,6 +224,7 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop capturing; frames already captured are still processed and written."""
+        self._stopping.set()
         for camera in self.cameras:
             camera.source.stop()
 
@@ -231,36 +262,62 @@ class Pipeline:
             raise EdgeError(f"pipeline stage failed: {type(error).__name__}: {error}") from error
 
     def _fail(self, error: BaseException, cameras: Sequence[Camera]) -> None:
-        # An EdgeError is a problem the user can fix, said in one line; anything else is a bug
-        # and keeps its traceback.
-        trace = None if isinstance(error, EdgeError) else error
-        log.error("%s stage failed: %s", threading.current_thread().name, error, exc_info=trace)
+        log.error("%s stage failed: %s", _thread(), describe(error), exc_info=trace_of(error))
         self._errors.append(error)
         for camera in cameras:
             camera.source.stop()
 
-    def _capture(self, index: int) -> None:
+    def _restart(self, index: int, error: Exception) -> bool:
+        """After a stage of camera `index` raised: True once a live camera's backoff is over
+        (the stage goes on); False for a file's camera, which stops (`run()` raises)."""
         camera = self.cameras[index]
-        live, metrics = camera.source.spec.live, camera.metrics
-        try:
-            frames = camera.source.frames()
-            while True:
-                waited = time.perf_counter()
-                frame = next(frames, None)
-                if frame is None:
-                    break
-                metrics.observe("capture", time.perf_counter() - waited)
-                metrics.increment("frames_captured")
-                if self._captured.put(index, Packet(frame), live):
-                    metrics.increment("dropped_frames")
-        except BaseException as error:  # reported by run(), never swallowed
+        if not camera.source.spec.live:
             self._fail(error, [camera])
+            return False
+        backoff = self._backoffs[index]
+        delay, reason = backoff.failed(), describe(error)
+        camera.metrics.increment("camera_restarts")
+        log.error(
+            "%s stage failed: %s; restarting it in %.1f s",
+            _thread(),
+            reason,
+            delay,
+            exc_info=trace_of(error),
+        )
+        if backoff.failures >= FAILED_AFTER and camera.listener is not None:
+            camera.listener.camera_failed(reason)
+        self._stopping.wait(delay)
+        return True
+
+    def _capture(self, index: int) -> None:
+        try:
+            while True:
+                try:
+                    self._capture_until_end(index)
+                    return
+                except Exception as error:  # a live source is reopened, a file's is reported
+                    if not self._restart(index, error):
+                        return
         finally:
             self._captured.put(index, END, live=False)
 
+    def _capture_until_end(self, index: int) -> None:
+        camera = self.cameras[index]
+        live, metrics = camera.source.spec.live, camera.metrics
+        frames = camera.source.frames()
+        while True:
+            waited = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                return
+            metrics.observe("capture", time.perf_counter() - waited)
+            metrics.increment("frames_captured")
+            if self._captured.put(index, Packet(frame), live):
+                metrics.increment("dropped_frames")
+
     def _detect(self, running: list[int]) -> None:
         """Batches frames of these cameras, while they run, through detection and embedding."""
-        failed = False
+        failed, backoff = False, Backoff(*self._restart_s)
         while running:
             batch = self._captured.take(running, self.batch_size, self.batch_timeout_s)
             running = running[1:] + running[:1]  # the next round starts with the next camera
@@ -269,21 +326,57 @@ class Pipeline:
                 if packet is END:
                     running.remove(index)
                     self._queues[index][0].put(END)
-                else:
+                elif self._has_room(index):
                     packets.append((index, packet))
             if failed:
                 continue  # drain, so no capture blocks on a dead stage
+            due = [(self.cameras[i], p) for i, p in packets if self.cameras[i].detection_due()]
             try:
-                self._detect_batch(packets)
-            except BaseException as error:  # reported by run()
+                self._detect_retrying(due, backoff)
+            except Exception as error:  # reported by run()
                 self._fail(error, self.cameras)
                 failed = True
                 continue
-            for index, packet in packets:
+            for index, packet in packets:  # never waits for a live camera: `_has_room`
                 self._queues[index][0].put(packet)
 
-    def _detect_batch(self, packets: list[tuple[int, Packet]]) -> None:
-        due = [(self.cameras[i], p) for i, p in packets if self.cameras[i].detection_due()]
+    def _has_room(self, index: int) -> bool:
+        """Whether camera `index`'s tracker queue can take a frame. A live camera's frame that it
+        cannot is dropped now and counted; a file's waits. This thread is the queue's only
+        producer, so a frame that passes here is handed over without waiting."""
+        camera = self.cameras[index]
+        if not camera.source.spec.live or not self._queues[index][0].full():
+            return True
+        camera.metrics.increment("dropped_frames")
+        camera.metrics.increment("frames_dropped_slow")
+        return False
+
+    def _detect_retrying(self, due: list[tuple[Camera, Packet]], backoff: Backoff) -> None:
+        """Detect these frames; a failed call is retried after `backoff`'s delay, and raised
+        once it has failed `DETECT_ATTEMPTS` times in a row."""
+        while True:
+            try:
+                self._detect_batch(due)
+                return
+            except Exception as error:
+                delay = backoff.failed()
+                for camera, _ in due:
+                    camera.metrics.increment("detect_failures")
+                if backoff.failures >= DETECT_ATTEMPTS:
+                    raise EdgeError(
+                        f"detection failed {backoff.failures} times in a row, last: "
+                        f"{describe(error)}; exiting so that the service restarts"
+                    ) from error
+                log.error(
+                    "%s failed: %s; retrying in %.1f s",
+                    _thread(),
+                    describe(error),
+                    delay,
+                    exc_info=trace_of(error),
+                )
+                self._stopping.wait(delay)
+
+    def _detect_batch(self, due: list[tuple[Camera, Packet]]) -> None:
         if not due:
             return  # the trackers predict these frames (`detect_interval`)
         t0 = time.perf_counter()
@@ -318,15 +411,14 @@ class Pipeline:
         inbox: queue.Queue[Packet | None],
         outbox: queue.Queue[Packet | None],
     ) -> None:
-        camera, failed = self.cameras[index], False
+        camera, stopped = self.cameras[index], False
         while (packet := inbox.get()) is not END:
-            if failed:
-                continue  # drain, so upstream never blocks on a dead stage
+            if stopped:
+                continue  # drain, so upstream never blocks on a stopped stage
             try:
                 outbox.put(work(camera, packet))
-            except BaseException as error:  # reported by run()
-                self._fail(error, [camera])
-                failed = True
+            except Exception as error:  # the stage restarts, or run() reports it
+                stopped = not self._restart(index, error)
         outbox.put(END)
 
     @staticmethod
@@ -353,9 +445,9 @@ class Pipeline:
     def _output(self, index: int) -> None:
         camera, inbox = self.cameras[index], self._queues[index][-1]
         last_log = time.monotonic()
-        failed = False
+        stopped = False
         while (packet := inbox.get()) is not END:
-            if failed:
+            if stopped:
                 continue
             try:
                 fps = camera.rate.tick()
@@ -366,15 +458,18 @@ class Pipeline:
                     last_log = time.monotonic()
                     prefix = f"{camera.name}: " if len(self.cameras) > 1 else ""
                     log.info(prefix + progress_line(camera.metrics))
-            except BaseException as error:  # reported by run()
-                self._fail(error, [camera])
-                failed = True
+            except Exception as error:  # the stage restarts, or run() reports it
+                stopped = not self._restart(index, error)
         final_events = camera.models.tracker.finish()
         for sink in camera.sinks:  # each is closed, so one failure loses no other output
             try:
                 sink.close(final_events)
-            except BaseException as error:  # reported by run()
+            except Exception as error:  # reported by run()
                 self._fail(error, [camera])
+
+
+def _thread() -> str:
+    return threading.current_thread().name
 
 
 def _timed(camera: Camera, packet: Packet, stage: str, started: float) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from edge.config import Config, OutputConfig, PipelineConfig, camera_configs, load
 from edge.engines import InferenceEngine, open_engine
 from edge.engines.precision import precision_path
+from edge.faults import Backoff
 from edge.files import writable_dir
 from edge.metrics import Metrics
 from edge.models.colorizer import Colorizer
@@ -31,6 +32,7 @@ from edge.outputs.base import Sink
 from edge.outputs.disk import OutputDisk
 from edge.outputs.events import EventSink
 from edge.outputs.footage import FootageSink
+from edge.outputs.guarded import GuardedSink
 from edge.outputs.mot import MotSink
 from edge.outputs.mqtt import MqttSink
 from edge.outputs.records import EventRecords
@@ -45,9 +47,8 @@ from edge.service.metrics_http import MetricsServer
 from edge.service.mqtt import MqttPublisher
 from edge.service.side_outputs import SideOutputs
 from edge.video.capture import FrameSource
-from edge.video.encoders import Mp4Recorder
+from edge.video.encoders import Mp4Recorder, RtspServer
 from edge.video.files import frame_rate, read_frames
-from edge.video.rtsp import rtsp_server
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class DeviceOutputs:
         # One budget for every camera's files: keep_gb is the device's, not each camera's.
         output = config.output
         self.budget = DiskBudget(int(output.keep_gb * 1e9), int(output.min_free_gb * 1e9))
-        self.rtsp = rtsp_server(config.output)
+        self.rtsp = RtspServer(config.output.rtsp_port) if config.output.rtsp_port else None
         self.publisher = MqttPublisher(config.mqtt, self.metrics) if config.mqtt.enabled else None
         if self.publisher is not None:
             self.publisher.start()
@@ -152,6 +153,18 @@ class DeviceOutputs:
             self.publisher.close()
         if self.rtsp is not None:
             self.rtsp.close()
+
+
+# A camera's side outputs, by the name each has in /healthz and STATUS: a fault of one is
+# counted and degrades it (`GuardedSink`), never stopping its camera.
+SIDE_OUTPUTS: dict[type, str] = {
+    TrackIdLedger: "track_ids",
+    EventSink: "events",
+    MotSink: "mot",
+    SnapshotSink: "snapshots",
+    MqttSink: "mqtt",
+    FootageSink: "collector",
+}
 
 
 def open_sinks(
@@ -168,7 +181,8 @@ def open_sinks(
     A full or read-only disk does not stop the run: file outputs wait for it (`OutputDisk`).
     `run` (default: a new one) names the run's files and records; the track-id ledger comes
     first, so a new id is saved before any other output shows it. `stats_of` (each camera's
-    metrics) makes this camera's MQTT sink the one that publishes the device's stats.
+    metrics) makes this camera's MQTT sink the one that publishes the device's stats. Every
+    output but the video is a side output (`SIDE_OUTPUTS`), wrapped in a `GuardedSink`.
     """
     output, colorizer = config.output, config.colorizer
     folder = Path(output.dir)
@@ -211,7 +225,19 @@ def open_sinks(
             colorizer.collect_max_mb,
         )
         sinks.append(FootageSink(footage, every_s, count, mb))
-    return sinks
+    restart = config.pipeline.restart_initial_s, config.pipeline.restart_max_s
+    return [
+        GuardedSink(
+            sink,
+            f"{SIDE_OUTPUTS[type(sink)]}:{run.camera}",
+            device.side_outputs,
+            metrics,
+            Backoff(*restart),
+        )
+        if type(sink) in SIDE_OUTPUTS
+        else sink  # the video: its faults restart the camera (`edge.pipeline`)
+        for sink in sinks
+    ]
 
 
 def recording(
@@ -336,6 +362,8 @@ def run(config: Config) -> dict[str, Any]:
             config.pipeline.batch_timeout_ms / 1000,
             config.pipeline.log_every_s,
             config.pipeline.detect_workers,
+            config.pipeline.restart_initial_s,
+            config.pipeline.restart_max_s,
         )
         seconds = _run_until_signal(config, pipeline, health, {**metrics, "": device.metrics})
     finally:

@@ -228,3 +228,23 @@ def test_rejects_non_positive_intervals(name: str) -> None:
     kwargs = {"stall_s": 1.0, name: 0.0}
     with pytest.raises(ValueError, match=f"{name} must be > 0"):
         Health({"cam0": Metrics()}, None, **kwargs)
+
+
+def test_a_failing_camera_is_unhealthy_with_its_error_until_its_next_frame() -> None:
+    metrics = {"door": Metrics(), "yard": Metrics()}
+    health = Health(metrics, None, stall_s=10.0)
+    for camera in metrics:
+        health.frame_done(camera)
+    metrics["yard"].increment("camera_restarts", 3)
+    health.listener("yard").camera_failed("recording failed: not negotiated")
+    assert health.healthy("door")
+    assert not health.healthy("yard")
+    assert not health.healthy()
+    assert health.failure("yard") == "recording failed: not negotiated"
+    assert health.status().startswith(
+        "failed: yard; door: 0.0 fps, 0 active tracks, 0 frames; "
+        "yard: failed: recording failed: not negotiated (3 restarts)"
+    )
+    health.frame_done("yard")
+    assert health.healthy()
+    assert health.failure("yard") is None

@@ -54,9 +54,15 @@ class Recording:
         retention.enforce()
 
     def write(self, image: np.ndarray, frame: Frame) -> None:
-        """Record one BGR frame (or count it as not recorded while the disk is paused)."""
-        if self.recorder is not None and self.disk.paused:
-            self._stop()  # another output met the disk's trouble first
+        """Record one BGR frame (or count it as not recorded while the disk is paused). A frame
+        of another size (a camera back at another resolution) ends the segment and starts a new
+        one at its size; after a recorder failure (raised once) the next frame starts afresh."""
+        if self.recorder is not None and (self.disk.paused or self.recorder.error is not None):
+            self._stop()  # another output met the disk's trouble first, or the recorder failed
+        height, width = image.shape[:2]
+        if self.recorder is not None and self.recorder.size != (width, height):
+            log.info("%s: frames now %dx%d: starting a new segment", self.run.camera, width, height)
+            self.close()
         recorder = self.recorder or self._start(image, frame)
         if recorder is None:
             self.metrics.increment("frames_not_recorded")
@@ -88,7 +94,6 @@ class Recording:
             self.config.bitrate_kbps,
             self.config.segment_s,
             self.retention.next_path,
-            self.metrics,
         )
         return self.recorder
 

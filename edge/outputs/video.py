@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 
 from edge.config import OutputConfig
@@ -11,13 +12,17 @@ from edge.metrics import Metrics
 from edge.outputs.annotate import TrackAnnotator
 from edge.outputs.segments import Recording
 from edge.types import Packet, TrackEvent
-from edge.video.rtsp import RtspMount, RtspServer
+from edge.video.encoders import RtspMount, RtspServer
 
 
 class VideoSink:
     """Draws (if `overlay`) and encodes each frame into the recording and/or the camera's mount
     (`output.rtsp_path`) on the device's RTSP server; the mount opens at the first frame, whose
-    size and stream frame rate it takes."""
+    size and stream frame rate it takes.
+
+    A camera back at another resolution: the recording starts a new segment at the new size
+    (`Recording`), while the RTSP stream keeps its size and gets the frames scaled to it, since
+    its clients negotiated that size and would otherwise have to reconnect."""
 
     def __init__(
         self,
@@ -31,13 +36,15 @@ class VideoSink:
         self.annotator = TrackAnnotator(class_names) if config.overlay else None
         self.rtsp_server = rtsp_server
         self.rtsp: RtspMount | None = None
+        self._rtsp_size = (0, 0)  # (width, height) of the mount's stream
         self._opened = False
 
     def _open(self, image: np.ndarray, fps: float) -> None:
         height, width = image.shape[:2]
+        self._rtsp_size = (width, height)
         if self.rtsp_server is not None:
             path, bitrate = self.config.rtsp_path, self.config.bitrate_kbps
-            self.rtsp = self.rtsp_server.mount(path, width, height, fps, bitrate, self.metrics)
+            self.rtsp = self.rtsp_server.mount(path, width, height, fps, bitrate)
         self._opened = True
 
     def write(self, packet: Packet, fps: float) -> None:
@@ -54,6 +61,8 @@ class VideoSink:
         if self.recording:
             self.recording.write(image, packet.frame)
         if self.rtsp:
+            if (image.shape[1], image.shape[0]) != self._rtsp_size:
+                image = cv2.resize(image, self._rtsp_size, interpolation=cv2.INTER_AREA)
             self.rtsp.write(image)
         self.metrics.observe("encode", time.perf_counter() - drawn)
 

@@ -8,8 +8,9 @@ starting with '@' is in the abstract namespace. `$WATCHDOG_USEC` is the watchdog
 The watchdog means something here: `WATCHDOG=1` goes out only if a frame of some camera went
 through every stage since the previous ping, so a hung inference, or every camera stalled, stops
 the pings and systemd restarts the service; one dead camera of several does not (it is
-reconnected in-process), but `STATUS=` and `/healthz` name it. `READY=1` waits for the first
-complete frame.
+reconnected in-process), but `STATUS=` and `/healthz` name it. Nor does a camera whose stage
+keeps failing (the pipeline restarts it with backoff): it is unhealthy with its last error
+(`camera_failed`) until its next complete frame. `READY=1` waits for the first complete frame.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class Health:
         self.side_outputs = side_outputs
         self._lock = threading.Lock()
         self._last_frame: dict[str, float | None] = dict.fromkeys(metrics)
+        self._failures: dict[str, str] = {}  # cameras that cannot recover, with their last error
         self._flowed_since_ping = False
         self._pinging = False
         self._stop = threading.Event()
@@ -180,9 +182,23 @@ class Health:
             first = all(last is None for last in self._last_frame.values())
             self._last_frame[camera] = self._clock()
             self._flowed_since_ping = True
+            recovered = self._failures.pop(camera, None) is not None
+        if recovered:
+            log.info("%s delivers frames again", camera)
         if first and self._notifier is not None:
             self._notifier.send("READY=1", STATUS="running: first frame done")
             log.info("first frame through the pipeline: ready")
+
+    def camera_failed(self, camera: str, reason: str) -> None:
+        """Mark a camera unhealthy: it keeps failing (`reason`: its last error) and is being
+        restarted; its next complete frame clears this."""
+        with self._lock:
+            self._failures[camera] = reason
+
+    def failure(self, camera: str) -> str | None:
+        """Why a camera that keeps failing failed last; None while it is not failing."""
+        with self._lock:
+            return self._failures.get(camera)
 
     def last_frame_age_s(self, camera: str) -> float | None:
         """Seconds since the camera's last completed frame, None before its first one."""
@@ -191,10 +207,12 @@ class Health:
         return None if last is None else self._clock() - last
 
     def healthy(self, camera: str | None = None) -> bool:
-        """True when the camera (None: every camera) completed a frame in the last `stall_s`."""
+        """True when the camera (None: every camera) completed a frame in the last `stall_s` and
+        is not failing."""
         names = [camera] if camera is not None else list(self._metrics)
         ages = [self.last_frame_age_s(name) for name in names]
-        return all(age is not None and age <= self._stall_s for age in ages)
+        fresh = all(age is not None and age <= self._stall_s for age in ages)
+        return fresh and not any(self.failure(name) for name in names)
 
     def stopping(self) -> None:
         """Tell systemd the service is shutting down (before the queues drain)."""
@@ -212,20 +230,26 @@ class Health:
 
     def status(self) -> str:
         """One line for `STATUS=` and logs: each camera's FPS, active tracks and frames, or why
-        it is stalled (with several cameras, each is named and the stalled ones come first)."""
+        it is stalled or failing (with several cameras, each is named and the failed and stalled
+        ones come first)."""
         lines = {name: self._camera_status(name) for name in self._metrics}
         if len(lines) == 1:
             text = next(iter(lines.values()))
         else:
-            stalled = [name for name in lines if not self.healthy(name)]
-            text = "; ".join(f"{name}: {line}" for name, line in lines.items())
-            text = f"stalled: {', '.join(stalled)}; {text}" if stalled else text
+            failed = [name for name in lines if self.failure(name) is not None]
+            stalled = [name for name in lines if name not in failed and not self.healthy(name)]
+            kinds = (("failed", failed), ("stalled", stalled))
+            heads = [f"{kind}: {', '.join(names)}" for kind, names in kinds if names]
+            text = "; ".join([*heads, *(f"{name}: {line}" for name, line in lines.items())])
         degraded = self.side_outputs.degraded() if self.side_outputs is not None else {}
         return f"{text}; degraded: {', '.join(degraded)}" if degraded else text
 
     def _camera_status(self, camera: str) -> str:
         snapshot = self._metrics[camera].snapshot()
-        age = self.last_frame_age_s(camera)
+        age, failure = self.last_frame_age_s(camera), self.failure(camera)
+        if failure is not None:
+            restarts = snapshot.counters.get("camera_restarts", 0)
+            return f"failed: {failure} ({restarts} restarts)"
         if age is None:
             return "starting: waiting for the first frame"
         text = (
@@ -275,3 +299,7 @@ class _CameraListener:
     def frame_done(self) -> None:
         """One more of this camera's frames completed."""
         self._health.frame_done(self._camera)
+
+    def camera_failed(self, reason: str) -> None:
+        """This camera keeps failing; `reason` is its last error."""
+        self._health.camera_failed(self._camera, reason)

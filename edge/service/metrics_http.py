@@ -10,7 +10,6 @@ import logging
 import math
 import re
 import socket
-import sys
 import threading
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -34,15 +33,12 @@ COUNTERS = {
     "reconnects": "Times the source was reopened after an error or end of stream.",
     "tracks_started": "Tracks confirmed by the tracker.",
     "segments_recorded": "Video segments finished (closed) by the recorder.",
-    "segments_deleted": "Oldest video segments deleted by output.keep_gb/keep_days/min_free_gb.",
+    "segments_deleted": "Oldest video segments deleted to stay within output.keep_gb/keep_days.",
     "recording_bytes_deleted": "Bytes of video segments deleted by retention.",
     "snapshots_deleted": "Snapshots deleted with the segments they belong to.",
-    "side_files_deleted": "Full event-file pieces and earlier runs' MOT files retention deleted.",
     "disk_errors": "Times the output disk refused data (full, read-only): file outputs paused.",
     "frames_not_recorded": "Frames not recorded while the output disk was paused.",
     "writes_skipped": "Event/MOT/snapshot writes skipped while the output disk was paused.",
-    "recording_frames_dropped": "Frames not recorded: the encoder's bounded queue was full.",
-    "rtsp_frames_dropped": "Frames an RTSP client missed: its bounded queue was full.",
 }
 GAUGES = {
     "fps": "Frames per second through the whole pipeline, recent average.",
@@ -51,9 +47,6 @@ GAUGES = {
     "recording_bytes": "Bytes of this camera's video segments on disk.",
 }
 QUANTILES = {"0.5": "p50_ms", "0.95": "p95_ms", "0.99": "p99_ms"}
-# Seconds a connection may stay silent (sending its request or reading the reply) before it is
-# dropped: without it a client that connects and sends nothing holds a thread forever.
-REQUEST_TIMEOUT_S = 10.0
 
 
 def _name(text: str) -> str:
@@ -143,8 +136,10 @@ def healthz(health: Health) -> tuple[bool, str]:
     degraded side output (which leaves the device healthy)."""
     lines = []
     for name in health.cameras:
-        age = health.last_frame_age_s(name)
-        if health.healthy(name):
+        age, failure = health.last_frame_age_s(name), health.failure(name)
+        if failure is not None:
+            lines.append(f"{name}: unhealthy: failed, restarting: {failure}")
+        elif health.healthy(name):
             lines.append(f"{name}: ok: last frame {age:.1f} s ago")
         elif age is None:
             lines.append(f"{name}: unhealthy: no frame yet")
@@ -158,12 +153,6 @@ def healthz(health: Health) -> tuple[bool, str]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-
-    def setup(self) -> None:
-        # Reading the request times out (logged, connection closed by http.server), and so
-        # does writing the reply (`_Server.handle_error`).
-        self.request.settimeout(self.server.timeout_s)
-        super().setup()
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -193,34 +182,20 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self,
-        address: tuple[str, int],
-        metrics: Mapping[str, Metrics],
-        health: Health,
-        timeout_s: float,
+        self, address: tuple[str, int], metrics: Mapping[str, Metrics], health: Health
     ) -> None:
         self.metrics = metrics
         self.health = health
-        self.timeout_s = timeout_s
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out or went away mid-reply: a debug line, not a traceback.
-        log.debug("metrics client %s: %s", client_address, sys.exc_info()[1])
 
 
 class MetricsServer:
     """Serves `/metrics` and `/healthz` from a daemon thread until `close()`."""
 
     def __init__(
-        self,
-        metrics: Mapping[str, Metrics],
-        health: Health,
-        host: str,
-        port: int,
-        timeout_s: float = REQUEST_TIMEOUT_S,
+        self, metrics: Mapping[str, Metrics], health: Health, host: str, port: int
     ) -> None:
         """Bind and start serving.
 
@@ -229,13 +204,12 @@ class MetricsServer:
             health: answers `/healthz`.
             host: address to bind (config `health.metrics_host`; keep it on localhost).
             port: TCP port; 0 picks a free one (see `port`).
-            timeout_s: seconds a connection may stay silent before it is dropped.
 
         Raises:
             EdgeError: the address cannot be bound (in use, or not an address of this machine).
         """
         try:
-            self._server = _Server((host, port), metrics, health, timeout_s)
+            self._server = _Server((host, port), metrics, health)
         except OSError as exc:
             raise EdgeError(
                 f"cannot serve metrics on {host}:{port} ({exc.strerror}): "
