@@ -33,8 +33,13 @@ def _choices(*values: str) -> dict[str, Any]:
     return {"choices": values}
 
 
-def _pattern(regex: str) -> dict[str, Any]:
-    return {"pattern": regex}
+def _pattern(regex: str, what: str = "") -> dict[str, Any]:
+    """`what` says in words what the regex allows, for the error (default: the regex)."""
+    return {"pattern": regex, "what": what or f"a name matching {regex}"}
+
+
+# One level of an MQTT topic: a device's name (no wildcard, no separator, no NUL).
+TOPIC_LEVEL = r"[^/+#\x00]+"
 
 
 @dataclass(frozen=True)
@@ -171,11 +176,16 @@ class MqttConfig:
     """
 
     enabled: bool = False
-    host: str = "localhost"
+    host: str = field(default="localhost", metadata=_pattern(r"\S+", "a host name or address"))
     port: int = field(default=1883, metadata=_range(1, 65535))
     client_id: str = ""  # "": edge-vision-DEVICE
-    device: str = ""  # "": this machine's host name
-    topic_prefix: str = "edge"
+    # "": this machine's host name; a name is one topic level, its spool file's name too
+    device: str = field(
+        default="", metadata=_pattern(f"(?:{TOPIC_LEVEL})?", "a name without '/', '+', '#', NUL")
+    )
+    topic_prefix: str = field(
+        default="edge", metadata=_pattern(r"[^+#\x00]+", "a topic without '+', '#', NUL")
+    )
     keepalive_s: int = field(default=60, metadata=_range(5, 3600))
     qos: int = field(default=1, metadata=_range(0, 2))
     protocol: str = field(default="3.1.1", metadata=_choices("3.1.1", "5"))
@@ -263,9 +273,7 @@ def _check(key: str, value: Any, kind: Any, meta: Any) -> Any:
             bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
             raise EdgeError(f"config key '{key}': expected a value {bounds}, got {value!r}")
     if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
-        raise EdgeError(
-            f"config key '{key}': expected a name matching {meta['pattern']}, got {value!r}"
-        )
+        raise EdgeError(f"config key '{key}': expected {meta['what']}, got {value!r}")
     if "choices" in meta and value not in meta["choices"]:
         raise EdgeError(
             f"config key '{key}': expected one of {', '.join(meta['choices'])}, got {value!r}"

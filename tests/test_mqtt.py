@@ -6,20 +6,26 @@ import dataclasses
 import json
 import logging
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from benchmarks.processes import free_port
-from edge.config import MqttConfig
+from edge.config import MqttConfig, from_dict
+from edge.errors import EdgeError
 from edge.metrics import Metrics
 from edge.service.mqtt import MqttPublisher
+from edge.service.side_outputs import SideOutputs
 from edge.service.spool import Message, Spool
 from tests.mqtt_broker import PASSWORD, USER, Broker, Subscriber
+from tests.test_spool import garbage, write_locked
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +40,7 @@ def numbers(payloads: list[bytes]) -> list[int]:
     return [json.loads(p)["n"] for p in payloads]
 
 
-def in_order_without_loss(received: list[int], expected: range) -> bool:
+def in_order_without_loss(received: list[int], expected: Iterable[int]) -> bool:
     """Every number arrived, in order of first arrival; repeats (QoS 1) are allowed."""
     return list(dict.fromkeys(received)) == list(expected)
 
@@ -44,6 +50,13 @@ def config_for(broker: Broker, tmp_path: Path, **values: object) -> MqttConfig:
                       spool_dir=str(tmp_path / "spool"), reconnect_initial_s=0.1,
                       reconnect_max_s=0.5)  # fmt: skip
     return dataclasses.replace(base, **values)  # type: ignore[arg-type]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_spool_keeps_order_bounds_size_and_survives_reopening(tmp_path: Path) -> None:
@@ -180,10 +193,7 @@ def test_bad_credentials_give_one_line_and_keep_trying(
     publisher = MqttPublisher(config, metrics)
     with caplog.at_level(logging.WARNING, logger="edge.service.mqtt"):
         publisher.start()
-        deadline = time.monotonic() + 20
-        while metrics.snapshot().counters.get("mqtt_connect_failures", 0) < 2:
-            assert time.monotonic() < deadline, caplog.text
-            time.sleep(0.05)
+        wait_until(lambda: metrics.snapshot().counters.get("mqtt_connect_failures", 0) >= 2)
         publisher.send(numbered(3))  # kept for later
         publisher.close()
     lines = [r.getMessage() for r in caplog.records]
@@ -304,3 +314,129 @@ def utc_seconds(event: dict[str, object]) -> float:
 
 def event_messages(subscriber: Subscriber) -> list[dict[str, object]]:
     return [json.loads(p) for p in subscriber.on("cam0/events")]
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"device": "cam+1"}, "mqtt.device"),
+        ({"device": "lab/cam"}, "mqtt.device"),
+        ({"device": "cam#"}, "mqtt.device"),
+        ({"device": "cam\x00"}, "mqtt.device"),
+        ({"topic_prefix": ""}, "mqtt.topic_prefix"),
+        ({"topic_prefix": "edge/#"}, "mqtt.topic_prefix"),
+        ({"topic_prefix": "+/edge"}, "mqtt.topic_prefix"),
+        ({"host": ""}, "mqtt.host"),
+        ({"host": " "}, "mqtt.host"),
+    ],
+)
+def test_config_refuses_what_cannot_be_a_topic_or_a_host(values: dict[str, str], key: str) -> None:
+    with pytest.raises(EdgeError, match=rf"^config key '{re.escape(key)}': expected [^\n]+, got"):
+        from_dict({"mqtt": {"enabled": True, **values}})
+    good = {"device": "gate-1.lab", "topic_prefix": "home/edge", "host": "broker.lan"}
+    assert from_dict({"mqtt": good}).mqtt.topic_prefix == "home/edge"
+
+
+def test_a_host_name_that_cannot_be_a_topic_level_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "cam+1.lab")
+    config = MqttConfig(enabled=True, spool_dir=str(tmp_path))
+    with pytest.raises(
+        EdgeError, match=r"^config key 'mqtt.device': the host name 'cam\+1'.*set mqtt.device$"
+    ):
+        MqttPublisher(config, Metrics())
+    assert MqttPublisher(dataclasses.replace(config, device="cam1"), Metrics()).device == "cam1"
+
+
+def test_a_damaged_spool_is_moved_aside_and_counted(tmp_path: Path) -> None:
+    config = MqttConfig(enabled=True, device="dev1", spool_dir=str(tmp_path))
+    garbage(tmp_path / "mqtt-dev1.sqlite")  # a power cut's work
+    metrics = Metrics()
+    publisher = MqttPublisher(config, metrics)  # not started: the spool is what is tested
+    assert metrics.snapshot().counters["mqtt_spool_quarantined"] == 1
+    publisher.send(numbered(2))
+    assert publisher.spool.count == 2
+    publisher.close()
+    assert len(list(tmp_path.glob("mqtt-dev1.sqlite.corrupt-*"))) == 2  # the file and its WAL
+
+
+def test_a_spool_that_fails_drops_counts_and_recovers(broker: Broker, tmp_path: Path) -> None:
+    metrics = Metrics()
+    side_outputs = SideOutputs(metrics)
+    subscriber = Subscriber(broker, "edge/dev1/cam0/events")
+    publisher = MqttPublisher(config_for(broker, tmp_path), metrics, side_outputs)
+    publisher.start()
+    publisher.send(numbered(5))
+    subscriber.wait_for("events", 5)
+    with write_locked(tmp_path / "spool" / "mqtt-dev1.sqlite"):  # the disk refuses writes
+        publisher.send(numbered(3, 5))  # a camera's output stage: nothing raised
+        assert "cannot store messages" in side_outputs.degraded()["spool"]
+    counters = metrics.snapshot().counters
+    assert (counters["mqtt_spool_errors"], counters["mqtt_spool_lost"]) == (1, 3)
+    publisher.send(numbered(5, 8))  # the disk is back: stored and sent, after the first five
+    assert "spool" not in side_outputs.degraded()
+    received = numbers(subscriber.wait_for("events", 10))
+    assert in_order_without_loss(received, [*range(5), *range(8, 13)])
+    publisher.close()
+    subscriber.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "content", "reason"),
+    [
+        ("ca_file", "not a certificate\n", r"mqtt\.ca_file \S+ is not a PEM certificate"),
+        ("ca_file", None, r"cannot read mqtt\.ca_file \S+: No such file or directory"),
+        ("cert_file", "not a certificate\n", r"mqtt\.cert_file \S+ is not a PEM certificate"),
+        ("key_file", "not a key\n", r"mqtt\.key_file \S+ is not the PEM private key of"),
+    ],
+    ids=["ca-not-pem", "ca-missing", "cert-not-pem", "key-not-pem"],
+)
+def test_a_bad_tls_file_degrades_mqtt_until_it_is_fixed(
+    tls_broker: Broker, tmp_path: Path, key: str, content: str | None, reason: str
+) -> None:
+    good = {"ca_file": tls_broker.tls["ca"], "cert_file": tls_broker.tls["server"],
+            "key_file": tls_broker.tls["server_key"]}  # fmt: skip
+    broken = tmp_path / f"broken-{key}.pem"
+    if content is not None:
+        broken.write_text(content)
+    files = {name: str(broken if name == key else path) for name, path in good.items()}
+    (tmp_path / "password").write_text(PASSWORD)
+    config = config_for(tls_broker, tmp_path, tls=True, username=USER,
+                        password_file=str(tmp_path / "password"), **files)  # fmt: skip
+    metrics = Metrics()
+    side_outputs = SideOutputs(metrics)
+    subscriber = Subscriber(tls_broker, "edge/dev1/cam0/events")
+    publisher = MqttPublisher(config, metrics, side_outputs)  # a camera would start now
+    publisher.start()
+    publisher.send(numbered(3))
+    wait_until(lambda: metrics.snapshot().counters.get("mqtt_connect_failures", 0) >= 3)
+    assert re.search(reason, side_outputs.degraded()["mqtt"]), side_outputs.degraded()
+    broken.write_bytes(good[key].read_bytes())  # the user fixes the file; no restart
+    publisher.send(numbered(3, 3))
+    assert numbers(subscriber.wait_for("events", 6)) == list(range(6))
+    wait_until(lambda: "mqtt" not in side_outputs.degraded())
+    publisher.close()
+    subscriber.close()
+
+
+def test_an_unexpected_error_is_reported_once_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An empty host (refused at load, but not here) makes paho raise ValueError, not OSError.
+    config = MqttConfig(enabled=True, host="", device="dev1", spool_dir=str(tmp_path),
+                        reconnect_initial_s=0.01, reconnect_max_s=0.02)  # fmt: skip
+    metrics = Metrics()
+    side_outputs = SideOutputs(metrics)
+    publisher = MqttPublisher(config, metrics, side_outputs)
+    with caplog.at_level(logging.WARNING):
+        publisher.start()
+        wait_until(lambda: metrics.snapshot().counters.get("mqtt_connect_failures", 0) >= 5)
+        publisher.send(numbered(2))
+        publisher.close()
+    assert side_outputs.degraded()["mqtt"] == "publisher error ValueError: Invalid host."
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in tracebacks] == [
+        "mqtt: " + side_outputs.degraded()["mqtt"] + "; retrying"
+    ]
+    assert publisher.spool.count == 2  # kept for a run that can connect

@@ -1,33 +1,45 @@
 """MQTT publishing with store and forward (paho-mqtt 2.x, MQTT 3.1.1 or 5).
 
 Callers never wait for the network: `send` appends to the on-disk spool (`edge.service.spool`)
-and wakes the publisher thread, which connects (with backoff; every failed attempt is one log
-line naming the cause), announces `PREFIX/DEVICE/available` = `online` (retained; `offline` is the
-last will), then publishes the spool in order, a window at a time, deleting messages only once the
-broker has acknowledged them. A broken connection is replaced by a new client, and the window is
-sent again: a subscriber may see a message twice (QoS 1 allows it; payloads carry ids), never out
-of order, and nothing is lost unless the spool's size bound drops its oldest messages (counted).
+and wakes the publisher thread, which connects (with backoff), announces
+`PREFIX/DEVICE/available` = `online` (retained; `offline` is the last will), then publishes the
+spool in order, a window at a time, deleting messages only once the broker has acknowledged them.
+A broken connection is replaced by a new client, and the window is sent again: a subscriber may
+see a message twice (QoS 1 allows it; payloads carry ids), never out of order, and nothing is lost
+unless the spool's size bound drops its oldest messages (counted).
 `publish_now` (stats) is sent only while connected and never spooled.
+
+Nothing here stops a camera or dies silently. A spool that cannot store a frame's messages (full
+or failing disk) drops them, counted (`mqtt_spool_errors`, `mqtt_spool_lost`), and marks the side
+output `spool` degraded until a later `send` stores again. Whatever stops the thread's connection
+or delivery (broker away, refused login, a TLS file that is missing or not PEM, a spool it cannot
+read, an unexpected error) marks `mqtt` degraded with one line naming the cause and what to check
+(`SideOutputs` logs each distinct cause once), and the thread retries with backoff, re-reading the
+TLS files and password each time, so fixing a file is enough.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import MqttConfig
+from edge.config import TOPIC_LEVEL, MqttConfig
 from edge.errors import EdgeError
 from edge.metrics import Metrics
-from edge.service.spool import Message, Spool
+from edge.service.side_outputs import SideOutputs
+from edge.service.spool import Message, Spool, SpoolError
 
 log = logging.getLogger(__name__)
 WINDOW = 100  # messages in flight before waiting for their acknowledgements
@@ -41,8 +53,18 @@ class Unreachable(Exception):
 
 
 def device_name(config: MqttConfig) -> str:
-    """The device's name in topics: the config's, else the host name."""
-    return config.device or socket.gethostname().split(".")[0]
+    """The device's name in topics: the config's, else the host name.
+
+    Raises:
+        EdgeError: the host name cannot be a topic level (the config's name was checked at load).
+    """
+    name = config.device or socket.gethostname().split(".")[0]
+    if not re.fullmatch(TOPIC_LEVEL, name):
+        raise EdgeError(
+            f"config key 'mqtt.device': the host name {name!r} cannot be an MQTT topic level "
+            "(empty, or has '/', '+', '#' or NUL): set mqtt.device"
+        )
+    return name
 
 
 def read_password(config: MqttConfig) -> str | None:
@@ -65,6 +87,40 @@ def read_password(config: MqttConfig) -> str | None:
     return None
 
 
+def tls_context(config: MqttConfig) -> ssl.SSLContext:
+    """The TLS settings of paho's `tls_set`, each file loaded apart so that an error names the
+    key to fix.
+
+    Raises:
+        Unreachable: a file cannot be read or is not what its key says, in one line.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the broker and its host name
+    if config.ca_file:
+        with _naming("ca_file", config.ca_file, "a PEM certificate"):
+            context.load_verify_locations(config.ca_file)
+    else:
+        context.load_default_certs()
+    if config.cert_file:
+        with _naming("cert_file", config.cert_file, "a PEM certificate"):  # alone, to tell
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(config.cert_file)
+        key = "key_file" if config.key_file else "cert_file"  # the key may follow the certificate
+        with _naming(key, getattr(config, key), "the PEM private key of mqtt.cert_file"):
+            context.load_cert_chain(config.cert_file, config.key_file or None)
+    return context
+
+
+@contextlib.contextmanager
+def _naming(key: str, path: str, what: str) -> Iterator[None]:
+    """Turn a file's OSError (SSLError included) into Unreachable naming its config key."""
+    try:
+        yield
+    except ssl.SSLError as exc:
+        detail = f" ({exc.reason})" if exc.reason else ""
+        raise Unreachable(f"mqtt.{key} {path} is not {what}{detail}: fix or replace it") from exc
+    except OSError as exc:
+        raise Unreachable(f"cannot read mqtt.{key} {path}: {exc.strerror}") from exc
+
+
 def connect_error(exc: BaseException, config: MqttConfig) -> str:
     """One line saying why connecting to the broker failed, and what to check."""
     where = f"{config.host}:{config.port}"
@@ -84,26 +140,34 @@ def connect_error(exc: BaseException, config: MqttConfig) -> str:
 class MqttPublisher:
     """A background publisher for one device's topics (`PREFIX/DEVICE/...`)."""
 
-    def __init__(self, config: MqttConfig, metrics: Metrics) -> None:
+    def __init__(
+        self, config: MqttConfig, metrics: Metrics, side_outputs: SideOutputs | None = None
+    ) -> None:
         """Open the spool (what an earlier run left is sent first); nothing connects yet.
 
+        Args:
+            config: the `[mqtt]` section.
+            metrics: the device's metrics (connection, spool and delivery).
+            side_outputs: where `mqtt` and `spool` say they are degraded (default: a new record
+                over `metrics`).
+
         Raises:
-            EdgeError: the spool cannot be opened, or a TLS file named in the config is missing.
+            EdgeError: the spool cannot be opened, or the host name cannot name the device.
         """
-        for key in ("ca_file", "cert_file", "key_file"):
-            value = getattr(config, key)
-            if value and not Path(value).is_file():
-                raise EdgeError(f"config key 'mqtt.{key}': file not found: {value}")
         self.config, self.metrics = config, metrics
+        self.side_outputs = side_outputs or SideOutputs(metrics)
         self.device = device_name(config)
         self.base = f"{config.topic_prefix}/{self.device}"
         path = Path(config.spool_dir) / f"mqtt-{self.device}.sqlite"
         self.spool = Spool(path, int(config.spool_max_mb * 1e6))
+        if self.spool.quarantined is not None:
+            metrics.increment("mqtt_spool_quarantined")
         self.connected = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._client: paho.Client | None = None
+        self._delay = config.reconnect_initial_s  # the next backoff wait
         self._update_gauges()
 
     def start(self) -> None:
@@ -112,8 +176,18 @@ class MqttPublisher:
 
     def send(self, messages: list[Message]) -> None:
         """Queue messages (topics relative to `PREFIX/DEVICE/`) for delivery; never blocks on
-        the network."""
-        self.spool.put([Message(f"{self.base}/{m.topic}", m.payload, m.retain) for m in messages])
+        the network, never raises for the spool: what it cannot store is dropped and counted."""
+        try:
+            self.spool.put(
+                [Message(f"{self.base}/{m.topic}", m.payload, m.retain) for m in messages]
+            )
+        except SpoolError as exc:
+            self.metrics.increment("mqtt_spool_errors")
+            self.metrics.increment("mqtt_spool_lost", len(messages))
+            self.side_outputs.degrade("spool", str(exc))
+            return
+        if messages:
+            self.side_outputs.recover("spool")
         self._update_gauges()
         self._wake.set()
 
@@ -138,30 +212,39 @@ class MqttPublisher:
         self.metrics.set("mqtt_connected", float(self.connected.is_set()))
 
     def _run(self) -> None:
-        delay = self.config.reconnect_initial_s
+        """Connect and publish until a stop; every failure degrades `mqtt` and is retried."""
         last_try = False  # a stop during a backoff wait still gets one attempt to drain the spool
         while not last_try:
             last_try = self._stop.is_set()
             try:
                 client = self._connect()
-            except Unreachable as exc:
+            except Exception as exc:  # the thread outlives any cause; the cause is reported
                 self.metrics.increment("mqtt_connect_failures")
-                if last_try:
-                    log.warning("mqtt: %s; %d messages stay spooled for the next start",
-                                exc, self.spool.count)  # fmt: skip
+                self._fault(exc)
+            else:
+                try:
+                    self._pump(client)  # returns only at a stop, after draining and saying offline
                     return
-                log.warning("mqtt: %s; retrying in %.1f s", exc, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
-                continue
-            delay = self.config.reconnect_initial_s
-            try:
-                self._pump(client)  # returns only at a stop, after draining and saying offline
+                except Exception as exc:
+                    self._fault(exc)
+                finally:
+                    self._hang_up(client)
+            if last_try:
+                log.warning("mqtt: %d messages stay spooled for the next start", self.spool.count)
                 return
-            except Unreachable as exc:
-                log.warning("mqtt: %s; reconnecting", exc)
-            finally:
-                self._hang_up(client)
+            log.debug("mqtt: retrying in %.1f s", self._delay)
+            self._stop.wait(self._delay)
+            self._delay = min(self._delay * 2, self.config.reconnect_max_s)
+
+    def _fault(self, exc: Exception) -> None:
+        """Mark `mqtt` degraded by `exc`: one line, logged once per distinct cause."""
+        if isinstance(exc, (Unreachable, SpoolError)):
+            reason = str(exc)
+        else:  # a bug or a case not foreseen: its traceback, once, for the report
+            reason = " ".join(f"publisher error {type(exc).__name__}: {exc}".split())
+            if self.side_outputs.degraded().get("mqtt") != reason:
+                log.error("mqtt: %s; retrying", reason, exc_info=exc)
+        self.side_outputs.degrade("mqtt", reason)
 
     def _connect(self) -> paho.Client:
         """A connected client that has announced `online`.
@@ -180,12 +263,8 @@ class MqttPublisher:
         password = read_password(config)
         if config.username or password is not None:
             client.username_pw_set(config.username or None, password)
-        if config.tls:
-            client.tls_set(
-                ca_certs=config.ca_file or None,
-                certfile=config.cert_file or None,
-                keyfile=config.key_file or None,
-            )
+        if config.tls:  # built at each attempt: a file fixed meanwhile is read again
+            client.tls_set_context(tls_context(config))
         answered = threading.Event()
         refusal: list[str] = []
 
@@ -204,19 +283,22 @@ class MqttPublisher:
         except (OSError, ssl.SSLError) as exc:
             raise Unreachable(connect_error(exc, config)) from exc
         client.loop_start()
-        if not answered.wait(CONNECT_TIMEOUT_S) or refusal:
+        try:
+            if not answered.wait(CONNECT_TIMEOUT_S) or refusal:
+                if refusal:
+                    raise Unreachable(
+                        f"broker {config.host}:{config.port} refused the login: {refusal[0]} "
+                        "(check mqtt.username and the password)"
+                    )
+                raise Unreachable(f"no CONNACK from {config.host}:{config.port}")
+            self._client = client
+            self.connected.set()
+            self._deliver(client, [Message(f"{self.base}/available", b"online", retain=True)])
+        except BaseException:
             self._hang_up(client)
-            if refusal:
-                raise Unreachable(
-                    f"broker {config.host}:{config.port} refused the login: {refusal[0]} "
-                    "(check mqtt.username and the password)"
-                )
-            raise Unreachable(f"no CONNACK from {config.host}:{config.port}")
-        self._client = client
-        self.connected.set()
+            raise
         self.metrics.increment("mqtt_connects")
         log.info("mqtt: connected to %s:%d as %s", config.host, config.port, self.base)
-        self._deliver(client, [Message(f"{self.base}/available", b"online", retain=True)])
         self._update_gauges()
         return client
 
@@ -232,6 +314,7 @@ class MqttPublisher:
                 self.spool.remove(batch)
                 self.metrics.increment("mqtt_published", len(batch))
                 self._update_gauges()
+            self._working()
             if stop_deadline is not None and (not batch or time.monotonic() > stop_deadline):
                 self._deliver(client, [Message(f"{self.base}/available", b"offline", retain=True)])
                 client.disconnect()
@@ -241,6 +324,12 @@ class MqttPublisher:
                 self._wake.clear()
             if not self.connected.is_set():
                 raise Unreachable("connection to the broker lost")
+
+    def _working(self) -> None:
+        """Delivery works (connected, the spool read and updated): end a degradation, and
+        start the next backoff from the beginning."""
+        self.side_outputs.recover("mqtt")
+        self._delay = self.config.reconnect_initial_s
 
     def _deliver(self, client: paho.Client, batch: list[Message]) -> None:
         """Publish and wait for the broker's acknowledgement of every message.
