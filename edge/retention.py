@@ -4,7 +4,8 @@ Each camera's `Retention` keeps its finished segments in recording order (their 
 numbers, `edge.recordings`), never in the order of their UTC stamps: a clock that was wrong at
 boot and then stepped by NTP cannot make a fresh segment look old. Ages come from the monotonic
 clock for segments closed in this run, and from file modification times only for segments of
-earlier runs; a segment of this run is never deleted for its age because the wall clock jumped.
+earlier runs (none counted older than a segment recorded before it); a segment of this run is
+never deleted for its age because the wall clock jumped.
 
 One `DiskBudget` per process bounds every camera together: `output.keep_gb` over all their
 segments (and side files such as rotated event files and earlier runs' MOT files), and
@@ -272,7 +273,7 @@ class Retention:
         self.keep_s, self.metrics, self.budget = keep_s, metrics, budget
         self.margin_bytes, self.clock = margin_bytes, clock
         found = camera_segments(folder, camera) if folder.is_dir() else []
-        self._closed = deque((s, Kept(s.path, s.size, s.mtime)) for s in found)
+        self._closed = deque(zip(found, _earlier_run(found), strict=True))
         self._closed_bytes = sum(s.size for s in found)
         self._last_seq = max((s.seq for s in found if s.seq is not None), default=0)
         self._open: tuple[Path, int] | None = None  # the open segment and its size
@@ -371,6 +372,17 @@ class Retention:
             log.info(
                 "deleted %d snapshots of %s taken in %s", count, self.camera, segment.path.name
             )
+
+
+def _earlier_run(segments: Sequence[Segment]) -> list[Kept]:
+    """Earlier runs' segments (in recording order) as retention keeps them: none is older than
+    one recorded before it, so a segment written while the clock was wrong (its mtime years
+    back) is aged like the newest segment before it, not deleted at the next start."""
+    kept, newest = [], float("-inf")
+    for segment in segments:
+        newest = max(newest, segment.mtime)
+        kept.append(Kept(segment.path, segment.size, newest))
+    return kept
 
 
 def _unlink(path: Path, what: str) -> bool:

@@ -109,6 +109,18 @@ def test_a_clock_stepped_back_a_day_and_forward_again_deletes_nothing_fresh(
     assert not any(p.exists() for p in first)
 
 
+def test_a_segment_written_while_the_clock_was_wrong_is_not_aged_by_it_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "recordings" / "cam0"
+    (before,) = earlier_run(folder, "cam0", [1.0])
+    # The run after a reboot without RTC wrote it in "2023"; NTP has set the clock since.
+    wrong = fake_segment(segment_path(folder, "cam0", IN_2023, 2), IN_2023)
+    Retention(folder, "cam0", None, 5 * DAY, Metrics(), DiskBudget()).enforce()
+    assert before.exists()
+    assert wrong.exists()
+
+
 def test_an_impossible_or_garbage_name_is_skipped_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
