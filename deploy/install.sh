@@ -206,8 +206,11 @@ install_config() {
 
 install_models() {
 	local model found=0
-	folder "$STATE_DIR" 0755
-	folder "$STATE_DIR/artifacts" 0755
+	# The unit's StateDirectory=, owned by the service as systemd would make it: the relative
+	# paths of edge.toml (outputs, MQTT spool) are created there. The models stay root's: the
+	# service only reads them.
+	folder "$STATE_DIR" 0755 "$SERVICE_USER"
+	folder "$STATE_DIR/artifacts" 0755 "$SERVICE_USER"
 	folder "$MODELS_DIR" 0755
 	folder "$OUTPUTS_DIR" 0750 "$SERVICE_USER"
 	for model in "${MODELS[@]}"; do

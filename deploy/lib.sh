@@ -5,7 +5,7 @@
 # of each when files are laid out under another root.
 APP_DIR=/opt/edge-vision            # code and its virtualenv (.venv)
 CONF_DIR=/etc/edge-vision           # edge.toml (yours), edge.toml.dist (the shipped default)
-STATE_DIR=/var/lib/edge-vision      # the service's working directory
+STATE_DIR=/var/lib/edge-vision      # the service's working and state directory: all it writes
 MODELS_DIR=$STATE_DIR/artifacts/models
 OUTPUTS_DIR=$STATE_DIR/artifacts/outputs
 CACHE_DIR=/var/cache/edge-vision    # made by systemd (CacheDirectory=)

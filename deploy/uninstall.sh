@@ -13,13 +13,14 @@ Usage: deploy/uninstall.sh [--dry-run] [--prefix DIR] [--purge]
 
 Stops and disables $SERVICE and $POWER_SERVICE, removes the units, the code and virtualenv
 ($APP_DIR), the models and engines ($MODELS_DIR) and the cache ($CACHE_DIR).
-Kept unless --purge: the recorded outputs ($OUTPUTS_DIR), the config ($CONF_DIR) and the
-user $SERVICE_USER (who owns the outputs). The apt packages stay: other programs may use them.
+Kept unless --purge: what the service wrote in $STATE_DIR (the recorded outputs, the MQTT
+spool, footage), the config ($CONF_DIR) and the user $SERVICE_USER (who owns them). The apt
+packages stay: other programs may use them.
 
 Options:
   --dry-run     print what would be removed, remove nothing
   --prefix DIR  remove the files laid out under DIR only (also: DESTDIR=DIR); no systemctl, no userdel
-  --purge       also remove the outputs, the config and the user
+  --purge       also remove what the service wrote, the config and the user
 EOF2
 }
 
@@ -63,7 +64,7 @@ if ((PURGE)); then
 		act "remove the user $SERVICE_USER" userdel "$SERVICE_USER"
 	fi
 else
-	[[ -d $(at "$OUTPUTS_DIR") ]] && say "kept the recorded outputs in $OUTPUTS_DIR (--purge removes them)"
+	[[ -d $(at "$STATE_DIR") ]] && say "kept what the service wrote (recorded outputs, MQTT spool) in $STATE_DIR (--purge removes it)"
 	[[ -d $(at "$CONF_DIR") ]] && say "kept the config in $CONF_DIR (--purge removes it)"
 fi
 if ((DRY_RUN)); then

@@ -18,11 +18,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.config import Config, OutputConfig, PipelineConfig, camera_configs, load
+from edge.config import Config, MqttConfig, OutputConfig, PipelineConfig, camera_configs, load
 from edge.engines import InferenceEngine, open_engine
 from edge.engines.precision import precision_path
+from edge.errors import EdgeError
 from edge.faults import Backoff
-from edge.files import writable_dir
+from edge.files import outside_unit_directories, unwritable, writable_dir
 from edge.metrics import Metrics
 from edge.models.colorizer import Colorizer
 from edge.models.detector import Detector
@@ -143,9 +144,22 @@ class DeviceOutputs:
         output = config.output
         self.budget = DiskBudget(int(output.keep_gb * 1e9), int(output.min_free_gb * 1e9))
         self.rtsp = RtspServer(config.output.rtsp_port) if config.output.rtsp_port else None
-        self.publisher = MqttPublisher(config.mqtt, self.metrics) if config.mqtt.enabled else None
-        if self.publisher is not None:
-            self.publisher.start()
+        self.publisher = self._publisher(config.mqtt) if config.mqtt.enabled else None
+
+    def _publisher(self, mqtt: MqttConfig) -> MqttPublisher | None:
+        """The started publisher; None, with MQTT reported degraded, when its spool folder
+        cannot be written or the publisher cannot be made: the cameras run without MQTT."""
+        problem = unwritable(Path(mqtt.spool_dir), "mqtt.spool_dir")
+        if problem is not None:
+            self.side_outputs.degrade("spool", f"{problem}; MQTT is off")
+            return None
+        try:
+            publisher = MqttPublisher(mqtt, self.metrics)
+        except EdgeError as exc:
+            self.side_outputs.degrade("mqtt", f"{exc}; MQTT is off")
+            return None
+        publisher.start()
+        return publisher
 
     def close(self) -> None:
         """Drain and stop the publisher; stop the RTSP server."""
@@ -186,6 +200,7 @@ def open_sinks(
     """
     output, colorizer = config.output, config.colorizer
     folder = Path(output.dir)
+    _check_output_dir(folder)
     run = run or start_run(folder, config.source.name)
     # Resuming needs room for 10 s of video, so a disk at the edge does not flap.
     disk = OutputDisk(folder, metrics, min_free_bytes=max(output.bitrate_kbps * 1250, 1 << 20))
@@ -218,13 +233,17 @@ def open_sinks(
             )
         )
     if colorizer.collect_dir:
-        footage = writable_dir(Path(colorizer.collect_dir))
-        every_s, count, mb = (
-            colorizer.collect_every_s,
-            colorizer.collect_max_frames,
-            colorizer.collect_max_mb,
-        )
-        sinks.append(FootageSink(footage, every_s, count, mb))
+        footage = Path(colorizer.collect_dir)
+        problem = unwritable(footage, "colorizer.collect_dir")
+        if problem is not None:
+            device.side_outputs.degrade(f"collector:{run.camera}", problem)
+        else:
+            every_s, count, mb = (
+                colorizer.collect_every_s,
+                colorizer.collect_max_frames,
+                colorizer.collect_max_mb,
+            )
+            sinks.append(FootageSink(footage, every_s, count, mb))
     restart = config.pipeline.restart_initial_s, config.pipeline.restart_max_s
     return [
         GuardedSink(
@@ -238,6 +257,22 @@ def open_sinks(
         else sink  # the video: its faults restart the camera (`edge.pipeline`)
         for sink in sinks
     ]
+
+
+def _check_output_dir(folder: Path) -> None:
+    """Stop the start when the systemd unit's sandbox forbids writing the camera's output folder:
+    no camera could record, and waiting would not change that.
+
+    Anywhere else an unwritable folder is the disk's state, which `OutputDisk` waits out (a full
+    or read-only disk pauses the files, never the cameras).
+
+    Raises:
+        EdgeError: the folder lies outside the unit's writable folders and cannot be written.
+    """
+    if outside_unit_directories(folder):
+        problem = unwritable(folder, "output.dir")
+        if problem is not None:
+            raise EdgeError(problem)
 
 
 def recording(
