@@ -350,8 +350,9 @@ def test_a_read_only_disk_pauses_every_file_output_and_writing_resumes(
     folder = small_disk("8m")
     subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
     with caplog.at_level(logging.INFO):
-        sinks, metrics = sinks_for(folder, "output.segment_s=1")
-        sinks[0].disk.retry_s = 0.2  # type: ignore[attr-defined]
+        # A tiny disk is below any free-space floor: that would delete every segment (tested apart).
+        sinks, metrics = sinks_for(folder, "output.segment_s=1", "output.min_free_gb=0")
+        sinks[0].sink.disk.retry_s = 0.2  # type: ignore[attr-defined]  # the guarded ledger's
         feed(sinks, 0, 15)  # a track and 1.5 s of video, while nothing can be written
         subprocess.run(["mount", "-o", "remount,rw", str(folder)], check=True)
         time.sleep(0.3)
@@ -375,8 +376,8 @@ def test_a_full_disk_at_start_does_not_stop_the_run(
     folder = small_disk("2m")
     filler = fill(folder)
     with caplog.at_level(logging.INFO):
-        sinks, metrics = sinks_for(folder / "out", "output.segment_s=1")
-        sinks[0].disk.retry_s = 0.1  # type: ignore[attr-defined]
+        sinks, metrics = sinks_for(folder / "out", "output.segment_s=1", "output.min_free_gb=0")
+        sinks[0].sink.disk.retry_s = 0.1  # type: ignore[attr-defined]  # the guarded ledger's
         feed(sinks, 0, 10)
         filler.unlink()
         time.sleep(0.2)
