@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.config import camera_configs, load
+from tests.systemd_unit import service_sandbox
+
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 UNITS = ["edge-vision.service", "edge-vision-power.service"]
@@ -99,7 +102,9 @@ def test_install_lays_out_what_the_unit_runs(root: Path, models: Path) -> None:
     working = root / service["WorkingDirectory"].lstrip("/")
     for name in MODELS:  # edge.toml's relative model paths, from the working directory
         assert (working / "artifacts/models" / name).read_bytes() == (models / name).read_bytes()
-    assert (root / service["ReadWritePaths"].lstrip("/")).is_dir()
+    # The working directory is the unit's state directory, where the service may write.
+    assert service["WorkingDirectory"] == f"/var/lib/{service['StateDirectory']}"
+    assert (root / "var/lib/edge-vision/artifacts/outputs").is_dir()
     for unit in UNITS:
         assert (root / "etc/systemd/system" / unit).read_bytes() == (DEPLOY / unit).read_bytes()
 
@@ -164,6 +169,9 @@ def test_dry_run_of_a_real_install_plans_every_step_and_changes_nothing(models: 
     assert {path: Path(path).exists() for path in before} == before
     # The last line: every step (apt, virtualenv, user, units, systemctl) ran to the end.
     assert "none made" in output
+    # As systemd makes StateDirectory=: the service creates the spool and outputs in it.
+    for folder in ["/var/lib/edge-vision", "/var/lib/edge-vision/artifacts"]:
+        assert f"would give {folder} to edge-vision:" in output
 
 
 def test_power_mode_is_written_for_the_power_unit(root: Path, models: Path) -> None:
@@ -199,7 +207,7 @@ def test_uninstall_keeps_outputs_and_config_unless_purged(root: Path, models: Pa
     assert _tree(root) == before
 
     output = _script("uninstall.sh", "--prefix", root)
-    assert "kept the recorded outputs" in output
+    assert "kept what the service wrote (recorded outputs, MQTT spool)" in output
     files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert files == {str(recording.relative_to(root)), CONFIG, f"{CONFIG}.dist"}
 
@@ -249,6 +257,19 @@ def test_units_pass_systemd_analyze_verify(root: Path, models: Path) -> None:
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+@pytest.mark.parametrize("config", ["edge.toml", "cameras.example.toml"])
+def test_every_path_a_shipped_config_writes_is_writable_under_the_unit(config: str) -> None:
+    """Outputs, spool, footage (relative ones from WorkingDirectory=) and the caches that
+    Environment= names lie in a folder the unit lets the service write."""
+    sandbox = service_sandbox()
+    written = [sandbox.environment[key] for key in ("XDG_CACHE_HOME", "CUDA_CACHE_PATH")]
+    for camera in camera_configs(load(DEPLOY / config)):
+        written += [camera.output.dir, camera.mqtt.spool_dir, camera.colorizer.collect_dir]
+    for path in filter(None, written):
+        target = sandbox.working_directory / path
+        assert any(target.is_relative_to(folder) for folder in sandbox.writable), path
+
+
 def test_units_use_no_key_newer_than_systemd_249() -> None:
     for unit in UNITS:
         keys = {key for section in _unit(unit).values() for key in section}
@@ -270,7 +291,7 @@ def test_units_use_no_key_newer_than_systemd_249() -> None:
         ("ProtectHome", "yes"),
         ("NoNewPrivileges", "yes"),
         ("StandardError", "journal"),
-        ("ReadWritePaths", "/var/lib/edge-vision/artifacts/outputs"),
+        ("StateDirectory", "edge-vision"),
         ("CacheDirectory", "edge-vision"),
     ],
 )
