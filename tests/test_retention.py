@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,10 @@ import pytest
 
 from edge.metrics import Metrics
 from edge.outputs import base
+from edge.outputs.base import Sink
+from edge.outputs.disk import OutputDisk
 from edge.outputs.events import EventSink, read_events
+from edge.outputs.mot import MotSink
 from edge.outputs.records import EventRecords
 from edge.outputs.run import Run
 from edge.recordings import event_files, list_segments, segment_path
@@ -170,7 +174,7 @@ def test_keep_gb_bounds_all_cameras_together_oldest_first(tmp_path: Path) -> Non
     assert metrics.snapshot().counters["segments_deleted"] == 2
 
 
-def events_at(sink: EventSink, first_frame: int, count: int) -> None:
+def events_at(sink: Sink, first_frame: int, count: int) -> None:
     """`count` frames, each starting one track (ids from `first_frame`)."""
     for index in range(first_frame, first_frame + count):
         track = Track(index, 0, 0.9, (1.0, 2.0, 3.0, 4.0), age=1, hits=1, time_since_update=0)
@@ -250,3 +254,22 @@ def test_event_lines_are_fsynced_at_most_once_a_second_and_at_close(
     assert [json.loads(line)["track_id"] for line in path.read_text().splitlines()] == list(
         range(25)
     )
+
+
+def test_mot_rows_to_a_pipe_read_live_are_never_fsynced_and_never_pause_the_disk(
+    tmp_path: Path,
+) -> None:
+    pipe = tmp_path / "tracks.mot.txt"
+    os.mkfifo(pipe)
+    rows: list[str] = []
+    reader = threading.Thread(target=lambda: rows.extend(pipe.read_text().splitlines()))
+    reader.start()
+    metrics = Metrics()
+    sink = MotSink(pipe, disk=OutputDisk(tmp_path, metrics, min_free_bytes=0))
+    for index in range(12):  # 1.2 s: an fsync would have been due
+        events_at(sink, index, 1)
+        time.sleep(0.1)
+    sink.close([])
+    reader.join(timeout=10)
+    assert [int(row.split(",")[1]) for row in rows] == list(range(12))
+    assert metrics.snapshot().gauges["output_paused"] == 0

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,14 +104,15 @@ class LineFile:
     def _write(self, data: bytes) -> None:
         if self._fd is None:  # it could not be opened at start: the disk was full or read-only
             fd = self._reopen()
-        elif self._moved(self._fd) or os.fstat(self._fd).st_size >= ROTATE_BYTES:
-            fd = self._rotate(self._fd)
         else:
             fd = self._fd
+            if self._moved(fd) or os.fstat(fd).st_size >= ROTATE_BYTES:
+                fd = self._rotate(fd)
         if self._torn:
             data = b"\n" + data
         written = os.write(fd, data)
-        self._unsynced = True
+        # A pipe or a device (a consumer reading the rows live) has nothing to fsync.
+        self._unsynced = stat.S_ISREG(os.fstat(fd).st_mode)
         self._torn = written < len(data)
         if self._torn:  # the disk took part of it: that line is torn, the rest is dropped
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
