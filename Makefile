@@ -103,6 +103,7 @@ bench: models $(CAMERA_MODEL)
 	$(PY) -m benchmarks multicam
 	$(PY) -m benchmarks multicam --name multicam-cpu pipeline.batch_size=1 \
 		pipeline.detect_workers=$$(nproc)
+	$(PY) -m benchmarks faults
 
 clean:
 	rm -rf artifacts

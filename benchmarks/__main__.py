@@ -1,5 +1,6 @@
 """`python -m benchmarks COMMAND`: latency per stage, FP16 drift, tracking quality, naive vs ours,
-what detector.interval costs, MQTT delivery, several cameras in one process.
+what detector.interval costs, MQTT delivery, several cameras in one process, faults a device
+meets on a wall.
 
 Results go to `artifacts/bench/` (JSON with the machine and the exact config, Markdown, PNG).
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import compare, drift, interval, latency, mqtt, multicam, tracking
+from benchmarks import compare, drift, faults, interval, latency, mqtt, multicam, tracking
 from edge.cli import main
 
 COMMANDS = [
@@ -19,6 +20,7 @@ COMMANDS = [
     interval.register,
     mqtt.register,
     multicam.register,
+    faults.register,
 ]
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Processes the benchmarks (and the tests) start and watch: a mosquitto broker on a loopback port,
 and the runtime (`python -m edge run`) in a child process, its progress read from its `/metrics`
-endpoint and its CPU time from `/proc`.
+endpoint and its CPU time, memory and open files from `/proc`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def fd_count(pid: int) -> int:
+    """Open file descriptors of a process."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def rss_kib(pid: int) -> int:
@@ -112,9 +117,11 @@ class Sample:
 
 class EdgeProcess:
     """`python -m edge run OVERRIDES` in a child process, with `/metrics` on a loopback port;
-    its stderr goes to `log`."""
+    its stderr goes to `log`; `env` adds to its environment."""
 
-    def __init__(self, overrides: Sequence[str], log: Path) -> None:
+    def __init__(
+        self, overrides: Sequence[str], log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.port, self.log = free_port(), log
         health = ["health.watchdog=false", "health.metrics_host='127.0.0.1'",
                   f"health.metrics_port={self.port}"]  # fmt: skip
@@ -123,7 +130,7 @@ class EdgeProcess:
         with log.open("wb") as stderr:
             self.process = subprocess.Popen(
                 command, cwd=REPOSITORY, stdout=subprocess.DEVNULL, stderr=stderr,
-                env={**os.environ, "PYTHONPATH": path},
+                env={**os.environ, **(env or {}), "PYTHONPATH": path},
             )  # fmt: skip
 
     def sample(self) -> Sample | None:

@@ -1,9 +1,10 @@
 """A real RTSP server on loopback for tests and benchmarks:
-`python benchmarks/rtsp_server.py PORT [VIDEO]`.
+`python benchmarks/rtsp_server.py PORT [VIDEO] [WIDTHxHEIGHT]`.
 
-Serves an H.264 test pattern, or a video file in real time (scaled to 384×288), at
+Serves an H.264 test pattern (320×240), or a video file in real time (scaled to 384×288), at
 rtsp://127.0.0.1:PORT/cam with gst-rtsp-server until killed; `start_rtsp_server(port)` runs it
-in a subprocess, which a test kills to simulate an outage.
+in a subprocess, which a test kills to simulate an outage (and may restart at another size, as a
+camera reconfigured by its owner does).
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ ENCODE = (
     "videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 "
     "! rtph264pay name=pay0 pt=96 config-interval=1"
 )
-PATTERN = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1"
-VIDEO = "filesrc location={} ! decodebin ! videoscale ! video/x-raw,width=384,height=288"
+PATTERN = "videotestsrc is-live=true pattern=ball ! video/x-raw,width={},height={},framerate=15/1"
+VIDEO = "filesrc location={} ! decodebin ! videoscale ! video/x-raw,width={},height={}"
+SIZES = {"pattern": (320, 240), "video": (384, 288)}
 
 
-def start_rtsp_server(port: int, video: Path | None = None) -> subprocess.Popen[str]:
-    """The loopback RTSP server of this module (serving `video`, else a test
-    pattern), once it listens."""
-    args = [str(port), *([str(video)] if video else [])]
+def start_rtsp_server(
+    port: int, video: Path | None = None, size: tuple[int, int] | None = None
+) -> subprocess.Popen[str]:
+    """The loopback RTSP server of this module (serving `video`, else a test pattern, at `size`,
+    default `SIZES`), once it listens."""
+    args = [str(port), str(video) if video else "", *([f"{size[0]}x{size[1]}"] if size else [])]
     server = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
     if server.stdout is None or server.stdout.readline().strip() != "ready":
         server.kill()
@@ -31,7 +35,7 @@ def start_rtsp_server(port: int, video: Path | None = None) -> subprocess.Popen[
     return server
 
 
-def main(port: int, video: str | None) -> None:
+def main(port: int, video: str | None, size: str | None = None) -> None:
     """Serve until the process is killed."""
     import gi
 
@@ -44,7 +48,10 @@ def main(port: int, video: str | None) -> None:
     server.set_address("127.0.0.1")
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
-    source = VIDEO.format(video) if video else PATTERN
+    width, height = SIZES["video" if video else "pattern"]
+    if size:
+        width, height = (int(v) for v in size.split("x"))
+    source = VIDEO.format(video, width, height) if video else PATTERN.format(width, height)
     factory.set_launch(f"( {source} ! {ENCODE} )")
     factory.set_shared(True)
     server.get_mount_points().add_factory("/cam", factory)
@@ -55,4 +62,4 @@ def main(port: int, video: str | None) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)
+    main(int(sys.argv[1]), *(arg or None for arg in sys.argv[2:4]))
