@@ -154,7 +154,7 @@ class DeviceOutputs:
             self.side_outputs.degrade("spool", f"{problem}; MQTT is off")
             return None
         try:
-            publisher = MqttPublisher(mqtt, self.metrics)
+            publisher = MqttPublisher(mqtt, self.metrics, self.side_outputs)
         except EdgeError as exc:
             self.side_outputs.degrade("mqtt", f"{exc}; MQTT is off")
             return None

@@ -440,3 +440,19 @@ def test_an_unexpected_error_is_reported_once_and_retried(
         "mqtt: " + side_outputs.degraded()["mqtt"] + "; retrying"
     ]
     assert publisher.spool.count == 2  # kept for a run that can connect
+
+
+def test_the_device_reports_a_publisher_fault_where_healthz_reads(tmp_path: Path) -> None:
+    from edge.config import Config
+    from edge.runtime import DeviceOutputs
+
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    mqtt = MqttConfig(enabled=True, host="127.0.0.1", port=1, device="dev1", tls=True,
+                      ca_file=str(tmp_path / "ca.pem"), spool_dir=str(tmp_path / "spool"),
+                      reconnect_initial_s=0.05, reconnect_max_s=0.1)  # fmt: skip
+    device = DeviceOutputs(Config(mqtt=mqtt))
+    try:
+        assert device.publisher is not None  # MQTT stays on, retrying: the file may be fixed
+        wait_until(lambda: "mqtt.ca_file" in device.side_outputs.degraded().get("mqtt", ""))
+    finally:
+        device.close()
