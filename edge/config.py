@@ -42,6 +42,16 @@ def _pattern(regex: str, what: str = "") -> dict[str, Any]:
 TOPIC_LEVEL = r"[^/+#\x00]+"
 
 
+# videotestsrc's patterns (GStreamer 1.20, as on JetPack 6): `source.pattern` is one of these,
+# so nothing else can reach the pipeline string.
+TEST_PATTERNS = (
+    "smpte", "snow", "black", "white", "red", "green", "blue", "checkers-1", "checkers-2",
+    "checkers-4", "checkers-8", "circular", "blink", "smpte75", "zone-plate", "gamut",
+    "chroma-zone-plate", "solid-color", "ball", "smpte100", "bar", "pinwheel", "spokes",
+    "gradient", "colors",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """Where frames come from (see `edge.video.sources` for the URI forms)."""
@@ -53,7 +63,7 @@ class SourceConfig:
     height: int = field(default=0, metadata=_range(0, 8192))
     fps: int = field(default=0, metadata=_range(0, 240))
     format: str = field(default="BGR", metadata=_choices("BGR", "GRAY8"))
-    pattern: str = "ball"  # videotestsrc pattern for test://
+    pattern: str = field(default="ball", metadata=_choices(*TEST_PATTERNS))  # for test://
     max_frames: int = field(default=0, metadata=_range(0))  # 0: until the source ends
     timeout_s: float = field(default=5.0, metadata=_range(0.1, 600))
     reconnect_initial_s: float = field(default=0.5, metadata=_range(0.01, 600))
@@ -126,6 +136,11 @@ class OutputConfig:
     overlay: bool = True  # boxes, track ids, classes and FPS on the video
     rtsp_port: int = field(default=0, metadata=_range(0, 65535))  # 0: no RTSP server
     rtsp_path: str = "/edge"
+    rtsp_host: str = "127.0.0.1"  # address the RTSP server binds; "0.0.0.0": every interface
+    # Clients must log in (RTSP digest) when rtsp_user is set; the password is never in this
+    # file: it is read from rtsp_password_file
+    rtsp_user: str = ""
+    rtsp_password_file: str = ""
     # {run} in a name becomes the run id; events are appended across runs, a MOT file is one run
     events: str = "events.jsonl"
     mot: str = "runs/{run}/tracks.mot.txt"
@@ -215,11 +230,15 @@ class Camera:
     output: OutputConfig
 
 
+# The device's one RTSP server: shared by all cameras, each of which has its own rtsp_path.
+DEVICE_OUTPUT_KEYS = ("rtsp_port", "rtsp_host", "rtsp_user", "rtsp_password_file")
 # What a camera may set in its own sub-tables; the rest (models, backend) is shared by all.
 CAMERA_KEYS = {
     "detector": ("confidence", "iou", "classes", "max_detections", "interval"),
     "colorizer": ("mode", "collect_dir", "collect_every_s", "collect_max_frames", "collect_max_mb"),
-    "output": tuple(f.name for f in dataclasses.fields(OutputConfig) if f.name != "rtsp_port"),
+    "output": tuple(
+        f.name for f in dataclasses.fields(OutputConfig) if f.name not in DEVICE_OUTPUT_KEYS
+    ),
 }
 
 

@@ -48,8 +48,9 @@ from edge.service.metrics_http import MetricsServer
 from edge.service.mqtt import MqttPublisher
 from edge.service.side_outputs import SideOutputs
 from edge.video.capture import FrameSource
-from edge.video.encoders import Mp4Recorder, RtspServer
+from edge.video.encoders import Mp4Recorder
 from edge.video.files import frame_rate, read_frames
+from edge.video.rtsp import rtsp_server
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class DeviceOutputs:
         # One budget for every camera's files: keep_gb is the device's, not each camera's.
         output = config.output
         self.budget = DiskBudget(int(output.keep_gb * 1e9), int(output.min_free_gb * 1e9))
-        self.rtsp = RtspServer(config.output.rtsp_port) if config.output.rtsp_port else None
+        self.rtsp = rtsp_server(config.output)
         self.publisher = self._publisher(config.mqtt) if config.mqtt.enabled else None
 
     def _publisher(self, mqtt: MqttConfig) -> MqttPublisher | None:

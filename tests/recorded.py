@@ -15,9 +15,10 @@ def decode(video: Path) -> tuple[int, tuple[int, ...], str | None]:
     decoder early (None when it read to the end)."""
     Gst = gst.init()
     pipeline = Gst.parse_launch(
-        f'filesrc location="{video}" ! decodebin ! videoconvert ! video/x-raw,format=BGR '
+        f"filesrc name={gst.FILE} ! decodebin ! videoconvert ! video/x-raw,format=BGR "
         "! appsink name=sink sync=false"
     )
+    gst.set_location(pipeline, video)
     sink = pipeline.get_by_name("sink")
     pipeline.set_state(Gst.State.PLAYING)
     count, shape = 0, ()

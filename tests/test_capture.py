@@ -20,7 +20,7 @@ from edge.metrics import Metrics
 from edge.video import capture as capture_module
 from edge.video import gst
 from edge.video.capture import FrameSource, GstCapture
-from edge.video.sources import SINK_NAME
+from edge.video.sources import SINK_NAME, redact
 from export.data import data_file
 
 
@@ -165,3 +165,41 @@ def test_close_returns_once_the_pipeline_stopped() -> None:
     pipeline = GstCapture("videotestsrc num-buffers=5 ! appsink name=" + SINK_NAME)
     assert pipeline.close() is True
     assert pipeline.close() is True  # a second close is a no-op
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rtsp://admin:s3cret@10.0.0.2:554/live", "rtsp://***@10.0.0.2:554/live"),
+        ("rtspsrc0: rtsp://admin:p@ss@cam/x failed", "rtspsrc0: rtsp://***@cam/x failed"),
+        ("rtsp://cam/x?channel=1&password=s3cret", "rtsp://cam/x?channel=1&password=***"),
+        ("rtsp://cam/stream@2", "rtsp://cam/stream@2"),  # an @ in the path is no login
+        ("/dev/video0", "/dev/video0"),
+    ],
+)
+def test_redact_hides_the_credentials_of_every_uri(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_camera_credentials_reach_no_log_line_and_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A camera that refuses connections is retried (each attempt logged) and a URI that is not
+    a source is refused: the password is in none of it."""
+    caplog.set_level(logging.DEBUG)
+    port = free_port()  # nothing listens there
+    collector = Collector(
+        SourceConfig(
+            uri=f"rtsp://admin:secret@127.0.0.1:{port}/x",
+            timeout_s=1,
+            reconnect_initial_s=0.05,
+            reconnect_max_s=0.1,
+        )
+    )
+    collector.wait_for(lambda: collector.reconnects() >= 2)
+    collector.stop()
+    with pytest.raises(EdgeError) as refused:
+        FrameSource(SourceConfig(uri="http://admin:secret@127.0.0.1/x"), Metrics())
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"rtsp://***@127.0.0.1:{port}/x" in logged  # still says which camera
+    assert "secret" not in logged + str(refused.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -202,3 +204,20 @@ def test_healthz_names_a_degraded_side_output_and_stays_healthy() -> None:
     side_outputs.recover("spool")
     assert "degraded" not in healthz(health)[1]
     assert device.snapshot().gauges["side_outputs_degraded"] == 0
+
+
+def test_a_silent_client_is_dropped_after_the_timeout_while_others_are_served(
+    metrics: Metrics, health: Health
+) -> None:
+    """A client that connects and sends nothing holds its connection (and a thread) only for
+    the timeout; meanwhile /healthz answers everyone else."""
+    endpoint = MetricsServer({"cam0": metrics}, health, "127.0.0.1", 0, timeout_s=0.5)
+    try:
+        silent = socket.create_connection((endpoint.host, endpoint.port), timeout=5)
+        started = time.monotonic()
+        assert _get(endpoint, "/healthz")[0] in (200, 503)
+        assert silent.recv(1) == b""  # the server closed it
+        assert 0.4 < time.monotonic() - started < 3
+        silent.close()
+    finally:
+        endpoint.close()

@@ -619,3 +619,15 @@ def test_twenty_minutes_of_ten_second_segments(model_overrides: list[str], tmp_p
         count, _, error = decode(path)
         assert count > 0, path.name
         assert error is None, path.name
+
+
+def test_recording_and_export_in_a_folder_with_quotes_and_bangs(tmp_path: Path) -> None:
+    """Paths reach GStreamer as element properties: no name breaks (or extends) a pipeline."""
+    folder = tmp_path / 'it\'s a "cam" ! folder'
+    sinks, _ = sinks_for(folder, f"output.dir={json.dumps(str(folder))}", "output.segment_s=1")
+    feed(sinks, 0, 20)
+    close(sinks)
+    output = folder / 'all "of it" !.mkv'
+    joined = export(folder / "recordings", 0.0, time.time(), output)
+    assert len(joined) == 2
+    assert decoded_frames(output) == (20, (120, 160))

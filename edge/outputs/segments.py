@@ -94,6 +94,7 @@ class Recording:
             self.config.bitrate_kbps,
             self.config.segment_s,
             self.retention.next_path,
+            self.metrics,
         )
         return self.recorder
 

@@ -12,7 +12,7 @@ from edge.metrics import Metrics
 from edge.outputs.annotate import TrackAnnotator
 from edge.outputs.segments import Recording
 from edge.types import Packet, TrackEvent
-from edge.video.encoders import RtspMount, RtspServer
+from edge.video.rtsp import RtspMount, RtspServer
 
 
 class VideoSink:
@@ -44,7 +44,7 @@ class VideoSink:
         self._rtsp_size = (width, height)
         if self.rtsp_server is not None:
             path, bitrate = self.config.rtsp_path, self.config.bitrate_kbps
-            self.rtsp = self.rtsp_server.mount(path, width, height, fps, bitrate)
+            self.rtsp = self.rtsp_server.mount(path, width, height, fps, bitrate, self.metrics)
         self._opened = True
 
     def write(self, packet: Packet, fps: float) -> None:

@@ -10,6 +10,7 @@ import logging
 import math
 import re
 import socket
+import sys
 import threading
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -39,6 +40,8 @@ COUNTERS = {
     "disk_errors": "Times the output disk refused data (full, read-only): file outputs paused.",
     "frames_not_recorded": "Frames not recorded while the output disk was paused.",
     "writes_skipped": "Event/MOT/snapshot writes skipped while the output disk was paused.",
+    "recording_frames_dropped": "Frames not recorded: the encoder's bounded queue was full.",
+    "rtsp_frames_dropped": "Frames an RTSP client missed: its bounded queue was full.",
 }
 GAUGES = {
     "fps": "Frames per second through the whole pipeline, recent average.",
@@ -47,6 +50,9 @@ GAUGES = {
     "recording_bytes": "Bytes of this camera's video segments on disk.",
 }
 QUANTILES = {"0.5": "p50_ms", "0.95": "p95_ms", "0.99": "p99_ms"}
+# Seconds a connection may stay silent (sending its request or reading the reply) before it is
+# dropped: without it a client that connects and sends nothing holds a thread forever.
+REQUEST_TIMEOUT_S = 10.0
 
 
 def _name(text: str) -> str:
@@ -154,6 +160,12 @@ def healthz(health: Health) -> tuple[bool, str]:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
+    def setup(self) -> None:
+        # Reading the request times out (logged, connection closed by http.server), and so
+        # does writing the reply (`_Server.handle_error`).
+        self.request.settimeout(self.server.timeout_s)
+        super().setup()
+
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         metrics = self.server.metrics
@@ -182,20 +194,34 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], metrics: Mapping[str, Metrics], health: Health
+        self,
+        address: tuple[str, int],
+        metrics: Mapping[str, Metrics],
+        health: Health,
+        timeout_s: float,
     ) -> None:
         self.metrics = metrics
         self.health = health
+        self.timeout_s = timeout_s
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or went away mid-reply: a debug line, not a traceback.
+        log.debug("metrics client %s: %s", client_address, sys.exc_info()[1])
 
 
 class MetricsServer:
     """Serves `/metrics` and `/healthz` from a daemon thread until `close()`."""
 
     def __init__(
-        self, metrics: Mapping[str, Metrics], health: Health, host: str, port: int
+        self,
+        metrics: Mapping[str, Metrics],
+        health: Health,
+        host: str,
+        port: int,
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         """Bind and start serving.
 
@@ -204,12 +230,13 @@ class MetricsServer:
             health: answers `/healthz`.
             host: address to bind (config `health.metrics_host`; keep it on localhost).
             port: TCP port; 0 picks a free one (see `port`).
+            timeout_s: seconds a connection may stay silent before it is dropped.
 
         Raises:
             EdgeError: the address cannot be bound (in use, or not an address of this machine).
         """
         try:
-            self._server = _Server((host, port), metrics, health)
+            self._server = _Server((host, port), metrics, health, timeout_s)
         except OSError as exc:
             raise EdgeError(
                 f"cannot serve metrics on {host}:{port} ({exc.strerror}): "

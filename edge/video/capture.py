@@ -20,7 +20,14 @@ from edge.errors import EdgeError
 from edge.metrics import Metrics
 from edge.types import Frame
 from edge.video import gst
-from edge.video.sources import SINK_NAME, TEST_FPS, SourceSpec, capture_pipeline, parse_uri
+from edge.video.sources import (
+    SINK_NAME,
+    TEST_FPS,
+    SourceSpec,
+    capture_pipeline,
+    parse_uri,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 # How long `close()` waits for GStreamer to stop a pipeline. Stopping waits for every streaming
@@ -39,18 +46,21 @@ class GstCapture:
     """One running capture pipeline."""
 
     def __init__(self, description: str) -> None:
-        """Start the pipeline; raises SourceLost if it cannot start (e.g. camera unplugged)."""
+        """Start the pipeline; raises SourceLost if it cannot start (e.g. camera unplugged).
+
+        Its errors, and GStreamer's messages in them, come without the URI's credentials.
+        """
         Gst = gst.init()
         try:
             self._pipeline = Gst.parse_launch(description)
         except Exception as exc:  # GLib.Error: a malformed pipeline is a bug, not a lost source
-            raise EdgeError(f"cannot build capture pipeline: {exc}") from exc
+            raise EdgeError(f"cannot build capture pipeline: {redact(str(exc))}") from exc
         self._sink = self._pipeline.get_by_name(SINK_NAME)
         self._bus = self._pipeline.get_bus()
         if self._pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             problem = gst.bus_error(self._bus) or "pipeline failed to start"
             self.close()
-            raise SourceLost(problem)
+            raise SourceLost(redact(problem))
 
     def read(self, timeout_s: float) -> tuple[np.ndarray, float | None, float] | None:
         """The next frame, its timestamp and caps frame rate, or None if none came in time.
@@ -62,7 +72,7 @@ class GstCapture:
         if sample is None:
             problem = gst.bus_error(self._bus)
             if problem:
-                raise SourceLost(problem)
+                raise SourceLost(redact(problem))
             if self._sink.get_property("eos"):
                 raise SourceLost("end of stream")
             return None

@@ -1,8 +1,12 @@
-"""Encoded video out through GStreamer: H.264 segments (Matroska), one mp4 file, an RTSP server.
+"""Encoded video out through GStreamer: H.264 segments (Matroska), one mp4 file (the RTSP server,
+`edge.video.rtsp`, encodes with the same elements).
 
 Encoder strings are pure functions (`encoder_chain`): `nvv4l2h264enc` on a Jetson, `x264enc`
 elsewhere. Frames enter through `appsrc` with explicit timestamps, so a file keeps every frame;
-`close()` sends EOS and waits for the muxer to finish.
+`close()` sends EOS and waits for the muxer to finish. Every appsrc queue is bounded: the mp4
+writer's push waits for room (a whole-video job loses nothing), while a live recorder's or RTSP
+client's drops the frame and counts it, so a stalled encoder, disk or client costs frames, never
+memory. File paths are element properties, never part of a pipeline string.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import EdgeError
+from edge.metrics import Metrics
 from edge.video import gst
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,10 @@ SEGMENT_MESSAGES = {
     "splitmuxsink-fragment-closed": "closed",
 }
 RESOURCE_ERROR = "gst-resource-error-quark"  # GStreamer's error domain for files and devices
+# Most bytes of frames an appsrc holds for its encoder (one frame always fits). The recorder's
+# covers an encoder's hiccup at any size (≈10 frames of 1080p BGR, ≈290 of 320×240).
+RECORDER_QUEUE_BYTES = 64 << 20
+WRITER_QUEUE_BYTES = 64 << 20  # the mp4 writer's, whose push waits for room instead
 
 
 def encoder_chain(
@@ -59,13 +68,26 @@ def frame_caps(width: int, height: int, fps: float) -> str:
     return f"video/x-raw,format=BGR,width={width},height={height},framerate={rate}/1000"
 
 
-def mp4_pipeline(
-    path: Path, width: int, height: int, fps: float, bitrate_kbps: int, has: Callable[[str], bool]
+def appsrc(
+    width: int, height: int, fps: float, max_bytes: int, leaky: bool, live: bool = False
 ) -> str:
-    """appsrc -> H.264 -> mp4 file (one file, finalized at EOS: for whole-video jobs)."""
+    """An appsrc named `src` for BGR frames, holding at most `max_bytes`: when full, a push
+    waits for room, or (`leaky`) the frame is dropped (see `push_or_drop`, which counts it)."""
+    full = "leaky-type=upstream" if leaky else "block=true"
     return (
-        f"appsrc name=src format=time caps={frame_caps(width, height, fps)} ! "
-        f'{encoder_chain(bitrate_kbps, has)} ! mp4mux ! filesink location="{path}"'
+        f"appsrc name=src format=time is-live={str(live).lower()} max-bytes={max_bytes} {full} "
+        f"caps={frame_caps(width, height, fps)}"
+    )
+
+
+def mp4_pipeline(
+    width: int, height: int, fps: float, bitrate_kbps: int, has: Callable[[str], bool]
+) -> str:
+    """appsrc -> H.264 -> mp4 file (one file, finalized at EOS: for whole-video jobs); the
+    filesink is named `gst.FILE`, for `gst.set_location`."""
+    return (
+        f"{appsrc(width, height, fps, WRITER_QUEUE_BYTES, leaky=False)} ! "
+        f"{encoder_chain(bitrate_kbps, has)} ! mp4mux ! filesink name={gst.FILE}"
     )
 
 
@@ -88,20 +110,36 @@ def segment_pipeline(
     """
     keyframes = max(1, round(fps * KEYFRAME_S))
     return (
-        f"appsrc name=src format=time caps={frame_caps(width, height, fps)} ! "
+        f"{appsrc(width, height, fps, RECORDER_QUEUE_BYTES, leaky=True)} ! "
         f"{encoder_chain(bitrate_kbps, has, keyframe_every=keyframes)} ! "
         f"splitmuxsink name={SPLITTER} muxer=matroskamux "
         f"max-size-time={round(segment_s * 1e9)} send-keyframe-requests=true"
     )
 
 
-def _push(appsrc: Any, frame: np.ndarray, pts_ns: int, duration_ns: int) -> Any:
+def _push(src: Any, frame: np.ndarray, pts_ns: int, duration_ns: int) -> Any:
     """Push one BGR frame with the given timestamps; returns the flow return."""
     Gst = gst.init()
     buffer = Gst.Buffer.new_wrapped(np.ascontiguousarray(frame).tobytes())
     buffer.pts = pts_ns
     buffer.duration = duration_ns
-    return appsrc.emit("push-buffer", buffer)
+    return src.emit("push-buffer", buffer)
+
+
+def push_or_drop(
+    src: Any, frame: np.ndarray, pts_ns: int, duration_ns: int, metrics: Metrics, counter: str
+) -> Any:
+    """Push a frame into a leaky appsrc (`appsrc(leaky=True)`), or drop it and count `counter`
+    when it would overflow the queue's `max-bytes`; returns the flow return (OK when dropped).
+
+    The check comes before the push, and only this thread pushes, so every drop is counted: the
+    queue only shrinks meanwhile. GStreamer's `leaky-type` never has to drop one itself.
+    """
+    queued = src.get_property("current-level-bytes")
+    if queued and queued + frame.nbytes > src.get_property("max-bytes"):
+        metrics.increment(counter)
+        return gst.init().FlowReturn.OK
+    return _push(src, frame, pts_ns, duration_ns)
 
 
 class _AppsrcPipeline:
@@ -115,13 +153,10 @@ class _AppsrcPipeline:
             raise EdgeError(f"cannot build the {what} ({exc}): is x264enc installed?") from exc
         self._src = self._pipeline.get_by_name("src")
         self.size = (width, height)
-        self.frames = 0
 
-    def _push(self, frame: np.ndarray, pts_ns: int, duration_ns: int) -> None:
+    def _check(self, frame: np.ndarray) -> None:
         if (frame.shape[1], frame.shape[0]) != self.size or frame.ndim != 3:
             raise EdgeError(f"frame {frame.shape} does not match the video's {self.size} BGR")
-        _push(self._src, frame, pts_ns, duration_ns)
-        self.frames += 1
 
     def _finish(self, also: int = 0) -> tuple[list[Any], str | None]:
         """Send EOS, wait for it, stop the pipeline.
@@ -163,15 +198,18 @@ class Mp4Recorder(_AppsrcPipeline):
 
     def __init__(self, path: Path, width: int, height: int, fps: float, bitrate_kbps: int) -> None:
         """Start the encoding pipeline; raises EdgeError if GStreamer cannot build it."""
-        description = mp4_pipeline(path, width, height, fps, bitrate_kbps, gst.has_element)
+        description = mp4_pipeline(width, height, fps, bitrate_kbps, gst.has_element)
         super().__init__(description, "mp4 encoder", width, height)
-        self.path, self.fps = path, fps
+        gst.set_location(self._pipeline, path)
+        self.path, self.fps, self.frames = path, fps, 0
         self._pipeline.set_state(gst.init().State.PLAYING)
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one BGR frame of the recorder's size."""
+        """Append one BGR frame of the recorder's size (waits while the encoder is behind)."""
+        self._check(frame)
         duration = int(1e9 / self.fps)
-        self._push(frame, self.frames * duration, duration)
+        _push(self._src, frame, self.frames * duration, duration)
+        self.frames += 1
 
     def close(self) -> None:
         """Send EOS, wait until the file is finalized, stop the pipeline."""
@@ -194,7 +232,9 @@ class SegmentRecorder(_AppsrcPipeline):
 
     `poll()` reports segments opened and closed and keeps the first error in `error`
     (`disk_error` when it is the disk's: full, read-only, gone); the pipeline is then dead and
-    the caller calls `abort()`.
+    the caller calls `abort()`. A frame the encoder has no room for (`RECORDER_QUEUE_BYTES`
+    waiting: the encoder or the disk stalls) is dropped and counted in `metrics` as
+    `recording_frames_dropped`.
     """
 
     def __init__(
@@ -205,12 +245,14 @@ class SegmentRecorder(_AppsrcPipeline):
         bitrate_kbps: int,
         segment_s: float,
         location: Callable[[float], Path],
+        metrics: Metrics | None = None,
     ) -> None:
         """Start the pipeline; raises EdgeError if GStreamer cannot build it."""
         Gst = gst.init()
         description = segment_pipeline(width, height, fps, bitrate_kbps, segment_s, gst.has_element)
         super().__init__(description, "segment recorder", width, height)
         self.fps, self._location = fps, location
+        self.metrics = metrics or Metrics()
         splitter = self._pipeline.get_by_name(SPLITTER)
         sink = Gst.ElementFactory.make("filesink")
         sink.set_property("buffer-mode", UNBUFFERED)
@@ -233,7 +275,9 @@ class SegmentRecorder(_AppsrcPipeline):
         self._pipeline.set_state(Gst.State.PLAYING)
 
     def write(self, frame: np.ndarray, stream_s: float, utc_s: float) -> None:
-        """Append one BGR frame captured at stream time `stream_s` and UTC time `utc_s`."""
+        """Append one BGR frame captured at stream time `stream_s` and UTC time `utc_s` (or
+        drop it, counted, when the encoder's queue is full)."""
+        self._check(frame)
         if self._stream_s is not None:
             step = stream_s - self._stream_s
             if not 0 < step <= MAX_GAP_S:
@@ -244,7 +288,10 @@ class SegmentRecorder(_AppsrcPipeline):
             self._utc_by_pts[self._pts] = utc_s
         if self._pts >= self._keyframe_due:
             self._request_keyframe()
-        self._push(frame, self._pts, round(1e9 / self.fps))
+        duration = round(1e9 / self.fps)
+        push_or_drop(
+            self._src, frame, self._pts, duration, self.metrics, "recording_frames_dropped"
+        )
 
     def _request_keyframe(self) -> None:
         """Ask the encoder for a keyframe at this frame: the interval is `KEYFRAME_S` of stream
@@ -314,88 +361,3 @@ class SegmentRecorder(_AppsrcPipeline):
         if self._pipeline is not None:
             self._pipeline.set_state(gst.init().State.NULL)
             self._pipeline = None
-
-
-class RtspServer:
-    """Serves annotated streams at rtsp://<host>:<port><path> with gst-rtsp-server, one mount
-    per camera (`mount()`), from its own GLib main loop on a daemon thread."""
-
-    def __init__(self, port: int) -> None:
-        """Start serving; raises EdgeError if gst-rtsp-server is missing or the port is taken."""
-        gst.init()
-        try:
-            import gi
-
-            gi.require_version("GstRtspServer", "1.0")
-            from gi.repository import GLib, GstRtspServer
-        except (ImportError, ValueError) as exc:
-            raise EdgeError(
-                f"RTSP output needs gst-rtsp-server ({exc}): install gir1.2-gst-rtsp-server-1.0"
-            ) from exc
-        self.port = port
-        self._server = GstRtspServer.RTSPServer()
-        self._server.set_service(str(port))
-        self._context = GLib.MainContext.new()
-        if self._server.attach(self._context) == 0:
-            raise EdgeError(f"cannot serve RTSP on port {port}: is it in use? set output.rtsp_port")
-        self._loop = GLib.MainLoop.new(self._context, False)
-        self._thread = threading.Thread(target=self._loop.run, name="rtsp", daemon=True)
-        self._thread.start()
-
-    def mount(self, path: str, width: int, height: int, fps: float, bitrate_kbps: int) -> RtspMount:
-        """Serve a stream of BGR frames of this size at `path`."""
-        return RtspMount(self._server, self.port, path, width, height, fps, bitrate_kbps)
-
-    def close(self) -> None:
-        """Stop serving."""
-        self._loop.quit()
-        self._thread.join(timeout=2)
-
-
-class RtspMount:
-    """One stream of an `RtspServer`: each connected client gets its own appsrc, and every
-    frame is pushed to all of them."""
-
-    def __init__(
-        self,
-        server: Any,
-        port: int,
-        path: str,
-        width: int,
-        height: int,
-        fps: float,
-        bitrate_kbps: int,
-    ) -> None:
-        from gi.repository import GstRtspServer
-
-        self.fps = fps
-        self._clients: list[tuple[Any, int]] = []  # (appsrc, frames pushed)
-        self._lock = threading.Lock()
-        launch = (
-            f"( appsrc name=src is-live=true format=time caps={frame_caps(width, height, fps)} "
-            f"! {encoder_chain(bitrate_kbps, gst.has_element, live=True)} "
-            "! rtph264pay name=pay0 pt=96 config-interval=1 )"
-        )
-        factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(launch)
-        factory.set_shared(False)
-        factory.connect("media-configure", self._on_media)
-        server.get_mount_points().add_factory(path, factory)
-        self.url = f"rtsp://127.0.0.1:{port}{path}"
-        log.info("serving %s", self.url)
-
-    def _on_media(self, _factory: Any, media: Any) -> None:
-        appsrc = media.get_element().get_child_by_name("src")
-        with self._lock:
-            self._clients.append((appsrc, 0))
-
-    def write(self, frame: np.ndarray) -> None:
-        """Push a BGR frame to every connected client; drop clients that went away."""
-        Gst = gst.init()
-        with self._lock:
-            alive = []
-            for appsrc, count in self._clients:
-                duration = int(1e9 / self.fps)
-                if _push(appsrc, frame, count * duration, duration) == Gst.FlowReturn.OK:
-                    alive.append((appsrc, count + 1))
-            self._clients = alive

@@ -7,6 +7,7 @@ wheels of OpenCV, which carry no GStreamer.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from edge.errors import EdgeError
 
 CHANNELS = {"BGR": 3, "BGRx": 4, "GRAY8": 1}
+FILE = "file"  # the name of a pipeline's filesrc or filesink, for `set_location`
 
 
 @functools.cache
@@ -37,6 +39,12 @@ def init() -> Any:
 def has_element(name: str) -> bool:
     """Whether the GStreamer registry has an element factory of this name."""
     return init().ElementFactory.find(name) is not None
+
+
+def set_location(pipeline: Any, path: Path) -> None:
+    """Give the pipeline's element named FILE its file as a property: any name works, where a
+    pipeline string would break at a quote or let a `!` start a new element."""
+    pipeline.get_by_name(FILE).set_property("location", str(path))
 
 
 def bus_error(bus: Any) -> str | None:

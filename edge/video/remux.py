@@ -4,6 +4,8 @@ Each part is read on its own (`filesrc ! matroskademux ! h264parse ! appsink`) a
 units are pushed, shifted to follow the previous part, into one writer (`appsrc ! h264parse !
 mp4mux|matroskamux ! filesink`). One part is open at a time, so a day of segments costs no more
 file descriptors than one; a part cut short by a kill or a full disk contributes what it has.
+File names are set as element properties, so any name works (quotes, `!`, spaces); the writer's
+appsrc holds at most WRITER_QUEUE_BYTES, its push waiting for room.
 """
 
 from __future__ import annotations
@@ -16,24 +18,25 @@ from typing import Any
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, writable_dir
 from edge.video import gst
+from edge.video.encoders import WRITER_QUEUE_BYTES
 
 log = logging.getLogger(__name__)
 MUXERS = {".mp4": "mp4mux", ".mkv": "matroskamux"}
 READ_TIMEOUT_S = 10.0
 EOS_TIMEOUT_S = 60.0
+# A segment file (its filesrc named gst.FILE) -> H.264 access units (avc) at an appsink `sink`.
+READER = (
+    f"filesrc name={gst.FILE} ! matroskademux ! h264parse ! "
+    "video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
+)
 
 
-def reader_pipeline(part: Path) -> str:
-    """A segment file -> H.264 access units (avc) at an appsink named `sink`."""
+def writer_pipeline(muxer: str) -> str:
+    """H.264 access units from an appsrc named `src` -> a filesink named `gst.FILE`."""
     return (
-        f'filesrc location="{part}" ! matroskademux ! h264parse ! '
-        "video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
+        f"appsrc name=src format=time block=true max-bytes={WRITER_QUEUE_BYTES} ! h264parse ! "
+        f"{muxer} ! filesink name={gst.FILE}"
     )
-
-
-def writer_pipeline(output: Path, muxer: str) -> str:
-    """H.264 access units from an appsrc named `src` -> one container file."""
-    return f'appsrc name=src format=time ! h264parse ! {muxer} ! filesink location="{output}"'
 
 
 def _bytes(buffer: Any) -> bytes:
@@ -72,7 +75,8 @@ def remux(parts: Sequence[Path], output: Path) -> int:
     writable_dir(output.parent)
     Gst = gst.init()
     with replaced_on_success(output) as partial:
-        writer = Gst.parse_launch(writer_pipeline(partial, muxer))
+        writer = Gst.parse_launch(writer_pipeline(muxer))
+        gst.set_location(writer, partial)
         src = writer.get_by_name("src")
         writer.set_state(Gst.State.PLAYING)
         frames, offset, caps = 0, 0, None
@@ -99,7 +103,8 @@ def _copy_part(part: Path, src: Any, offset: int, caps: Any) -> tuple[int, int, 
         Frames pushed, the offset for the next part, the stream's caps.
     """
     Gst = gst.init()
-    reader = Gst.parse_launch(reader_pipeline(part))
+    reader = Gst.parse_launch(READER)
+    gst.set_location(reader, part)
     sink = reader.get_by_name("sink")
     reader.set_state(Gst.State.PLAYING)
     count, end = 0, offset

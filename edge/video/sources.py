@@ -10,6 +10,7 @@ a file path or `file:///path`, `test://` (videotestsrc; pattern from the config)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,19 @@ JETSON_CONVERTER = "nvvidconv"
 ARGUS_CAMERA = "nvarguscamerasrc"
 TEST_SIZE = (640, 480)
 TEST_FPS = 30
+# Credentials in a URI: its user-info (`user:password@`, up to the host's last `@`) and query
+# values such as `?password=...`, which some cameras take instead.
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
+_SECRET_QUERY = re.compile(r"([?&](?:password|passwd|pwd|pass|token|key|auth)=)[^&\s]*", re.I)
+
+
+def redact(text: str) -> str:
+    """The text with the credentials of every URI in it replaced by `***`.
+
+    Camera URIs carry passwords (`rtsp://user:password@host/stream`); every log line and error
+    that may show one, GStreamer's own messages included, goes through here.
+    """
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 @dataclass(frozen=True)
@@ -35,8 +49,8 @@ class SourceSpec:
     live: bool  # a camera or stream: drop old frames, reconnect on failure
 
     def describe(self) -> str:
-        """Short human form, e.g. `rtsp://cam/stream` or `file vtest.avi`."""
-        return f"{self.kind} {self.location}".strip()
+        """Short human form without credentials, e.g. `rtsp rtsp://***@cam/stream`."""
+        return f"{self.kind} {redact(self.location)}".strip()
 
 
 def parse_uri(uri: str) -> SourceSpec:
@@ -45,7 +59,7 @@ def parse_uri(uri: str) -> SourceSpec:
     if parsed.scheme == "csi":
         sensor = parsed.netloc or "0"
         if not sensor.isdigit():
-            raise EdgeError(f"source '{uri}': csi:// takes a sensor number, e.g. csi://0")
+            raise EdgeError(f"source '{redact(uri)}': csi:// takes a sensor number, e.g. csi://0")
         return SourceSpec("csi", sensor, live=True)
     if parsed.scheme == "v4l2" or (not parsed.scheme and uri.startswith("/dev/video")):
         return SourceSpec("v4l2", parsed.path if parsed.scheme else uri, live=True)
@@ -59,8 +73,8 @@ def parse_uri(uri: str) -> SourceSpec:
             raise EdgeError(f"source file not found: {path}")
         return SourceSpec("file", str(path.resolve()), live=False)
     raise EdgeError(
-        f"source '{uri}' is not one of csi://N, /dev/videoN, v4l2:///dev/videoN, rtsp://..., "
-        "file path, file://..., test://"
+        f"source '{redact(uri)}' is not one of csi://N, /dev/videoN, v4l2:///dev/videoN, "
+        "rtsp://..., file path, file://..., test://"
     )
 
 
