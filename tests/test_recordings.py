@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.processes import free_port, rss_kib
+from benchmarks.processes import fd_count, free_port, rss_kib
 from edge.__main__ import COMMANDS
 from edge.cli import main
 from edge.config import load
@@ -43,7 +43,6 @@ from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
 from edge.utc import parse_time
 from edge.video.encoders import SegmentRecorder, segment_pipeline
 from export.data import data_file
-from tests.proc import fd_count
 from tests.recorded import decode, decoded_frames, segments
 
 ROOT = Path(__file__).resolve().parent.parent
