@@ -58,7 +58,8 @@ from edge.outputs.events import read_events
 log = logging.getLogger(__name__)
 DEVICE = "faults"
 CAMERAS = ("a", "b", "c")
-FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Debian and Ubuntu (JetPack) put it under the architecture's library folder.
+FAKETIME_LIBRARIES = "/usr/lib/*/faketime/libfaketime.so.1"
 # Growth from after warm-up to before the SIGKILL that still counts as flat.
 RSS_GROWTH_LIMIT = 0.25
 FD_GROWTH_LIMIT = 8
@@ -173,10 +174,24 @@ def read_fifo(scene: Scene, stop: threading.Event) -> None:
             os.close(fd)
 
 
+def faketime_library() -> Path:
+    """libfaketime's library.
+
+    Raises:
+        EdgeError: it is not installed.
+    """
+    found = sorted(Path("/").glob(FAKETIME_LIBRARIES.lstrip("/")))
+    if not found:
+        raise EdgeError(
+            f"libfaketime ({FAKETIME_LIBRARIES}) not found: install it (apt install faketime)"
+        )
+    return found[0]
+
+
 def start_edge(scene: Scene, config: Path, log_path: Path, overrides: list[str]) -> EdgeProcess:
     """The runtime under libfaketime (the offset read from the clock file at every call)."""
     env = {
-        "LD_PRELOAD": str(FAKETIME_LIBRARY),
+        "LD_PRELOAD": str(faketime_library()),
         "FAKETIME_TIMESTAMP_FILE": str(scene.clock_file),
         "FAKETIME_NO_CACHE": "1",
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
@@ -439,8 +454,7 @@ def output_disk(folder: Path, size_mb: int) -> Iterator[bool]:
 
 def run_command(args: argparse.Namespace) -> dict[str, Any]:
     """The `faults` command."""
-    if not FAKETIME_LIBRARY.exists():
-        raise EdgeError(f"{FAKETIME_LIBRARY} not found: install libfaketime (apt install faketime)")
+    faketime_library()  # before anything starts
     report = Report(args.name, args.output, arguments(args))
     with tempfile.TemporaryDirectory(prefix="edge-faults-") as scratch:
         folder = Path(scratch)

@@ -9,17 +9,24 @@ the benchmark itself with the real models.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.faults import faketime_library
+
 
 @pytest.mark.slow
 def test_every_camera_and_every_record_survive_the_fault_run(
     model_overrides: list[str], tmp_path: Path
 ) -> None:
+    """Needs root (the output disk is a tmpfs it fills) and libfaketime."""
+    if os.geteuid() != 0:
+        pytest.skip("the disk-full fault mounts a tmpfs: run as root")
+    faketime_library()
     command = [sys.executable, "-m", "benchmarks", "faults", "--output", str(tmp_path),
                "--hold-s", "8", "--settle-s", "3", *model_overrides]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
@@ -29,6 +36,7 @@ def test_every_camera_and_every_record_survive_the_fault_run(
     assert done.returncode == 0, (failed, done.stderr[-3000:])
     assert {row["fault"] for row in data["result"]["faults"]} >= {
         "corrupt-spool",
+        "disk-full",
         "camera-size",
         "broker",
         "slow-sink",
