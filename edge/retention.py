@@ -17,8 +17,11 @@ it never makes a file of this run go before an earlier one.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import itertools
 import logging
+import math
 import os
 import threading
 from collections import deque
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edge.metrics import Metrics
+from edge.outputs.base import rotated_path
 from edge.recordings import SNAPSHOT_NAME, Segment, camera_segments, parse_segment, segment_path
 from edge.utc import SYSTEM_CLOCK, Clock, iso, stamp_time
 
@@ -150,7 +154,8 @@ class DiskBudget:
 class SideFiles:
     """An output folder's finished event and MOT files (full pieces of rotated files, earlier
     runs' files), bounded like the segments: a file found at start is an earlier run's (its
-    mtime ages it), one that appears later was closed in this run (the monotonic clock ages it).
+    mtime ages it, none counted older than a piece of the same file numbered before it), one
+    that appears later was closed in this run (the monotonic clock ages it).
 
     Args:
         folder: the output folder (`output.dir`).
@@ -184,12 +189,20 @@ class SideFiles:
             for pattern in self.patterns
             for name in glob.glob(str(self.folder / pattern))
         } - self.budget.writing
+        new = []
         for path in found - self._kept.keys():
             try:
                 status = path.stat()
             except OSError:
                 continue
-            self._kept[path] = Kept(path, status.st_size, status.st_mtime, closed_mono)
+            new.append(Kept(path, status.st_size, status.st_mtime, closed_mono))
+        if closed_mono is None:  # earlier runs': aged in each line file's order of pieces
+            new = [
+                kept
+                for _, series in itertools.groupby(sorted(new, key=_piece), lambda k: _piece(k)[0])
+                for kept in _ratcheted(list(series))
+            ]
+        self._kept.update((kept.path, kept) for kept in new)
         for path in self._kept.keys() - found:
             del self._kept[path]
         self._refreshed = self.clock.monotonic()
@@ -273,7 +286,8 @@ class Retention:
         self.keep_s, self.metrics, self.budget = keep_s, metrics, budget
         self.margin_bytes, self.clock = margin_bytes, clock
         found = camera_segments(folder, camera) if folder.is_dir() else []
-        self._closed = deque(zip(found, _earlier_run(found), strict=True))
+        earlier = _ratcheted([Kept(s.path, s.size, s.mtime) for s in found])
+        self._closed = deque(zip(found, earlier, strict=True))
         self._closed_bytes = sum(s.size for s in found)
         self._last_seq = max((s.seq for s in found if s.seq is not None), default=0)
         self._open: tuple[Path, int] | None = None  # the open segment and its size
@@ -374,15 +388,27 @@ class Retention:
             )
 
 
-def _earlier_run(segments: Sequence[Segment]) -> list[Kept]:
-    """Earlier runs' segments (in recording order) as retention keeps them: none is older than
-    one recorded before it, so a segment written while the clock was wrong (its mtime years
-    back) is aged like the newest segment before it, not deleted at the next start."""
+def _ratcheted(files: Sequence[Kept]) -> list[Kept]:
+    """Earlier runs' files (in recording order) as retention keeps them: none is older than one
+    recorded before it, so a file written while the clock was wrong (its mtime years back) is
+    aged like the newest file before it, not deleted at the next start."""
     kept, newest = [], float("-inf")
-    for segment in segments:
-        newest = max(newest, segment.mtime)
-        kept.append(Kept(segment.path, segment.size, newest))
+    for file in files:
+        newest = max(newest, file.mtime)
+        kept.append(dataclasses.replace(file, mtime=newest))
     return kept
+
+
+def _piece(kept: Kept) -> tuple[Path, float]:
+    """The line file a side file is or was cut from, and its place in that file's order: full
+    pieces by number, the file itself (written after them) last, e.g. `events-000002.jsonl`:
+    (`events.jsonl`, 2)."""
+    stem, dot, suffix = kept.path.name.partition(".")
+    base, _, seq = stem.rpartition("-")
+    whole = kept.path.with_name(f"{base}{dot}{suffix}")
+    if seq.isdigit() and rotated_path(whole, int(seq)) == kept.path:
+        return whole, int(seq)
+    return kept.path, math.inf
 
 
 def _unlink(path: Path, what: str) -> bool:

@@ -273,3 +273,33 @@ def test_mot_rows_to_a_pipe_read_live_are_never_fsynced_and_never_pause_the_disk
     reader.join(timeout=10)
     assert [int(row.split(",")[1]) for row in rows] == list(range(12))
     assert metrics.snapshot().gauges["output_paused"] == 0
+
+
+def test_event_and_mot_pieces_written_while_the_clock_was_wrong_are_not_aged_by_it(
+    tmp_path: Path,
+) -> None:
+    names = ("events.jsonl", "runs/{run}/tracks.mot.txt")
+    mot = tmp_path / "runs" / "run-1" / "tracks.mot.txt"
+    # Pieces cut before a reboot (right clock), then after it while the clock said 2023.
+    right = [fake_segment(tmp_path / "events-000001.jsonl", NOW - 3 * DAY),
+             fake_segment(mot.with_name("tracks-000001.mot.txt"), NOW - DAY)]  # fmt: skip
+    wrong = [fake_segment(tmp_path / "events-000002.jsonl", IN_2023),
+             fake_segment(mot, IN_2023 + 60)]  # fmt: skip
+    metrics = Metrics()
+    SideFiles(tmp_path, line_file_patterns(names), 5 * DAY, metrics, DiskBudget()).expire()
+    assert all(p.exists() for p in right + wrong)
+    assert metrics.snapshot().counters.get("side_files_deleted", 0) == 0
+
+
+def test_a_piece_written_while_the_clock_was_wrong_does_not_go_first_under_keep_gb(
+    tmp_path: Path,
+) -> None:
+    budget = DiskBudget(keep_bytes=3000)
+    first = fake_segment(tmp_path / "events-000001.jsonl", NOW - 4 * DAY)
+    wrong = fake_segment(tmp_path / "events-000002.jsonl", IN_2023)  # cut after the first
+    SideFiles(tmp_path, line_file_patterns(["events.jsonl"]), 0, Metrics(), budget)
+    folder = tmp_path / "recordings" / "cam0"
+    oldest, newest = earlier_run(folder, "cam0", [5.0, 3.0])
+    Retention(folder, "cam0", None, 0, Metrics(), budget).enforce()
+    # 4 files of 1000 bytes, 3000 allowed: the 5-day-old segment goes, not the "2023" piece.
+    assert [p.exists() for p in [oldest, first, wrong, newest]] == [False, True, True, True]
