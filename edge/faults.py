@@ -11,8 +11,12 @@ from edge.errors import EdgeError
 
 
 def describe(error: BaseException) -> str:
-    """An error in one line: an EdgeError says what to fix; anything else is named by type."""
-    return str(error) if isinstance(error, EdgeError) else f"{type(error).__name__}: {error}"
+    """An error in one line: an EdgeError says what to fix; anything else is named by type.
+
+    Every run of whitespace becomes one space: OpenCV's and ONNX Runtime's messages span lines,
+    which would break a journal line, the `/healthz` body and the STATUS line apart."""
+    text = str(error) if isinstance(error, EdgeError) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split())
 
 
 def trace_of(error: BaseException) -> BaseException | None:
@@ -24,8 +28,9 @@ def trace_of(error: BaseException) -> BaseException | None:
 class Backoff:
     """Delays that double from `initial_s` up to `max_s` with each failure in a row.
 
-    A run of failures ends once the thing has worked for `reset_after_s` after its last wait
-    (default `max_s`): the next failure then waits `initial_s` again. Thread-safe.
+    A run of failures ends at a success (`succeeded()`), or once the thing has gone
+    `reset_after_s` after its last wait (default `max_s`) without failing: the next failure then
+    waits `initial_s` again. Thread-safe.
 
     Args:
         initial_s: the first failure's delay.
@@ -46,6 +51,7 @@ class Backoff:
         self.failures = 0  # failures in the current run
         self._clock = clock
         self._resumed = -float("inf")  # when the last wait ended
+        self._failed_at = -float("inf")  # when the last failure was counted
         self._lock = threading.Lock()
 
     def failed(self) -> float:
@@ -57,5 +63,16 @@ class Backoff:
             self.failures += 1
             doublings = min(self.failures - 1, 60)  # a float overflows near 2**1024
             delay = min(self.initial_s * 2**doublings, self.max_s)
-            self._resumed = now + delay
+            self._resumed, self._failed_at = now + delay, now
             return delay
+
+    def succeeded(self, started: float | None = None) -> None:
+        """Count a success: the next failure is the first of a new run.
+
+        Args:
+            started: when (`clock` seconds) the attempt that succeeded began, if known; one
+                begun before the last failure proves nothing about it, and is not counted.
+        """
+        with self._lock:
+            if started is None or started > self._failed_at:
+                self.failures = 0
