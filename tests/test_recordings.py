@@ -35,7 +35,7 @@ from edge.metrics import Metrics
 from edge.outputs.base import Sink
 from edge.outputs.events import EventSink, read_events
 from edge.outputs.records import EventRecords
-from edge.outputs.run import Run
+from edge.outputs.run import Run, TrackIdLedger
 from edge.recordings import export, list_segments, segment_path, snapshot_name
 from edge.retention import DiskBudget, Retention
 from edge.runtime import DeviceOutputs, open_sinks
@@ -520,6 +520,26 @@ def test_each_closed_segment_and_its_folder_entry_are_fsynced(
     folder = found[0].parent.resolve()
     assert [p for p in synced if p.suffix == ".mkv"] == [p.resolve() for p in found]
     assert synced.count(folder) == len(found)
+
+
+def test_the_track_id_ledger_comes_first_and_is_fsynced_before_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:  # the real call, noted
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sinks, _ = sinks_for(tmp_path, "output.video=''", "output.snapshots=false")
+    assert type(sinks[0].sink) is TrackIdLedger  # type: ignore[attr-defined]  # guarded
+    feed(sinks[:1], 0, 1)  # only the ledger: a new id is durable before any output shows it
+    close(sinks)
+    assert (tmp_path / "next_track_id").read_text() == "2\n"
+    folder = tmp_path.resolve()
+    assert synced == [folder / ".next_track_id.partial", folder]  # data, then the new name
 
 
 def test_a_disk_filled_while_paused_is_freed_by_min_free_gb_and_recording_resumes(

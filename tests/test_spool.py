@@ -3,15 +3,18 @@ back whole, and the next one works."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from edge.outputs.durable import sync_dir
 from edge.service.spool import Message, Spool, SpoolError
 
 
@@ -117,3 +120,28 @@ def test_a_failed_remove_rolls_back_and_the_next_one_works(tmp_path: Path) -> No
     assert payloads(spool) == [b"m2", b"m3", b"m4"]
     spool.close()
     assert payloads(Spool(path, 1000)) == [b"m2", b"m3", b"m4"]
+
+
+def test_a_folder_whose_fsync_the_file_system_refuses_leaves_the_spool_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:  # the real call for files; a folder's refused, as some do
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            refused.append(os.readlink(f"/proc/self/fd/{fd}"))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "s.sqlite"
+    garbage(path)
+    spool = Spool(path, max_bytes=1000)  # moved aside, a new file made: both folder syncs tried
+    spool.put(messages(2))
+    assert payloads(spool) == [b"m0", b"m1"]
+    spool.close()
+    assert refused == [str(tmp_path), str(tmp_path)]
+    sync_dir(tmp_path, strict=False)  # the one helper the spool uses
+    with pytest.raises(OSError, match="Invalid argument"):
+        sync_dir(tmp_path)  # strict: the caller says what the refusal costs

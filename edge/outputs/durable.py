@@ -22,10 +22,40 @@ def sync_file(path: Path) -> None:
     sync_dir(path.parent)
 
 
-def sync_dir(folder: Path) -> None:
-    """Flush a folder's entries (files created, renamed or deleted in it) to the disk."""
+def sync_dir(folder: Path, strict: bool = True) -> None:
+    """Flush a folder's entries (files created, renamed or deleted in it) to the disk.
+
+    Args:
+        folder: the folder.
+        strict: raise when the file system refuses to fsync a folder (some do); False: that
+            refusal is ignored, as where losing a new name costs less than stopping the output.
+
+    Raises:
+        OSError: the folder cannot be opened, or (`strict`) its fsync failed.
+    """
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
+    except OSError:
+        if strict:
+            raise
     finally:
         os.close(fd)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace `path`'s content with `data` so a power cut leaves the old content or the new:
+    written beside it, fsynced, renamed over it, then the folder's entry fsynced.
+
+    Raises:
+        OSError: the disk refused (`path` then still holds its old content).
+    """
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, path)
+    sync_dir(path.parent)

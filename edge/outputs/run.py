@@ -10,7 +10,6 @@ twice.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge.outputs.disk import OutputDisk
+from edge.outputs.durable import replace_file
 from edge.types import Packet, TrackEvent
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,8 @@ class TrackIdLedger:
             self.disk.attempt(str(self.path), self._save)
 
     def _save(self) -> None:
-        partial = self.path.with_name(f".{LEDGER}.partial")
-        partial.write_text(f"{self._next}\n")
-        os.replace(partial, self.path)
+        # Durable before any other output shows the id: a power cut must not hand it out again.
+        replace_file(self.path, f"{self._next}\n".encode())
         self._saved = self._next
 
     def close(self, final_events: list[TrackEvent]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.outputs.durable import sync_dir
 
 log = logging.getLogger(__name__)
 # Only this process writes the file; a lock held longer is another program's (an sqlite3 shell),
@@ -88,7 +88,8 @@ class Spool:
                 log.warning("MQTT spool %s is damaged (%s): moved aside to %s; starting empty",
                             path, exc, self.quarantined.name)  # fmt: skip
                 self._db = _connect(path)
-            _sync_dir(path.parent)  # the new file's name survives a power cut too
+            # The new file's name survives a power cut too (where the file system can).
+            sync_dir(path.parent, strict=False)
             row = self._db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
             ).fetchone()
@@ -241,15 +242,5 @@ def quarantine(path: Path) -> Path:
         companion = path.with_name(path.name + side)
         if companion.exists():
             companion.rename(aside.with_name(aside.name + side))
-    _sync_dir(path.parent)
+    sync_dir(path.parent, strict=False)
     return aside
-
-
-def _sync_dir(folder: Path) -> None:
-    """Make the folder's entries (a created or renamed file) survive a power cut."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):  # some file systems refuse it: nothing more to do
-            os.fsync(fd)
-    finally:
-        os.close(fd)
