@@ -33,7 +33,7 @@ from edge.outputs.base import Sink
 from edge.outputs.disk import OutputDisk
 from edge.outputs.events import EventSink
 from edge.outputs.footage import FootageSink
-from edge.outputs.guarded import GuardedSink
+from edge.outputs.guarded import Guard, GuardedSink
 from edge.outputs.mot import MotSink
 from edge.outputs.mqtt import MqttSink
 from edge.outputs.records import EventRecords
@@ -50,7 +50,7 @@ from edge.service.side_outputs import SideOutputs
 from edge.video.capture import FrameSource
 from edge.video.encoders import Mp4Recorder
 from edge.video.files import frame_rate, read_frames
-from edge.video.rtsp import rtsp_server
+from edge.video.rtsp import RtspServer, rtsp_server
 
 log = logging.getLogger(__name__)
 
@@ -135,17 +135,23 @@ class DeviceOutputs:
                 outputs'); default: new ones.
             side_outputs: where a side output that fails says so (default: a new record over
                 this object's metrics).
-
-        Raises:
-            EdgeError: the RTSP port cannot be served.
         """
         self.metrics = metrics if metrics is not None else Metrics()
         self.side_outputs = side_outputs or SideOutputs(self.metrics)
         # One budget for every camera's files: keep_gb is the device's, not each camera's.
         output = config.output
         self.budget = DiskBudget(int(output.keep_gb * 1e9), int(output.min_free_gb * 1e9))
-        self.rtsp = rtsp_server(config.output)
+        self.rtsp = self._rtsp(config.output)
         self.publisher = self._publisher(config.mqtt) if config.mqtt.enabled else None
+
+    def _rtsp(self, output: OutputConfig) -> RtspServer | None:
+        """The started RTSP server; None, with RTSP reported degraded, when its port is taken or
+        its login cannot be read: the cameras record without it (a restart would not help)."""
+        try:
+            return rtsp_server(output)
+        except EdgeError as exc:
+            self.side_outputs.degrade("rtsp", f"{exc}; RTSP is off")
+            return None
 
     def _publisher(self, mqtt: MqttConfig) -> MqttPublisher | None:
         """The started publisher; None, with MQTT reported degraded, when its spool folder
@@ -197,11 +203,13 @@ def open_sinks(
     `run` (default: a new one) names the run's files and records; the track-id ledger comes
     first, so a new id is saved before any other output shows it. `stats_of` (each camera's
     metrics) makes this camera's MQTT sink the one that publishes the device's stats. Every
-    output but the video is a side output (`SIDE_OUTPUTS`), wrapped in a `GuardedSink`.
+    output but the video is a side output (`SIDE_OUTPUTS`), wrapped in a `GuardedSink`; so is
+    the video's RTSP stream (`rtsp:CAMERA`, guarded inside the `VideoSink`).
     """
     output, colorizer = config.output, config.colorizer
+    restart = config.pipeline.restart_initial_s, config.pipeline.restart_max_s
     folder = Path(output.dir)
-    _check_output_dir(folder)
+    collect = check_write_paths(config, device.side_outputs)
     run = run or start_run(folder, config.source.name)
     # Resuming needs room for 10 s of video, so a disk at the edge does not flap.
     disk = OutputDisk(folder, metrics, min_free_bytes=max(output.bitrate_kbps * 1250, 1 << 20))
@@ -209,7 +217,8 @@ def open_sinks(
     records = EventRecords(run, class_names)  # one numbering for the file and MQTT
     if output.video or device.rtsp:
         video = recording(output, run, disk, metrics, device.budget)
-        sinks.append(VideoSink(output, class_names, metrics, video, device.rtsp))
+        stream = Guard(f"rtsp:{run.camera}", device.side_outputs, metrics, Backoff(*restart))
+        sinks.append(VideoSink(output, class_names, metrics, video, device.rtsp, stream))
     # Retention takes finished event and MOT files (full pieces, earlier runs'), never open ones.
     lines = (output.events, output.mot)
     device.budget.writing.update(run.path(name) for name in lines if name)
@@ -233,19 +242,13 @@ def open_sinks(
                 snapshots=output.snapshots,
             )
         )
-    if colorizer.collect_dir:
-        footage = Path(colorizer.collect_dir)
-        problem = unwritable(footage, "colorizer.collect_dir")
-        if problem is not None:
-            device.side_outputs.degrade(f"collector:{run.camera}", problem)
-        else:
-            every_s, count, mb = (
-                colorizer.collect_every_s,
-                colorizer.collect_max_frames,
-                colorizer.collect_max_mb,
-            )
-            sinks.append(FootageSink(footage, every_s, count, mb))
-    restart = config.pipeline.restart_initial_s, config.pipeline.restart_max_s
+    if collect:
+        every_s, count, mb = (
+            colorizer.collect_every_s,
+            colorizer.collect_max_frames,
+            colorizer.collect_max_mb,
+        )
+        sinks.append(FootageSink(Path(colorizer.collect_dir), every_s, count, mb))
     return [
         GuardedSink(
             sink,
@@ -255,25 +258,37 @@ def open_sinks(
             Backoff(*restart),
         )
         if type(sink) in SIDE_OUTPUTS
-        else sink  # the video: its faults restart the camera (`edge.pipeline`)
+        else sink  # the video: its recording's faults restart the camera (`edge.pipeline`)
         for sink in sinks
     ]
 
 
-def _check_output_dir(folder: Path) -> None:
-    """Stop the start when the systemd unit's sandbox forbids writing the camera's output folder:
-    no camera could record, and waiting would not change that.
+def check_write_paths(config: Config, side_outputs: SideOutputs) -> bool:
+    """Check one camera's write paths, before any model loads (minutes with TensorRT).
 
-    Anywhere else an unwritable folder is the disk's state, which `OutputDisk` waits out (a full
-    or read-only disk pauses the files, never the cameras).
+    The start stops when the systemd unit's sandbox forbids writing the camera's `output.dir`: no
+    camera could record, and waiting would not change that. Anywhere else an unwritable output
+    folder is the disk's state, which `OutputDisk` waits out (a full or read-only disk pauses the
+    files, never the cameras). A `colorizer.collect_dir` that cannot be written degrades the
+    camera's collector; the MQTT spool's folder is `DeviceOutputs`'.
+
+    Returns:
+        Whether the footage collector is on and may write.
 
     Raises:
-        EdgeError: the folder lies outside the unit's writable folders and cannot be written.
+        EdgeError: `output.dir` lies outside the unit's writable folders and cannot be written.
     """
+    folder = Path(config.output.dir)
     if outside_unit_directories(folder):
         problem = unwritable(folder, "output.dir")
         if problem is not None:
             raise EdgeError(problem)
+    if not config.colorizer.collect_dir:
+        return False
+    problem = unwritable(Path(config.colorizer.collect_dir), "colorizer.collect_dir")
+    if problem is not None:
+        side_outputs.degrade(f"collector:{config.source.name}", problem)
+    return problem is None
 
 
 def recording(
@@ -356,18 +371,20 @@ def run(config: Config) -> dict[str, Any]:
     the summary numbers (all cameras', and each camera's under `cameras`).
 
     The sources are checked first (a wrong URI or an unreadable file fails in well under a
-    second), then the models load (each model file once, for all cameras), then the outputs
-    open.
+    second), then every camera's write paths (`check_write_paths`), then the models load (each
+    model file once, for all cameras), then the outputs open.
     """
     configs = camera_configs(config)
     metrics = {c.source.name: Metrics() for c in configs}
     sources = [FrameSource(c.source, metrics[c.source.name]) for c in configs]
     for source in sources:
         source.check()
-    threads = model_threads(config.pipeline, len(configs))
-    engines = SharedEngines(config.detector.backend, threads)
     device_metrics = Metrics()
     side_outputs = SideOutputs(device_metrics)
+    for camera_config in configs:
+        check_write_paths(camera_config, side_outputs)
+    threads = model_threads(config.pipeline, len(configs))
+    engines = SharedEngines(config.detector.backend, threads)
     health = Health(
         metrics,
         SystemdNotifier.from_env(),

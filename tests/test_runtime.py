@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,13 +22,15 @@ import pytest
 from benchmarks.processes import free_port, rss_kib
 from benchmarks.rtsp_server import start_rtsp_server
 from edge.config import load
+from edge.errors import EdgeError
 from edge.metrics import Metrics
 from edge.pipeline import Camera, Pipeline
-from edge.runtime import DeviceOutputs, load_models, open_sinks
+from edge.runtime import DeviceOutputs, load_models, open_sinks, run
 from edge.video import gst
 from edge.video.capture import FrameSource
 from export.data import data_file
 from tests.recorded import recorded_frames, run_file, summary
+from tests.test_recordings import close, feed
 
 
 def run_edge(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -260,3 +263,51 @@ def test_json_logs_are_one_object_per_line(model_overrides: list[str], tmp_path:
     records = [json.loads(line) for line in result.stderr.splitlines()]
     assert {"time", "level", "logger", "thread", "message"} <= set(records[-1])
     assert records[-1]["message"].startswith("done: frames=")
+
+
+def test_a_wrong_output_dir_is_reported_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))  # as under the unit
+    (tmp_path / "file").write_text("")  # output.dir beneath a file: never writable
+    config = load(
+        None,
+        [
+            "source.uri='test://'",
+            f"output.dir='{tmp_path}/file/outputs'",
+            f"detector.model='{tmp_path}/missing.onnx'",  # would fail too, were it loaded first
+        ],
+    )
+    with pytest.raises(EdgeError, match=r"file/outputs is not writable .* set output\.dir inside"):
+        run(config)
+
+
+@pytest.mark.parametrize("fault", ["port in use", "password file missing"])
+def test_rtsp_that_cannot_start_is_degraded_and_the_camera_records(
+    tmp_path: Path, fault: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1] if fault == "port in use" else free_port()
+        login = ["output.rtsp_user='viewer'", f"output.rtsp_password_file='{tmp_path}/none'"]
+        config = load(
+            None,
+            [
+                f"output.dir='{tmp_path}'",
+                f"output.rtsp_port={port}",
+                "output.bitrate_kbps=300",
+                *(login if fault == "password file missing" else []),
+            ],
+        )
+        device = DeviceOutputs(config)
+    assert device.rtsp is None
+    reason = device.side_outputs.degraded()["rtsp"]
+    assert "\n" not in reason
+    assert reason.endswith("; RTSP is off")
+    assert (f"127.0.0.1:{port}" if fault == "port in use" else f"{tmp_path}/none") in reason
+    sinks = open_sinks(config, ("Normal", "Fall"), Metrics(), device)
+    feed(sinks, 0, 12)
+    close(sinks)
+    device.close()
+    assert recorded_frames(tmp_path) == (12, (120, 160))
