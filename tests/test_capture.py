@@ -105,29 +105,44 @@ def test_an_unplugged_camera_is_retried_with_backoff_not_fatal(
     assert "/dev/video97" in caplog.records[0].getMessage()
 
 
-def test_rtsp_source_survives_a_server_restart() -> None:
+def reconnect_delays(records: list[logging.LogRecord]) -> list[float]:
+    """The waits before each reopening, from the capture's log, in order."""
+    return [r.args[2] for r in records if r.msg.endswith("reconnecting in %.1f s")]  # type: ignore[index]
+
+
+def test_rtsp_source_survives_a_server_restart(caplog: pytest.LogCaptureFixture) -> None:
+    """A camera that is not up yet is waited for with doubling delays; once its frames flow, the
+    next loss waits reconnect_initial_s again."""
+    caplog.set_level(logging.WARNING, logger="edge.video.capture")
     port = free_port()
-    server = start_rtsp_server(port)
     collector = Collector(
         SourceConfig(
             uri=f"rtsp://127.0.0.1:{port}/cam",
             timeout_s=2,
-            reconnect_initial_s=0.2,
-            reconnect_max_s=1,
+            reconnect_initial_s=0.1,
+            reconnect_max_s=0.4,
         )
     )
+    server = None
     try:
+        collector.wait_for(lambda: collector.reconnects() >= 3)  # nothing listens yet
+        server = start_rtsp_server(port)
         collector.wait_for(lambda: len(collector.frames) >= 5)
+        before = len(reconnect_delays(caplog.records))
         server.kill()
         server.wait()
-        collector.wait_for(lambda: collector.reconnects() >= 1)
-        before = len(collector.frames)
+        collector.wait_for(lambda: collector.reconnects() >= before + 1)
         server = start_rtsp_server(port)
-        collector.wait_for(lambda: len(collector.frames) >= before + 5)
+        frames = len(collector.frames)
+        collector.wait_for(lambda: len(collector.frames) >= frames + 5)
     finally:
         collector.stop()
-        server.kill()
+        if server is not None:
+            server.kill()
     assert collector.frames[-1].shape == (240, 320, 3)
+    delays = reconnect_delays(caplog.records)
+    assert delays[:3] == [0.1, 0.2, 0.4]
+    assert delays[before] == 0.1
 
 
 def test_a_pipeline_stuck_in_a_streaming_thread_does_not_hang_close(

@@ -125,6 +125,33 @@ def test_restart_while_offline_sends_what_the_spool_holds(broker: Broker, tmp_pa
     subscriber.close()
 
 
+def retry_delays(records: list[logging.LogRecord]) -> list[float]:
+    """The publisher's waits before each new attempt, from its log, in order."""
+    return [r.args[0] for r in records if r.msg == "mqtt: retrying in %.1f s"]  # type: ignore[index]
+
+
+def test_reconnect_waits_double_and_start_again_after_a_connection(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Waits double up to reconnect_max_s while the broker is away, and a working connection
+    ends the run: the next outage starts again from reconnect_initial_s."""
+    broker.stop()
+    config = config_for(broker, tmp_path, reconnect_initial_s=0.05, reconnect_max_s=0.2)
+    publisher = MqttPublisher(config, Metrics())
+    with caplog.at_level(logging.DEBUG, logger="edge.service.mqtt"):
+        publisher.start()
+        wait_until(lambda: len(retry_delays(caplog.records)) >= 4)
+        broker.start()
+        wait_until(publisher.connected.is_set)
+        before = len(retry_delays(caplog.records))
+        broker.stop()
+        wait_until(lambda: len(retry_delays(caplog.records)) >= before + 2)
+        publisher.close()
+    delays = retry_delays(caplog.records)
+    assert delays[:4] == [0.05, 0.1, 0.2, 0.2]
+    assert delays[before : before + 2] == [0.05, 0.1]
+
+
 def test_full_spool_drops_the_oldest_and_counts(tmp_path: Path) -> None:
     config = MqttConfig(enabled=True, host="127.0.0.1", port=1, device="d",
                         spool_dir=str(tmp_path), spool_max_mb=0.01)  # fmt: skip

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import socket
@@ -37,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import TOPIC_LEVEL, MqttConfig
 from edge.errors import EdgeError
+from edge.faults import Backoff, describe
 from edge.metrics import Metrics
 from edge.service.side_outputs import SideOutputs
 from edge.service.spool import Message, Spool, SpoolError
@@ -167,7 +169,10 @@ class MqttPublisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._client: paho.Client | None = None
-        self._delay = config.reconnect_initial_s  # the next backoff wait
+        # Only working delivery (`_working`) ends a run of failures, however long attempts take.
+        self._backoff = Backoff(
+            config.reconnect_initial_s, config.reconnect_max_s, reset_after_s=math.inf
+        )
         self._update_gauges()
 
     def start(self) -> None:
@@ -232,16 +237,16 @@ class MqttPublisher:
             if last_try:
                 log.warning("mqtt: %d messages stay spooled for the next start", self.spool.count)
                 return
-            log.debug("mqtt: retrying in %.1f s", self._delay)
-            self._stop.wait(self._delay)
-            self._delay = min(self._delay * 2, self.config.reconnect_max_s)
+            delay = self._backoff.failed()
+            log.debug("mqtt: retrying in %.1f s", delay)
+            self._stop.wait(delay)
 
     def _fault(self, exc: Exception) -> None:
         """Mark `mqtt` degraded by `exc`: one line, logged once per distinct cause."""
         if isinstance(exc, (Unreachable, SpoolError)):
             reason = str(exc)
         else:  # a bug or a case not foreseen: its traceback, once, for the report
-            reason = " ".join(f"publisher error {type(exc).__name__}: {exc}".split())
+            reason = f"publisher error {describe(exc)}"
             if self.side_outputs.degraded().get("mqtt") != reason:
                 log.error("mqtt: %s; retrying", reason, exc_info=exc)
         self.side_outputs.degrade("mqtt", reason)
@@ -329,7 +334,7 @@ class MqttPublisher:
         """Delivery works (connected, the spool read and updated): end a degradation, and
         start the next backoff from the beginning."""
         self.side_outputs.recover("mqtt")
-        self._delay = self.config.reconnect_initial_s
+        self._backoff.succeeded()
 
     def _deliver(self, client: paho.Client, batch: list[Message]) -> None:
         """Publish and wait for the broker's acknowledgement of every message.

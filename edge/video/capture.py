@@ -9,6 +9,7 @@ exponential backoff, each attempt logged — and into a finite one for a file, w
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import numpy as np
 
 from edge.config import SourceConfig
 from edge.errors import EdgeError
+from edge.faults import Backoff
 from edge.metrics import Metrics
 from edge.types import Frame
 from edge.video import gst
@@ -147,14 +149,18 @@ class FrameSource:
             EdgeError: a file cannot be read at all.
         """
         index = 0
-        delay = self.config.reconnect_initial_s
+        # Only frames end a run of failures: a source that opens and then stays silent keeps
+        # doubling its wait, however long each attempt took.
+        backoff = Backoff(
+            self.config.reconnect_initial_s, self.config.reconnect_max_s, reset_after_s=math.inf
+        )
         while not self._stop.is_set():
             try:
                 capture = GstCapture(self.description)
             except SourceLost as exc:
                 if not self.spec.live:
                     raise EdgeError(f"cannot read {self.spec.describe()}: {exc}") from exc
-                delay = self._wait_to_reconnect(str(exc), delay)
+                self._wait_to_reconnect(str(exc), backoff)
                 continue
             log.info("capturing from %s", self.spec.describe())
             try:
@@ -162,7 +168,7 @@ class FrameSource:
                     fps = self.config.fps or caps_fps or DEFAULT_FPS[self.spec.kind]
                     yield Frame(index, image, time.monotonic(), pts, fps)
                     index += 1
-                    delay = self.config.reconnect_initial_s  # frames flow again: reset backoff
+                    backoff.succeeded()  # frames flow again
                     if self.config.max_frames and index >= self.config.max_frames:
                         return
                 return  # stopped
@@ -172,7 +178,7 @@ class FrameSource:
                         raise EdgeError(f"cannot read {self.spec.describe()}: {exc}") from exc
                     log.info("%s: %s after %d frames", self.spec.describe(), exc, index)
                     return
-                delay = self._wait_to_reconnect(str(exc), delay)
+                self._wait_to_reconnect(str(exc), backoff)
             finally:
                 capture.close()
 
@@ -188,9 +194,9 @@ class FrameSource:
             elif self.spec.live and time.monotonic() - silent_since > self.config.timeout_s:
                 raise SourceLost(f"no frame for {self.config.timeout_s:g} s")
 
-    def _wait_to_reconnect(self, reason: str, delay: float) -> float:
-        """Log, count and sleep before the next attempt; return the next (doubled) delay."""
+    def _wait_to_reconnect(self, reason: str, backoff: Backoff) -> None:
+        """Log, count and sleep for `backoff`'s next delay before the next attempt."""
+        delay = backoff.failed()
         self.metrics.increment("reconnects")
         log.warning("%s: %s; reconnecting in %.1f s", self.spec.describe(), reason, delay)
         self._stop.wait(delay)
-        return min(delay * 2, self.config.reconnect_max_s)
