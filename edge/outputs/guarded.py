@@ -16,12 +16,65 @@ from edge.types import Packet, TrackEvent
 log = logging.getLogger(__name__)
 
 
+class Guard:
+    """What one side output does on a fault: it is counted in the camera's `sink_errors`,
+    reported to `side_outputs` as `name` (e.g. `snapshots:cam0`), and left out for the following
+    `backoff` delay, then tried again; its first attempt that goes through marks it working.
+
+    A new fault is logged once, by `side_outputs` (one line; a bug's traceback only at debug
+    level, `edge -v`); the same fault again is one line with its next delay.
+
+    Args:
+        name: the output's name in `/healthz` and STATUS.
+        side_outputs: the device's record of degraded side outputs.
+        metrics: the camera's metrics.
+        backoff: how long it is left out after each fault in a row.
+        clock: monotonic seconds (tests may pass their own).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        side_outputs: SideOutputs,
+        metrics: Metrics,
+        backoff: Backoff,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._side_outputs, self._metrics, self._backoff = side_outputs, metrics, backoff
+        self._clock = clock
+        self._retry_at: float | None = None  # while left out: when it is tried again
+
+    def attempt(self, action: Callable[[], None]) -> None:
+        """Run `action` unless the output is left out; a fault degrades it, a success after
+        one marks it working."""
+        if self._retry_at is not None and self._clock() < self._retry_at:
+            return
+        try:
+            action()
+        except Exception as error:  # any fault of a side output stays here
+            self.failed(error)
+            return
+        if self._retry_at is not None:
+            self._retry_at = None
+            self._side_outputs.recover(self.name)
+
+    def failed(self, error: Exception) -> None:
+        """Count, report and log a fault; leave the output out for the next delay."""
+        delay = self._backoff.failed()
+        self._retry_at = self._clock() + delay
+        self._metrics.increment("sink_errors")
+        reason = describe(error)
+        if self._side_outputs.degraded().get(self.name) == reason:
+            log.warning("%s failed again: %s; retrying in %.1f s", self.name, reason, delay)
+        else:  # `degrade` logs the one line
+            log.debug("%s failed", self.name, exc_info=trace_of(error))
+        self._side_outputs.degrade(self.name, reason)
+
+
 class GuardedSink:
     """Wraps one of a camera's side outputs (events, MOT, snapshots, MQTT, footage, track-id
-    ledger): an exception from it is counted in the camera's `sink_errors`, reported to
-    `side_outputs` as `name` (e.g. `snapshots:cam0`), and the output skips the frames of the
-    following `backoff` delay, then gets the next frame again; its first frame that goes
-    through marks it working. The camera's other outputs never see the fault.
+    ledger) in a `Guard`: the camera's other outputs never see its faults.
 
     Args:
         sink: the side output.
@@ -42,36 +95,15 @@ class GuardedSink:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sink, self.name = sink, name
-        self._side_outputs, self._metrics, self._backoff = side_outputs, metrics, backoff
-        self._clock = clock
-        self._retry_at: float | None = None  # while left out: when it is tried again
+        self._guard = Guard(name, side_outputs, metrics, backoff, clock)
 
     def write(self, packet: Packet, fps: float) -> None:
         """Pass the frame on unless the output is left out; a fault degrades it."""
-        if self._retry_at is not None and self._clock() < self._retry_at:
-            return
-        try:
-            self.sink.write(packet, fps)
-        except Exception as error:  # any fault of a side output stays here
-            self._failed(error)
-            return
-        if self._retry_at is not None:
-            self._retry_at = None
-            self._side_outputs.recover(self.name)
+        self._guard.attempt(lambda: self.sink.write(packet, fps))
 
     def close(self, final_events: list[TrackEvent]) -> None:
         """Close the output (even if left out: its files still end cleanly)."""
         try:
             self.sink.close(final_events)
         except Exception as error:  # any fault of a side output stays here
-            self._failed(error)
-
-    def _failed(self, error: Exception) -> None:
-        delay = self._backoff.failed()
-        self._retry_at = self._clock() + delay
-        self._metrics.increment("sink_errors")
-        reason = describe(error)
-        log.warning(
-            "%s failed: %s; retrying in %.1f s", self.name, reason, delay, exc_info=trace_of(error)
-        )
-        self._side_outputs.degrade(self.name, reason)
+            self._guard.failed(error)
