@@ -11,28 +11,33 @@ the embedder in one more. It starts each round with the next camera, so none is 
 A live camera keeps only its newest captured frame (an older one waiting is dropped and
 counted): a frame waits for at most the batch in progress. Nor does a detect thread ever wait
 for a live camera's own stages: a frame whose camera's track queue is full is dropped before
-detection and counted (`dropped_frames` and `frames_dropped_slow`), so a camera with a slow
-sink (a hung disk) never holds back the other cameras of its thread. A file blocks instead, so
-every frame is processed. A camera's later queues block (bounded, and holding back only that
-camera): every frame that enters its tracker is tracked, colorized and written in order, so a
-camera's video, JSONL events and MOT file number frames the same way.
+detection and counted (`dropped_frames` and `frames_dropped_slow`), and its end-of-stream marker
+takes the place of the oldest frame there (counted alike), so a camera with a slow or hung sink
+(a hung disk) never holds back the other cameras of its thread, nor keeps them from finishing
+their files at `stop()`. A file blocks instead, so every frame is processed. A camera's later
+queues block (bounded, and holding back only that camera): every frame that enters its tracker
+is tracked, colorized and written in order, so a camera's video, JSONL events and MOT file
+number frames the same way.
 
 Supervision. A live camera is a service: when one of its stages raises (its capture, track,
 colorize or output stage), the error is logged and counted (`camera_restarts`) and that stage
-waits out a backoff (`restart_initial_s` doubling to `restart_max_s`, starting over once the
-camera has worked for `restart_max_s`), then goes on with the next frame; a failed capture
-reopens its source. Frames that arrive meanwhile are dropped and counted like a slow camera's.
-The camera's other stages and every other camera run on; after `FAILED_AFTER` failures in a row
-the camera is reported failing to its listener (unhealthy on `/healthz` and STATUS) until its
-next complete frame. A file's camera is a job: its first stage error stops it and `run()`
-raises it. The shared detection retries a failed batch with the same backoff; after
-`DETECT_ATTEMPTS` failures in a row the engine is taken as broken: every camera stops and
-`run()` raises, so `edge run` exits non-zero and systemd restarts the service (a fresh process
-reloads the engine, which an in-process retry cannot).
+waits out a backoff (`restart_initial_s` doubling to `restart_max_s`), then goes on with the
+next frame; a failed capture reopens its source. The run of failures ends at the camera's next
+complete frame captured after its last failure (or `restart_max_s` after its last wait without a
+failure). A bug's traceback is logged at the first failure of a run only, later ones in one
+line. Frames that arrive meanwhile are dropped and counted like a slow camera's. The camera's
+other stages and every other camera run on; after `FAILED_AFTER` failures in a row the camera is
+reported failing to its listener (unhealthy on `/healthz` and STATUS) until its next complete
+frame. Each frame goes to every one of a camera's sinks, even after one of them raised. A file's
+camera is a job: its first stage error stops it and `run()` raises it. The shared detection
+retries a failed batch with the same backoff; after `DETECT_ATTEMPTS` failures in a row (a call
+that works starts the count over) the engine is taken as broken: every camera stops, every
+backoff is cut short, and `run()` raises, so `edge run` exits non-zero and systemd restarts the
+service (a fresh process reloads the engine, which an in-process retry cannot).
 
 `stop()` (from a signal handler) stops capture and cuts any backoff short; the end-of-stream
 markers then drain every queue and each camera's output stage finalizes its files before
-`run()` returns.
+`run()` returns (a camera whose sink hangs holds back `run()`, but no other camera's files).
 """
 
 from __future__ import annotations
@@ -264,6 +269,8 @@ class Pipeline:
     def _fail(self, error: BaseException, cameras: Sequence[Camera]) -> None:
         log.error("%s stage failed: %s", _thread(), describe(error), exc_info=trace_of(error))
         self._errors.append(error)
+        if len(cameras) == len(self.cameras):  # the run is over: no stage may sleep through it
+            self._stopping.set()
         for camera in cameras:
             camera.source.stop()
 
@@ -277,13 +284,7 @@ class Pipeline:
         backoff = self._backoffs[index]
         delay, reason = backoff.failed(), describe(error)
         camera.metrics.increment("camera_restarts")
-        log.error(
-            "%s stage failed: %s; restarting it in %.1f s",
-            _thread(),
-            reason,
-            delay,
-            exc_info=trace_of(error),
-        )
+        _log_failure(f"{_thread()} stage", error, backoff, f"restarting it in {delay:.1f} s")
         if backoff.failures >= FAILED_AFTER and camera.listener is not None:
             camera.listener.camera_failed(reason)
         self._stopping.wait(delay)
@@ -325,7 +326,7 @@ class Pipeline:
             for index, packet in batch:
                 if packet is END:
                     running.remove(index)
-                    self._queues[index][0].put(END)
+                    self._hand_end(index)
                 elif self._has_room(index):
                     packets.append((index, packet))
             if failed:
@@ -347,9 +348,27 @@ class Pipeline:
         camera = self.cameras[index]
         if not camera.source.spec.live or not self._queues[index][0].full():
             return True
-        camera.metrics.increment("dropped_frames")
-        camera.metrics.increment("frames_dropped_slow")
+        _dropped_slow(camera)
         return False
+
+    def _hand_end(self, index: int) -> None:
+        """Put the end-of-stream marker in camera `index`'s tracker queue. A file's waits for
+        room; a live camera's never does: when the queue is full (its stages are stuck), the
+        oldest frame there is dropped for it, so this thread goes on to its other cameras."""
+        inbox = self._queues[index][0]
+        if not self.cameras[index].source.spec.live:
+            inbox.put(END)
+            return
+        while True:
+            try:
+                inbox.put_nowait(END)
+                return
+            except queue.Full:
+                try:
+                    inbox.get_nowait()
+                except queue.Empty:  # the tracker took one meanwhile
+                    continue
+                _dropped_slow(self.cameras[index])
 
     def _detect_retrying(self, due: list[tuple[Camera, Packet]], backoff: Backoff) -> None:
         """Detect these frames; a failed call is retried after `backoff`'s delay, and raised
@@ -357,7 +376,6 @@ class Pipeline:
         while True:
             try:
                 self._detect_batch(due)
-                return
             except Exception as error:
                 delay = backoff.failed()
                 for camera, _ in due:
@@ -367,14 +385,11 @@ class Pipeline:
                         f"detection failed {backoff.failures} times in a row, last: "
                         f"{describe(error)}; exiting so that the service restarts"
                     ) from error
-                log.error(
-                    "%s failed: %s; retrying in %.1f s",
-                    _thread(),
-                    describe(error),
-                    delay,
-                    exc_info=trace_of(error),
-                )
+                _log_failure(_thread(), error, backoff, f"retrying in {delay:.1f} s")
                 self._stopping.wait(delay)
+                continue
+            backoff.succeeded()  # only failures in a row mean a broken engine
+            return
 
     def _detect_batch(self, due: list[tuple[Camera, Packet]]) -> None:
         if not due:
@@ -451,9 +466,9 @@ class Pipeline:
                 continue
             try:
                 fps = camera.rate.tick()
-                for sink in camera.sinks:
-                    sink.write(packet, fps)
+                _write_all(camera.sinks, packet, fps)
                 _finish(camera, packet, fps)
+                self._backoffs[index].succeeded(started=packet.frame.captured)
                 if self.log_every_s and time.monotonic() - last_log >= self.log_every_s:
                     last_log = time.monotonic()
                     prefix = f"{camera.name}: " if len(self.cameras) > 1 else ""
@@ -470,6 +485,31 @@ class Pipeline:
 
 def _thread() -> str:
     return threading.current_thread().name
+
+
+def _log_failure(what: str, error: Exception, backoff: Backoff, then: str) -> None:
+    """One error line for a failure that is retried; a bug's traceback only with the first of a
+    run, which later ones would repeat at every attempt, forever."""
+    trace = trace_of(error) if backoff.failures == 1 else None
+    log.error("%s failed: %s; %s", what, describe(error), then, exc_info=trace)
+
+
+def _dropped_slow(camera: Camera) -> None:
+    camera.metrics.increment("dropped_frames")
+    camera.metrics.increment("frames_dropped_slow")
+
+
+def _write_all(sinks: Sequence[Sink], packet: Packet, fps: float) -> None:
+    """Give the frame to every sink, even after one raised, so that one output's fault (the
+    video's: the others are guarded) costs no other output the frame; then raise the first."""
+    failure: Exception | None = None
+    for sink in sinks:
+        try:
+            sink.write(packet, fps)
+        except Exception as error:  # raised below, once every sink has the frame
+            failure = failure or error
+    if failure is not None:
+        raise failure
 
 
 def _timed(camera: Camera, packet: Packet, stage: str, started: float) -> None:
