@@ -100,7 +100,7 @@ def test_example_cameras_take_shared_defaults_and_their_own_keys() -> None:
     assert [c.source.name for c in configs] == ["gate", "yard", "dock"]
     assert {c.source.timeout_s for c in configs} == {5.0}  # [source] is every camera's default
     assert [c.output.dir for c in configs] == [
-        f"/var/lib/edge-vision/outputs/{name}" for name in ("gate", "yard", "dock")
+        f"/var/lib/edge-vision/artifacts/outputs/{name}" for name in ("gate", "yard", "dock")
     ]
     assert [c.output.rtsp_path for c in configs] == ["/gate", "/yard", "/dock"]
     assert {c.output.rtsp_port for c in configs} == {8554}
