@@ -54,6 +54,7 @@ from benchmarks.rtsp_server import SIZES, start_rtsp_server
 from edge import paths
 from edge.errors import EdgeError
 from edge.outputs.events import read_events
+from edge.recordings import event_files
 
 log = logging.getLogger(__name__)
 DEVICE = "faults"
@@ -189,6 +190,20 @@ def faketime_library() -> Path:
     return found[0]
 
 
+def stall_sink(scene: Scene) -> None:
+    """Stop reading camera c's MOT pipe and fill it, so the runtime's next row waits (a hung
+    disk): this camera's output stage blocks until the fault is cleared."""
+    scene.slow.set()
+    time.sleep(0.2)  # the reader sees it
+    fd = os.open(scene.fifo(), os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        with suppress(BlockingIOError):
+            while True:
+                os.write(fd, b"\n" * 512)
+    finally:
+        os.close(fd)
+
+
 def start_edge(scene: Scene, config: Path, log_path: Path, overrides: list[str]) -> EdgeProcess:
     """The runtime under libfaketime (the offset read from the clock file at every call)."""
     env = {
@@ -281,7 +296,7 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
         faults: list[tuple[str, Callable[[], None], Callable[[], None]]] = [
             ("camera-size", lambda: kill_camera(scene, "a"), lambda: restart_camera(scene, "a")),
             ("broker", scene.broker.stop, scene.broker.start),
-            ("slow-sink", scene.slow.set, scene.slow.clear),
+            ("slow-sink", lambda: stall_sink(scene), scene.slow.clear),
             ("clock-step", lambda: step_clock(scene, "-1d"), lambda: step_clock(scene, "+0")),
         ]
         if scene.disk_mounted:
@@ -295,7 +310,7 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
                 ),
             )
         for name, inject, clear in faults:
-            before = counters(edge)
+            before, at_start = counters(edge), camera_frames(edge)
             log.info("fault: %s", name)
             inject()
             time.sleep(args.hold_s)
@@ -303,6 +318,7 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
             clear()
             recovered = wait_recovered(edge, since, args.recover_frames, args.recover_s)
             rows.append(row(name, args.hold_s, recovered, edge, before))
+            rows[-1]["frames_during"] = {c: since.get(c, 0) - at_start.get(c, 0) for c in CAMERAS}
             report.add("faults", rows)
         end = (rss_kib(edge.process.pid), fd_count(edge.process.pid))
         log.info("fault: sigkill")
@@ -367,7 +383,8 @@ def row(
     }
     degraded = metric(edge, "side_outputs_degraded")
     return {"fault": name, "held_s": hold_s, "recovered_s": recovered, **counted,
-            "side_outputs_degraded": sum(degraded.values())}  # fmt: skip
+            "side_outputs_degraded": sum(degraded.values()),
+            "rss_mib": round(rss_kib(edge.process.pid) / 1024)}  # fmt: skip
 
 
 def plant_sentinels(scene: Scene) -> list[Path]:
@@ -406,10 +423,11 @@ def final_checks(
     checks: dict[str, Any] = {}
     never = [(r["fault"], c) for r in rows for c, s in r["recovered_s"].items() if s is None]
     checks["frames after every fault"] = {"ok": not never, "missing": never}
-    written = {
-        c: [e["id"] for f in sorted((scene.out / c).glob("events*.jsonl")) for e in read_events(f)]
+    records = {
+        c: [e for f in event_files(scene.out / c, "events.jsonl") for e in read_events(f)]
         for c in CAMERAS
     }
+    written = {c: [e["id"] for e in records[c]] for c in CAMERAS}
     arrived: dict[str, list[str]] = {c: [] for c in CAMERAS}
     for payload in scene.arrivals:
         with suppress(ValueError, KeyError):
@@ -421,6 +439,12 @@ def final_checks(
     checks["events reached the broker in order"] = {
         "ok": all(v == 0 for v in lost.values()) and all(in_order.values()),
         "written": {c: len(written[c]) for c in CAMERAS},
+        "lost_events": [
+            {k: e.get(k) for k in ("camera", "run", "event", "track_id", "utc")}
+            for c in CAMERAS
+            for e in records[c]
+            if e["id"] not in set(arrived[c])
+        ][:10],
         "lost": lost,
         "in_order": in_order,
     }
@@ -507,6 +531,7 @@ def markdown(data: dict[str, Any]) -> str:
         [
             r["fault"],
             r["held_s"],
+            " ".join(f"{c}={n}" for c, n in r.get("frames_during", {}).items()) or "-",
             " ".join(f"{c}={'never' if s is None else s}" for c, s in r["recovered_s"].items()),
             " ".join(f"{c}={int(n)}" for c, n in r["dropped_frames"].items()),
             " ".join(f"{c}={int(n)}" for c, n in r["frames_dropped_slow"].items()),
@@ -514,6 +539,7 @@ def markdown(data: dict[str, Any]) -> str:
             int(sum(r["reconnects"].values())),
             int(sum(r["disk_errors"].values())),
             int(sum(r["segments_deleted"].values())),
+            r["rss_mib"],
         ]
         for r in result["faults"]
     ]
@@ -536,6 +562,7 @@ def markdown(data: dict[str, Any]) -> str:
                 [
                     "fault",
                     "held s",
+                    "frames while held (per camera)",
                     "s until frames again (per camera)",
                     "frames dropped meanwhile",
                     "of which a slow sink's",
@@ -543,6 +570,7 @@ def markdown(data: dict[str, Any]) -> str:
                     "reconnects",
                     "disk errors",
                     "segments deleted",
+                    "RSS MiB after",
                 ],
                 rows,
             ),
