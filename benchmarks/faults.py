@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 DEVICE = "faults"
 CAMERAS = ("a", "b", "c")
 # Debian and Ubuntu (JetPack) put it under the architecture's library folder.
-FAKETIME_LIBRARIES = "/usr/lib/*/faketime/libfaketime.so.1"
+FAKETIME_LIBRARIES = "/usr/lib/*/faketime/libfaketimeMT.so.1"  # the thread-safe one
 # Growth from after warm-up to before the SIGKILL that still counts as flat.
 RSS_GROWTH_LIMIT = 0.25
 FD_GROWTH_LIMIT = 8

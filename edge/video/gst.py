@@ -7,6 +7,7 @@ wheels of OpenCV, which carry no GStreamer.
 from __future__ import annotations
 
 import functools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +19,44 @@ CHANNELS = {"BGR": 3, "BGRx": 4, "GRAY8": 1}
 FILE = "file"  # the name of a pipeline's filesrc or filesink, for `set_location`
 
 
-@functools.cache
+_INIT_LOCK = threading.Lock()
+
+
 def init() -> Any:
-    """The initialized `Gst` module; raises EdgeError with the install command if missing."""
+    """The initialized `Gst` module; raises EdgeError with the install command if missing.
+
+    Thread-safe: the first call imports the bindings (Gst, GstVideo) and makes the classes the
+    capture threads use, under a lock, before any of those threads can.
+    """
+    with _INIT_LOCK:
+        return _load()
+
+
+@functools.cache
+def _load() -> Any:
     try:
         import gi
 
         gi.require_version("Gst", "1.0")
         gi.require_version("GstVideo", "1.0")
-        from gi.repository import Gst
+        from gi.repository import Gst, GstVideo
     except (ImportError, ValueError) as exc:
         raise EdgeError(
             f"GStreamer's Python bindings are missing ({exc}): install python3-gi and "
             "gir1.2-gstreamer-1.0 (or `pip install 'PyGObject<3.50'` in a virtualenv)"
         ) from exc
     Gst.init(None)
+    # Resolve, here in one thread, the wrapper classes the capture threads use: PyGObject makes
+    # them at first use, and two threads that both do make two classes for one type, after which
+    # one thread's objects are refused by the other's (`Expected Gst.MapInfo, but got
+    # gi.repository.Gst.MapInfo`; seen with three cameras started at once).
+    buffer = Gst.Buffer.new_wrapped(b"\0")
+    ok, mapped = buffer.map(Gst.MapFlags.READ)
+    if ok:
+        bytes(mapped.data)
+        buffer.unmap(mapped)
+    caps = Gst.Caps.from_string("video/x-raw,format=GRAY8,width=1,height=1")
+    GstVideo.VideoInfo.new_from_caps(caps)
     return Gst
 
 
