@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
+
 from edge.errors import EdgeError
 from edge.outputs.base import rotated_files
 from edge.outputs.events import read_events
@@ -44,13 +46,31 @@ def segment_path(folder: Path, camera: str, start_utc_s: float, seq: int) -> Pat
 
 
 def has_frames(path: Path) -> bool:
-    """Whether a segment holds any frame (a Matroska Cluster), not just its header: a segment
-    the disk filled up at its very start holds none and is deleted."""
+    """Whether a segment holds a frame a player can decode, not just its header or the start of
+    its first cluster: a segment that a full disk or a kill cut before its first complete frame
+    is of no use and is deleted. Only called for a segment cut short, never per frame."""
     try:
         with path.open("rb") as stream:
-            return MATROSKA_CLUSTER in stream.read(1 << 16)
+            if MATROSKA_CLUSTER not in stream.read(1 << 16):
+                return False
     except OSError:
         return False
+    capture = cv2.VideoCapture(str(path))  # FFmpeg, as the players users open segments with
+    try:
+        return bool(capture.read()[0])
+    finally:
+        capture.release()
+
+
+def discard_unplayable_last(folder: Path, camera: str) -> Path | None:
+    """Delete the camera's newest segment if a kill or a power cut ended it before its first
+    frame (at start, before recording); return it if so."""
+    found = list_segments(folder.parent, camera) if folder.is_dir() else []
+    if not found or has_frames(found[-1].path):
+        return None
+    found[-1].path.unlink(missing_ok=True)
+    log.warning("deleted %s: the previous run ended before its first frame", found[-1].path.name)
+    return found[-1].path
 
 
 def snapshot_name(camera: str, utc_s: float, run: str, track_id: int) -> str:

@@ -42,6 +42,7 @@ from edge.outputs.segments import Recording
 from edge.outputs.snapshots import SnapshotSink
 from edge.outputs.video import VideoSink
 from edge.pipeline import Camera, Models, Pipeline, progress_line
+from edge.recordings import discard_unplayable_last
 from edge.retention import DiskBudget, Retention, line_file_patterns
 from edge.service.health import Health, SystemdNotifier
 from edge.service.metrics_http import MetricsServer
@@ -302,6 +303,7 @@ def recording(
     snapshots = Path(output.dir) / "snapshots" / run.camera if output.snapshots else None
     margin = output.bitrate_kbps * 125 * 2  # 2 s of video, the open segment's next steps
     keep_s = output.keep_days * 86400
+    discard_unplayable_last(folder, run.camera)  # before retention counts it
     retention = Retention(folder, run.camera, snapshots, keep_s, metrics, budget, margin)
     return Recording(folder, run, output, disk, retention, metrics)
 

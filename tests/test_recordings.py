@@ -36,7 +36,14 @@ from edge.outputs.base import Sink
 from edge.outputs.events import EventSink, read_events
 from edge.outputs.records import EventRecords
 from edge.outputs.run import Run, TrackIdLedger
-from edge.recordings import export, list_segments, segment_path, snapshot_name
+from edge.recordings import (
+    MATROSKA_CLUSTER,
+    export,
+    has_frames,
+    list_segments,
+    segment_path,
+    snapshot_name,
+)
 from edge.retention import DiskBudget, Retention
 from edge.runtime import DeviceOutputs, open_sinks
 from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
@@ -549,8 +556,12 @@ def test_a_disk_filled_while_paused_is_freed_by_min_free_gb_and_recording_resume
     earlier = folder / "recordings" / "cam0"
     earlier.mkdir(parents=True)
     old = [segment_path(earlier, "cam0", time.time() - 3600 + i, i + 1) for i in range(4)]
+    source, _ = sinks_for(tmp_path / "playable", "output.segment_s=1")  # earlier runs' segments
+    feed(source, 0, 10)
+    close(source)
+    playable = segments(tmp_path / "playable")[0].read_bytes()
     for path in old:
-        path.write_bytes(b"\0" * 400_000)
+        path.write_bytes(playable.ljust(400_000, b"\0"))
     # Writing resumes with 1 MiB free (10 s of video at least): the floor lies above it.
     sinks, metrics = sinks_for(folder, "output.segment_s=1", "output.min_free_gb=0.0011")
     feed(sinks, 0, 10, live_s=0.02)
@@ -650,3 +661,23 @@ def test_recording_and_export_in_a_folder_with_quotes_and_bangs(tmp_path: Path) 
     joined = export(folder / "recordings", 0.0, time.time(), output)
     assert len(joined) == 2
     assert decoded_frames(output) == (20, (120, 160))
+
+
+def test_a_segment_cut_before_its_first_frame_is_not_kept(tmp_path: Path) -> None:
+    """A full disk or a kill can leave a segment with its header and the start of its first
+    cluster but no whole frame (seen in the fault run: FFmpeg decodes nothing). `has_frames`
+    says so, and the next start deletes such a newest segment, never a playable one."""
+    sinks, _ = sinks_for(tmp_path, "output.segment_s=1")
+    feed(sinks, 0, 25)
+    close(sinks)
+    first, *_, last = segments(tmp_path)
+    data = last.read_bytes()
+    cut = data.index(MATROSKA_CLUSTER) + 40  # the cluster begins, its first frame does not end
+    last.write_bytes(data[:cut])
+    assert has_frames(first)
+    assert not has_frames(last)
+    sinks, _ = sinks_for(tmp_path, "output.segment_s=1")  # the next start
+    close(sinks)
+    assert not last.exists()
+    assert first.exists()
+    assert decoded_frames(first)[0] == 10
