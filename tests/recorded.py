@@ -61,3 +61,19 @@ def run_file(folder: Path, name: str) -> Path:
 def summary(folder: Path) -> dict[str, Any]:
     """The summary of the one run in a folder."""
     return dict(json.loads(run_file(folder, "summary.json").read_text()))
+
+
+def record_syncs(monkeypatch: Any, call: str = "fsync") -> list[Path]:
+    """The files `os.<call>` (fsync or fdatasync) is made for from now on, in order; the real
+    call still runs."""
+    import os
+
+    synced: list[Path] = []
+    real = getattr(os, call)
+
+    def noted(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, call, noted)
+    return synced

@@ -50,7 +50,7 @@ from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
 from edge.utc import parse_time
 from edge.video.encoders import SegmentRecorder, segment_pipeline
 from export.data import data_file
-from tests.recorded import decode, decoded_frames, segments
+from tests.recorded import decode, decoded_frames, record_syncs, segments
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -511,14 +511,7 @@ def test_keep_gb_deletes_the_oldest_segments_while_the_run_goes_on(
 def test_each_closed_segment_and_its_folder_entry_are_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[Path] = []
-    real = os.fsync
-
-    def fsync(fd: int) -> None:  # the real call, noted
-        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = record_syncs(monkeypatch)
     sinks, _ = sinks_for(tmp_path, "output.segment_s=1", "output.events=''")
     feed(sinks, 0, 25)
     close(sinks)
@@ -532,14 +525,7 @@ def test_each_closed_segment_and_its_folder_entry_are_fsynced(
 def test_the_track_id_ledger_comes_first_and_is_fsynced_before_its_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[Path] = []
-    real = os.fsync
-
-    def fsync(fd: int) -> None:  # the real call, noted
-        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = record_syncs(monkeypatch)
     sinks, _ = sinks_for(tmp_path, "output.video=''", "output.snapshots=false")
     assert type(sinks[0].sink) is TrackIdLedger  # type: ignore[attr-defined]  # guarded
     feed(sinks[:1], 0, 1)  # only the ledger: a new id is durable before any output shows it

@@ -29,6 +29,7 @@ from edge.recordings import event_files, list_segments, segment_path
 from edge.retention import DiskBudget, Retention, SideFiles, line_file_patterns
 from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
 from edge.utc import Clock, stamp
+from tests.recorded import record_syncs
 
 DAY = 86400.0
 NOW = time.time()
@@ -231,14 +232,7 @@ def test_finished_event_and_mot_files_are_bounded_with_the_segments(tmp_path: Pa
 def test_event_lines_are_fsynced_at_most_once_a_second_and_at_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[str] = []
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:  # the real call, noted
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    synced = record_syncs(monkeypatch, "fdatasync")
     path = tmp_path / "events.jsonl"
     sink = EventSink(path, EventRecords(Run("run", "cam0", tmp_path), ("Normal",)))
     started = time.monotonic()
@@ -250,7 +244,7 @@ def test_event_lines_are_fsynced_at_most_once_a_second_and_at_close(
     sink.close([])
     assert 2 <= during <= seconds / base.SYNC_S + 1
     assert len(synced) == during + 1
-    assert Path(synced[-1]) == path.resolve()
+    assert synced[-1] == path.resolve()
     assert [json.loads(line)["track_id"] for line in path.read_text().splitlines()] == list(
         range(25)
     )
