@@ -24,8 +24,9 @@ import logging
 import math
 import os
 import threading
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +34,7 @@ from typing import Protocol
 from edge.metrics import Metrics
 from edge.outputs.base import rotated_path
 from edge.recordings import SNAPSHOT_NAME, Segment, camera_segments, parse_segment, segment_path
+from edge.types import Packet, TrackEvent
 from edge.utc import SYSTEM_CLOCK, Clock, iso, stamp_time
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,34 @@ class DiskBudget:
                 "left to delete: free space on it, or lower output.min_free_gb",
                 self.min_free_bytes / 1e9,
             )
+
+
+class RetentionTick:
+    """A camera that records no video still bounds its event and MOT files: the device's bounds
+    are applied from its output thread at most every `every_s` (a recording does it as its
+    segments grow), and at close.
+
+    Args:
+        budget: the device's bounds.
+        every_s: the shortest time between two checks.
+        clock: monotonic seconds (tests may pass their own).
+    """
+
+    def __init__(
+        self, budget: DiskBudget, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.budget, self.every_s, self._clock = budget, every_s, clock
+        self._next = 0.0
+
+    def write(self, packet: Packet, fps: float) -> None:
+        """Apply the bounds if `every_s` has passed since the last time."""
+        if self._clock() >= self._next:
+            self._next = self._clock() + self.every_s
+            self.budget.enforce()
+
+    def close(self, final_events: list[TrackEvent]) -> None:
+        """Apply the bounds once more."""
+        self.budget.enforce()
 
 
 class SideFiles:

@@ -43,7 +43,7 @@ from edge.outputs.snapshots import SnapshotSink
 from edge.outputs.video import VideoSink
 from edge.pipeline import Camera, Models, Pipeline, progress_line
 from edge.recordings import discard_unplayable_last
-from edge.retention import DiskBudget, Retention, line_file_patterns
+from edge.retention import DiskBudget, Retention, RetentionTick, line_file_patterns
 from edge.service.health import Health, SystemdNotifier
 from edge.service.metrics_http import MetricsServer
 from edge.service.mqtt import MqttPublisher
@@ -186,6 +186,7 @@ SIDE_OUTPUTS: dict[type, str] = {
     SnapshotSink: "snapshots",
     MqttSink: "mqtt",
     FootageSink: "collector",
+    RetentionTick: "retention",
 }
 
 
@@ -225,6 +226,8 @@ def open_sinks(
     device.budget.writing.update(run.path(name) for name in lines if name)
     keep_s = output.keep_days * 86400
     device.budget.side_files(folder, line_file_patterns(lines), keep_s, metrics)
+    if not output.video:  # no segments to apply the bounds as they grow
+        sinks.append(RetentionTick(device.budget))
     if output.events:
         sinks.append(EventSink(run.path(output.events), records, disk))
     if output.mot:

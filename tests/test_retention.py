@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.config import load
 from edge.metrics import Metrics
 from edge.outputs import base
 from edge.outputs.base import Sink
@@ -27,6 +28,7 @@ from edge.outputs.records import EventRecords
 from edge.outputs.run import Run
 from edge.recordings import event_files, list_segments, segment_path
 from edge.retention import DiskBudget, Retention, SideFiles, line_file_patterns
+from edge.runtime import DeviceOutputs, open_sinks
 from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
 from edge.utc import Clock, stamp
 from tests.recorded import record_syncs
@@ -297,3 +299,20 @@ def test_a_piece_written_while_the_clock_was_wrong_does_not_go_first_under_keep_
     Retention(folder, "cam0", None, 0, Metrics(), budget).enforce()
     # 4 files of 1000 bytes, 3000 allowed: the 5-day-old segment goes, not the "2023" piece.
     assert [p.exists() for p in [oldest, first, wrong, newest]] == [False, True, True, True]
+
+
+def test_a_camera_without_video_still_bounds_its_event_and_mot_files(tmp_path: Path) -> None:
+    """No segments grow to apply the bounds: the camera's output thread does, once a second."""
+    earlier_mot = fake_segment(tmp_path / "runs" / "run-1" / "tracks.mot.txt", NOW - 40 * DAY)
+    piece = fake_segment(tmp_path / "events-000001.jsonl", NOW - 1 * DAY)
+    config = load(None, [f"output.dir='{tmp_path}'", "output.video=''", "output.keep_days=30",
+                         "output.snapshots=false"])  # fmt: skip
+    sinks = open_sinks(config, ("Normal", "Fall"), Metrics(), DeviceOutputs(config))
+    packet = Packet(Frame(0, np.zeros((8, 8, 3), np.uint8), time.monotonic(), 0.0, 10.0))
+    packet.update = TrackUpdate(0, [], [])
+    for sink in sinks:
+        sink.write(packet, 10.0)
+    assert not earlier_mot.exists()  # older than keep_days
+    assert piece.exists()
+    for sink in sinks:
+        sink.close([])
