@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge.errors import EdgeError
 from edge.metrics import BUCKETS, Metrics
 from edge.service.health import Health
-from edge.service.metrics_http import MetricsServer, healthz
+from edge.service.metrics_http import MAX_CLIENTS, MetricsServer, healthz
 from edge.service.side_outputs import SideOutputs
 
 # Seconds per observation, per stage: includes one past the last bucket (only in +Inf).
@@ -220,4 +222,38 @@ def test_a_silent_client_is_dropped_after_the_timeout_while_others_are_served(
         assert 0.4 < time.monotonic() - started < 3
         silent.close()
     finally:
+        endpoint.close()
+
+
+def test_a_trickling_client_is_cut_at_the_deadline_and_connections_are_capped(
+    metrics: Metrics, health: Health
+) -> None:
+    """A client sending its request a byte at a time (each within the read timeout) is cut
+    when the connection's deadline passes; beyond MAX_CLIENTS open connections, one more is
+    closed at once instead of getting a thread."""
+    endpoint = MetricsServer({"cam0": metrics}, health, "127.0.0.1", 0, timeout_s=0.6)
+    held: list[socket.socket] = []
+    try:
+        trickler = socket.create_connection((endpoint.host, endpoint.port), timeout=5)
+
+        def trickle() -> None:  # a header line that never ends, a byte every 0.1 s
+            with contextlib.suppress(OSError):
+                for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"x" * 100:
+                    trickler.send(bytes([byte]))
+                    time.sleep(0.1)
+
+        started = time.monotonic()
+        threading.Thread(target=trickle, daemon=True).start()
+        assert trickler.recv(1) == b""  # the server closed it
+        assert time.monotonic() - started < 2
+        trickler.close()
+        held = [socket.create_connection((endpoint.host, endpoint.port), timeout=5)
+                for _ in range(MAX_CLIENTS)]  # fmt: skip
+        time.sleep(0.1)
+        extra = socket.create_connection((endpoint.host, endpoint.port), timeout=5)
+        assert extra.recv(1) == b""  # closed before the deadline of the others
+        extra.close()
+    finally:
+        for connection in held:
+            connection.close()
         endpoint.close()

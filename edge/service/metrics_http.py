@@ -6,6 +6,7 @@ The exposition is rendered from one `Metrics.snapshot()` per request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -51,9 +52,10 @@ GAUGES = {
     "recording_bytes": "Bytes of this camera's video segments on disk.",
 }
 QUANTILES = {"0.5": "p50_ms", "0.95": "p95_ms", "0.99": "p99_ms"}
-# Seconds a connection may stay silent (sending its request or reading the reply) before it is
-# dropped: without it a client that connects and sends nothing holds a thread forever.
+# Seconds a connection may last, and stay silent, before it is dropped: without it a client
+# that connects and sends nothing (or a byte at a time) holds a thread forever.
 REQUEST_TIMEOUT_S = 10.0
+MAX_CLIENTS = 16  # connections served at once, each a thread
 
 
 def _name(text: str) -> str:
@@ -162,10 +164,21 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        # Reading the request times out (logged, connection closed by http.server), and so
-        # does writing the reply (`_Server.handle_error`).
+        # Each read and write times out, and the whole exchange has the same deadline, so a
+        # client that trickles a byte at a time is cut too (`_Server.handle_error` logs it).
         self.request.settimeout(self.server.timeout_s)
+        self._deadline = threading.Timer(self.server.timeout_s, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
         super().setup()
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
+    def _cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_RDWR)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -204,9 +217,25 @@ class _Server(ThreadingHTTPServer):
         self.metrics = metrics
         self.health = health
         self.timeout_s = timeout_s
+        self.clients = threading.BoundedSemaphore(MAX_CLIENTS)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # At most MAX_CLIENTS connections (threads) at once: one more is closed at once.
+        if not self.clients.acquire(blocking=False):
+            log.debug("metrics client %s refused: %d connections open", client_address,
+                      MAX_CLIENTS)  # fmt: skip
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.clients.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out or went away mid-reply: a debug line, not a traceback.
@@ -231,7 +260,7 @@ class MetricsServer:
             health: answers `/healthz`.
             host: address to bind (config `health.metrics_host`; keep it on localhost).
             port: TCP port; 0 picks a free one (see `port`).
-            timeout_s: seconds a connection may stay silent before it is dropped.
+            timeout_s: seconds a connection may last (and stay silent) before it is dropped.
 
         Raises:
             EdgeError: the address cannot be bound (in use, or not an address of this machine).
