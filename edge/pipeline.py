@@ -380,6 +380,9 @@ class Pipeline:
                 delay = backoff.failed()
                 for camera, _ in due:
                     camera.metrics.increment("detect_failures")
+                if self._stopping.is_set():  # draining: no time to retry, and no broken engine
+                    _log_failure(_thread(), error, backoff, "its frames go on undetected")
+                    return
                 if backoff.failures >= DETECT_ATTEMPTS:
                     raise EdgeError(
                         f"detection failed {backoff.failures} times in a row, last: "

@@ -65,7 +65,7 @@ def has_frames(path: Path) -> bool:
 def discard_unplayable_last(folder: Path, camera: str) -> Path | None:
     """Delete the camera's newest segment if a kill or a power cut ended it before its first
     frame (at start, before recording); return it if so."""
-    found = list_segments(folder.parent, camera) if folder.is_dir() else []
+    found = camera_segments(folder, camera) if folder.is_dir() else []  # recording order
     if not found or has_frames(found[-1].path):
         return None
     found[-1].path.unlink(missing_ok=True)

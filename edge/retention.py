@@ -122,26 +122,39 @@ class DiskBudget:
         with self.lock:
             for member in self._members:
                 member.expire()
+            # Free space is read once per file system and call, then counted down by what is
+            # deleted: some file systems (btrfs, ZFS) report a deletion late, and a file still
+            # open elsewhere frees nothing, so reading it again would delete on and on.
+            free: dict[int, int | None] = {}
             while True:
                 used = sum(m.used_bytes() for m in self._members)
                 if self.keep_bytes and used > self.keep_bytes:
                     pool, bound = self._members, "keep_gb"
                 else:
-                    pool, bound = [m for m in self._members if self._low(m.folder)], "min_free_gb"
+                    pool = [m for m in self._members if self._low(m.folder, free)]
+                    bound = "min_free_gb"
                 if not pool:
                     self._floor_logged = False
                     return
-                candidates = [(kept.age_key, m) for m in pool if (kept := m.oldest())]
+                candidates = [(kept, m) for m in pool if (kept := m.oldest())]
                 if not candidates:
                     self._nothing_left(bound)
                     return
-                min(candidates, key=lambda c: c[0])[1].delete_oldest(bound)
+                kept, member = min(candidates, key=lambda c: c[0].age_key)
+                member.delete_oldest(bound)
+                device = _device(member.folder)
+                if (known := free.get(device)) is not None:
+                    free[device] = known + kept.size
 
-    def _low(self, folder: Path) -> bool:
+    def _low(self, folder: Path, free: dict[int, int | None]) -> bool:
+        """Whether `folder`'s file system is below the floor (`free`: what this call knows)."""
         if not self.min_free_bytes:
             return False
-        free = free_bytes(folder)
-        return free is not None and free < self.min_free_bytes
+        device = _device(folder)
+        if device not in free:
+            free[device] = free_bytes(folder)
+        known = free[device]
+        return known is not None and known < self.min_free_bytes
 
     def _nothing_left(self, bound: str) -> None:
         if bound == "min_free_gb" and not self._floor_logged:
@@ -272,6 +285,14 @@ def line_file_patterns(names: Sequence[str]) -> list[str]:
         stem, dot, suffix = whole.name.partition(".")
         patterns += [str(whole), str(whole.with_name(f"{stem}-*{dot}{suffix}"))]
     return patterns
+
+
+def _device(folder: Path) -> int:
+    """The file system `folder` is on (-1 when it cannot be read)."""
+    try:
+        return os.stat(folder).st_dev
+    except OSError:
+        return -1
 
 
 def free_bytes(folder: Path) -> int | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge import retention
 from edge.config import load
 from edge.metrics import Metrics
 from edge.outputs import base
@@ -26,7 +27,7 @@ from edge.outputs.events import EventSink, read_events
 from edge.outputs.mot import MotSink
 from edge.outputs.records import EventRecords
 from edge.outputs.run import Run
-from edge.recordings import event_files, list_segments, segment_path
+from edge.recordings import discard_unplayable_last, event_files, list_segments, segment_path
 from edge.retention import DiskBudget, Retention, SideFiles, line_file_patterns
 from edge.runtime import DeviceOutputs, open_sinks
 from edge.types import Frame, Packet, Track, TrackEvent, TrackUpdate
@@ -316,3 +317,30 @@ def test_a_camera_without_video_still_bounds_its_event_and_mot_files(tmp_path: P
     assert piece.exists()
     for sink in sinks:
         sink.close([])
+
+
+def test_the_free_space_floor_deletes_only_what_it_lacks_when_free_space_reads_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Free space is read once per check and counted down by what is deleted: on a file system
+    that reports deletions late (btrfs, ZFS), or a file still open elsewhere, reading it again
+    would find it still low and delete every recording."""
+    monkeypatch.setattr(retention, "free_bytes", lambda _folder: 1000)  # never moves
+    budget = DiskBudget(min_free_bytes=3500)
+    folder = tmp_path / "recordings" / "cam0"
+    segments = earlier_run(folder, "cam0", [6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    Retention(folder, "cam0", None, 0, Metrics(), budget).enforce()
+    # 2500 bytes lacking: three of the 1000-byte segments, the oldest.
+    assert [p.exists() for p in segments] == [False, False, False, True, True, True]
+
+
+def test_the_unplayable_stub_a_kill_left_goes_even_when_its_stamp_is_earlier(
+    tmp_path: Path,
+) -> None:
+    """The newest segment is the one with the highest sequence number, whatever the clock
+    stamped in its name (a boot without RTC, then NTP)."""
+    folder = tmp_path / "recordings" / "cam0"
+    stub = fake_segment(segment_path(folder, "cam0", NOW - 2 * DAY, 7), NOW)  # header only
+    older = fake_segment(segment_path(folder, "cam0", NOW - 60, 6), NOW - 60)
+    assert discard_unplayable_last(folder, "cam0") == stub
+    assert older.exists()

@@ -524,3 +524,24 @@ def test_a_detector_that_keeps_failing_ends_the_run_with_an_error(
     with pytest.raises(EdgeError, match="detection failed 5 times in a row, last: RuntimeError"):
         Pipeline([camera], restart_initial_s=0.01).run()
     assert counter(camera, "detect_failures") == 5
+
+
+def test_a_detection_failure_while_stopping_ends_the_run_cleanly(
+    model_overrides: list[str], engines: SharedEngines
+) -> None:
+    """At SIGTERM a failing call is not retried (the backoff is cut short, so 5 attempts would
+    come back to back and exit non-zero): its frames go on undetected and the run ends well."""
+    camera = live_camera("cam", model_overrides, engines, [FaultySink(failing=False)])
+    broken = threading.Event()
+    camera.models.detector.engine = FlakyEngine(
+        camera.models.detector.engine, lambda _: broken.is_set()
+    )
+    pipeline = Pipeline([camera], restart_initial_s=5.0)
+    running = Running(pipeline)
+    running.wait_for(lambda: counter(camera, "frames") >= 2)
+    broken.set()
+    running.wait_for(lambda: counter(camera, "detect_failures") >= 1)  # now in a 5 s backoff
+    pipeline.stop()
+    running.thread.join(timeout=30)
+    assert not running.thread.is_alive()
+    assert running.error is None

@@ -229,7 +229,11 @@ class _Server(ThreadingHTTPServer):
                       MAX_CLIENTS)  # fmt: skip
             self.shutdown_request(request)
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: nothing else gives the slot back
+            self.clients.release()
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
