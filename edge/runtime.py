@@ -256,10 +256,12 @@ def open_sinks(
     return [
         GuardedSink(
             sink,
-            f"{SIDE_OUTPUTS[type(sink)]}:{run.camera}",
-            device.side_outputs,
-            metrics,
-            Backoff(*restart),
+            Guard(
+                f"{SIDE_OUTPUTS[type(sink)]}:{run.camera}",
+                device.side_outputs,
+                metrics,
+                Backoff(*restart),
+            ),
         )
         if type(sink) in SIDE_OUTPUTS
         else sink  # the video: its recording's faults restart the camera (`edge.pipeline`)

@@ -22,7 +22,7 @@ from edge.errors import EdgeError
 from edge.faults import Backoff, describe
 from edge.metrics import Metrics
 from edge.outputs.base import Sink
-from edge.outputs.guarded import GuardedSink
+from edge.outputs.guarded import Guard, GuardedSink
 from edge.outputs.video import VideoSink
 from edge.pipeline import Camera, FrameListener, Pipeline
 from edge.runtime import DeviceOutputs, SharedEngines, load_models, open_sinks
@@ -120,7 +120,8 @@ def test_a_side_outputs_fault_is_counted_degraded_left_out_and_retried() -> None
     clock, device, metrics = Clock(), Metrics(), Metrics()
     side_outputs = SideOutputs(device)
     inner = FaultySink()
-    sink = GuardedSink(inner, "snapshots:cam0", side_outputs, metrics, Backoff(1.0, 60), clock)
+    guard = Guard("snapshots:cam0", side_outputs, metrics, Backoff(1.0, 60), clock)
+    sink = GuardedSink(inner, guard)
     sink.write(packet(0), 10.0)  # raises inside: the camera never sees it
     assert metrics.snapshot().counters["sink_errors"] == 1
     assert side_outputs.degraded() == {"snapshots:cam0": "RuntimeError: disk on fire"}
@@ -139,9 +140,8 @@ def test_a_side_outputs_fault_is_counted_degraded_left_out_and_retried() -> None
 
 def test_a_side_outputs_fault_is_logged_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-    sink = GuardedSink(
-        FaultySink(), "events:cam0", SideOutputs(Metrics()), Metrics(), Backoff(1.0, 60), clock
-    )
+    guard = Guard("events:cam0", SideOutputs(Metrics()), Metrics(), Backoff(1.0, 60), clock)
+    sink = GuardedSink(FaultySink(), guard)
     with caplog.at_level(logging.INFO):
         sink.write(packet(0), 10.0)
         first = [record.getMessage() for record in caplog.records]

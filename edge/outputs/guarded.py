@@ -78,24 +78,12 @@ class GuardedSink:
 
     Args:
         sink: the side output.
-        name: its name in `/healthz` and STATUS.
-        side_outputs: the device's record of degraded side outputs.
-        metrics: the camera's metrics.
-        backoff: how long it is left out after each fault in a row.
-        clock: monotonic seconds (tests may pass their own).
+        guard: what a fault of it does (its name in `/healthz` and STATUS, its backoff).
     """
 
-    def __init__(
-        self,
-        sink: Sink,
-        name: str,
-        side_outputs: SideOutputs,
-        metrics: Metrics,
-        backoff: Backoff,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.sink, self.name = sink, name
-        self._guard = Guard(name, side_outputs, metrics, backoff, clock)
+    def __init__(self, sink: Sink, guard: Guard) -> None:
+        self.sink, self._guard = sink, guard
+        self.name = guard.name
 
     def write(self, packet: Packet, fps: float) -> None:
         """Pass the frame on unless the output is left out; a fault degrades it."""
