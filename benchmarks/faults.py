@@ -38,6 +38,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -243,16 +244,20 @@ def wait_recovered(
     return done
 
 
-def metric(edge: EdgeProcess, name: str) -> dict[str, float]:
-    """A counter or gauge of every camera (and the device, under "") from `/metrics`."""
-    with suppress(OSError):
-        import urllib.request
+def scrape(edge: EdgeProcess) -> str:
+    """The runtime's `/metrics` now ("" while it does not answer)."""
+    with (
+        suppress(OSError),
+        urllib.request.urlopen(f"http://127.0.0.1:{edge.port}/metrics", timeout=2) as reply,
+    ):
+        return str(reply.read().decode())
+    return ""
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{edge.port}/metrics", timeout=2) as reply:
-            text = reply.read().decode()
-        pattern = re.compile(rf'^edge_{name}(?:_total)?(?:\{{camera="([^"]*)"\}})? (\S+)$', re.M)
-        return {camera: float(value) for camera, value in pattern.findall(text)}
-    return {}
+
+def metric(text: str, name: str) -> dict[str, float]:
+    """A counter or gauge of every camera (and the device, under "") in a `/metrics` text."""
+    pattern = re.compile(rf'^edge_{name}(?:_total)?(?:\{{camera="([^"]*)"\}})? (\S+)$', re.M)
+    return {camera: float(value) for camera, value in pattern.findall(text)}
 
 
 def fill_disk(folder: Path) -> Path:
@@ -310,7 +315,7 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
                 ),
             )
         for name, inject, clear in faults:
-            before, at_start = counters(edge), camera_frames(edge)
+            before, at_start = counters(scrape(edge)), camera_frames(edge)
             log.info("fault: %s", name)
             inject()
             time.sleep(args.hold_s)
@@ -362,9 +367,9 @@ COUNTED = ("dropped_frames", "frames_dropped_slow", "camera_restarts", "reconnec
            "disk_errors", "segments_deleted", "sink_errors")  # fmt: skip
 
 
-def counters(edge: EdgeProcess) -> dict[str, dict[str, float]]:
-    """Each of `COUNTED` per camera now."""
-    return {name: metric(edge, name) for name in COUNTED}
+def counters(text: str) -> dict[str, dict[str, float]]:
+    """Each of `COUNTED` per camera in a `/metrics` text."""
+    return {name: metric(text, name) for name in COUNTED}
 
 
 def row(
@@ -376,12 +381,13 @@ def row(
 ) -> dict[str, Any]:
     """One fault's line: how long each camera took to deliver again, and what the runtime
     counted meanwhile (since `before`; since its start when None)."""
-    now, before = counters(edge), before or {}
+    text = scrape(edge)
+    now, before = counters(text), before or {}
     counted = {
         key: {c: now[key].get(c, 0) - before.get(key, {}).get(c, 0) for c in CAMERAS}
         for key in COUNTED
     }
-    degraded = metric(edge, "side_outputs_degraded")
+    degraded = metric(text, "side_outputs_degraded")
     return {"fault": name, "held_s": hold_s, "recovered_s": recovered, **counted,
             "side_outputs_degraded": sum(degraded.values()),
             "rss_mib": round(rss_kib(edge.process.pid) / 1024)}  # fmt: skip
