@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ import cv2
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.processes import Broker, EdgeProcess, fd_count, free_port, rss_kib
+from benchmarks.processes import Broker, EdgeProcess, fd_kinds, free_port, rss_kib
 from benchmarks.report import Report, add_output_arguments, arguments, machine_line, table
 from benchmarks.rtsp_server import SIZES, start_rtsp_server
 from edge import paths
@@ -65,6 +66,9 @@ FAKETIME_LIBRARIES = "/usr/lib/*/faketime/libfaketimeMT.so.1"  # the thread-safe
 # Growth from after warm-up to before the SIGKILL that still counts as flat.
 RSS_GROWTH_LIMIT = 0.25
 FD_GROWTH_LIMIT = 8
+# How long the end of the run waits for capture pipelines left behind to stop (each was given
+# 5 s by the runtime and may be in a network timeout of rtspsrc's).
+STOPPING_WAIT_S = 30.0
 STARTUP_S = 300  # loading the models and opening three cameras on a busy 2-core machine
 PIPE_BYTES = 4096  # the slow sink's pipe: a few frames of MOT rows fill it
 
@@ -297,7 +301,7 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
         recovered = wait_recovered(edge, {}, args.recover_frames, STARTUP_S)
         rows.append(row("corrupt-spool", 0.0, recovered, edge))
         time.sleep(args.settle_s)
-        baseline = (rss_kib(edge.process.pid), fd_count(edge.process.pid))
+        baseline = usage(edge)
         faults: list[tuple[str, Callable[[], None], Callable[[], None]]] = [
             ("camera-size", lambda: kill_camera(scene, "a"), lambda: restart_camera(scene, "a")),
             ("broker", scene.broker.stop, scene.broker.start),
@@ -325,7 +329,7 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
             rows.append(row(name, args.hold_s, recovered, edge, before))
             rows[-1]["frames_during"] = {c: since.get(c, 0) - at_start.get(c, 0) for c in CAMERAS}
             report.add("faults", rows)
-        end = (rss_kib(edge.process.pid), fd_count(edge.process.pid))
+        end = usage(edge, settled=True)
         log.info("fault: sigkill")
         edge.process.send_signal(signal.SIGKILL)
         edge.process.wait()
@@ -344,8 +348,20 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
         "faults": rows,
         "checks": checks,
         "rss_kib": [baseline[0], end[0]],
-        "fds": [baseline[1], end[1]],
+        "fds": [sum(baseline[1].values()), sum(end[1].values())],
     }
+
+
+def usage(edge: EdgeProcess, settled: bool = False) -> tuple[int, Counter[str]]:
+    """The runtime's resident memory (KiB) and its open file descriptors by kind; `settled`
+    first waits for the capture pipelines it left behind (`capture_pipelines_stopping`) to stop,
+    so that what is counted is what stays."""
+    started = time.monotonic()
+    while settled and time.monotonic() - started < STOPPING_WAIT_S:
+        if not sum(metric(scrape(edge), "capture_pipelines_stopping").values()):
+            break
+        time.sleep(1.0)
+    return rss_kib(edge.process.pid), fd_kinds(edge.process.pid)
 
 
 def kill_camera(scene: Scene, name: str) -> None:
@@ -364,7 +380,8 @@ def restart_camera(scene: Scene, name: str) -> None:
 
 # What a fault costs, counted by the runtime itself (per camera, as deltas over the fault).
 COUNTED = ("dropped_frames", "frames_dropped_slow", "camera_restarts", "reconnects",
-           "disk_errors", "segments_deleted", "sink_errors")  # fmt: skip
+           "disk_errors", "segments_deleted", "sink_errors",
+           "capture_pipelines_left_behind")  # fmt: skip
 
 
 def counters(text: str) -> dict[str, dict[str, float]]:
@@ -422,8 +439,8 @@ def final_checks(
     scene: Scene,
     rows: list[dict[str, Any]],
     sentinels: list[Path],
-    baseline: tuple[int, int],
-    end: tuple[int, int],
+    baseline: tuple[int, Counter[str]],
+    end: tuple[int, Counter[str]],
 ) -> dict[str, Any]:
     """The checks after the run, each with a verdict and what it saw."""
     checks: dict[str, Any] = {}
@@ -464,10 +481,15 @@ def final_checks(
     gone = [str(p) for p in sentinels if not p.exists()]
     checks["nothing of anyone else's deleted"] = {"ok": not gone, "deleted": gone}
     rss_growth = (end[0] - baseline[0]) / baseline[0]
+    fds = [sum(baseline[1].values()), sum(end[1].values())]
     checks["RSS and file descriptors flat"] = {
-        "ok": rss_growth <= RSS_GROWTH_LIMIT and end[1] - baseline[1] <= FD_GROWTH_LIMIT,
+        "ok": rss_growth <= RSS_GROWTH_LIMIT and fds[1] - fds[0] <= FD_GROWTH_LIMIT,
         "rss_kib": [baseline[0], end[0]],
-        "fds": [baseline[1], end[1]],
+        "fds": fds,
+        "fds_grown": {kind: [baseline[1][kind], n] for kind, n in (end[1] - baseline[1]).items()},
+        "capture_pipelines_left_behind": sum(
+            sum(r["capture_pipelines_left_behind"].values()) for r in rows
+        ),
     }
     return checks
 

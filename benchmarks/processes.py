@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,18 @@ def free_port() -> int:
 def fd_count(pid: int) -> int:
     """Open file descriptors of a process."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def fd_kinds(pid: int) -> Counter[str]:
+    """Open file descriptors of a process by what they are: `socket`, `pipe`, `anon_inode:...`,
+    or the file's path (so that a report can say what grew)."""
+    kinds: Counter[str] = Counter()
+    folder = Path(f"/proc/{pid}/fd")
+    for fd in folder.iterdir():
+        with suppress(OSError):  # closed meanwhile
+            target = os.readlink(fd)
+            kinds[target.split(":[")[0] if target.startswith(("socket:", "pipe:")) else target] += 1
+    return kinds
 
 
 def rss_kib(pid: int) -> int:

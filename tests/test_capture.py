@@ -169,11 +169,18 @@ def test_a_pipeline_stuck_in_a_streaming_thread_does_not_hang_close(
     stuck.add_probe(gst.init().PadProbeType.BUFFER, hold)
     assert held.wait(5.0)
     started = time.monotonic()
+    changes: list[int] = []
     with caplog.at_level(logging.WARNING, logger="edge.video.capture"):
-        assert pipeline.close() is False
+        assert pipeline.close(changes.append) is False
     assert time.monotonic() - started < 2.0
+    assert changes == [1]  # counted as still stopping
     assert "did not stop within 0.5 s" in caplog.text
-    release.set()  # the abandoned pipeline then stops on its own thread
+    assert "stuck (" in caplog.text  # the warning names the element that has not stopped
+    release.set()  # the pipeline left behind then stops on its own thread
+    deadline = time.monotonic() + 5.0
+    while changes != [1, -1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert changes == [1, -1]  # and is counted off when it has
 
 
 def test_close_returns_once_the_pipeline_stopped() -> None:

@@ -44,12 +44,14 @@ COUNTERS = {
     "writes_skipped": "Event/MOT/snapshot writes skipped while the output disk was paused.",
     "recording_frames_dropped": "Frames not recorded: the encoder's bounded queue was full.",
     "rtsp_frames_dropped": "Frames an RTSP client missed: its bounded queue was full.",
+    "capture_pipelines_left_behind": "Capture pipelines GStreamer did not stop within 5 s.",
 }
 GAUGES = {
     "fps": "Frames per second through the whole pipeline, recent average.",
     "active_tracks": "Tracks currently confirmed.",
     "output_paused": "1 while file outputs wait for the output disk (full or read-only), else 0.",
     "recording_bytes": "Bytes of this camera's video segments on disk.",
+    "capture_pipelines_stopping": "Capture pipelines left behind that have not stopped yet.",
 }
 QUANTILES = {"0.5": "p50_ms", "0.95": "p95_ms", "0.99": "p99_ms"}
 # Seconds a connection may last, and stay silent, before it is dropped: without it a client

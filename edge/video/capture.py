@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -80,29 +80,47 @@ class GstCapture:
             return None
         return gst.sample_to_array(sample)
 
-    def close(self) -> bool:
+    def close(self, stopping: Callable[[int], None] | None = None) -> bool:
         """Stop the pipeline and free it, waiting at most CLOSE_TIMEOUT_S.
+
+        Args:
+            stopping: told +1 when the pipeline is left behind, and -1 (from the background
+                thread) if it stops after all: the caller's count of pipelines still stopping.
 
         Returns:
             False if GStreamer did not stop it in time: it is left to stop in a background
-            thread (logged), so that the caller goes on.
+            thread, and the warning names the elements still running, so that the caller goes on.
         """
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is None:
             return True
-        stopped = threading.Event()
+        lock = threading.Lock()
+        stopped, left_behind = threading.Event(), threading.Event()
 
         def stop() -> None:
             pipeline.set_state(gst.init().State.NULL)
-            stopped.set()
+            with lock:
+                stopped.set()
+                late = left_behind.is_set()
+            if late:
+                log.info("a capture pipeline left behind has stopped")
+                if stopping is not None:
+                    stopping(-1)
 
         threading.Thread(target=stop, name="capture-close", daemon=True).start()
         if stopped.wait(CLOSE_TIMEOUT_S):
             return True
+        with lock:
+            if stopped.is_set():
+                return True
+            left_behind.set()
+            if stopping is not None:
+                stopping(+1)
         log.warning(
-            "capture pipeline did not stop within %g s (a GStreamer thread is blocked); "
-            "left behind, going on",
+            "capture pipeline did not stop within %g s (a GStreamer thread is blocked in %s); "
+            "left to stop in the background, going on",
             CLOSE_TIMEOUT_S,
+            ", ".join(gst.not_stopped(pipeline)) or "the pipeline",
         )
         return False
 
@@ -117,6 +135,8 @@ class FrameSource:
         self.description = capture_pipeline(self.spec, config, gst.has_element)
         self.metrics = metrics
         self._stop = threading.Event()
+        self._stopping_lock = threading.Lock()
+        self._stopping = 0  # pipelines left behind by `close`, not stopped yet
 
     def stop(self) -> None:
         """Make `frames()` end at its next step (thread-safe)."""
@@ -180,7 +200,17 @@ class FrameSource:
                     return
                 self._wait_to_reconnect(str(exc), backoff)
             finally:
-                capture.close()
+                capture.close(self._count_stopping)
+
+    def _count_stopping(self, change: int) -> None:
+        """Count a capture pipeline left behind (+1) or stopped after all (-1): the gauge
+        `capture_pipelines_stopping` shows what a stuck GStreamer thread still holds, and the
+        counter `capture_pipelines_left_behind` how often it happened."""
+        with self._stopping_lock:
+            self._stopping += change
+            self.metrics.set("capture_pipelines_stopping", self._stopping)
+        if change > 0:
+            self.metrics.increment("capture_pipelines_left_behind")
 
     def _read_until_lost(
         self, capture: GstCapture

@@ -82,6 +82,23 @@ def bus_error(bus: Any) -> str | None:
     return f"{source}: {error.message}"
 
 
+def not_stopped(pipeline: Any) -> list[str]:
+    """The pipeline's elements not yet in the NULL state, as `name (state)`, inner ones first.
+
+    Asks without waiting, so it answers while another thread is stopping the pipeline.
+    """
+    Gst = init()
+    found: list[str] = []
+    elements = pipeline.iterate_recurse()
+    while True:
+        result, element = elements.next()
+        if result != Gst.IteratorResult.OK:
+            return found
+        state = element.get_state(0)[1]
+        if state != Gst.State.NULL:
+            found.append(f"{element.get_name()} ({state.value_nick})")
+
+
 def sample_to_array(sample: Any) -> tuple[np.ndarray, float | None, float]:
     """Copy an appsink sample (BGR, BGRx or GRAY8) into a (H, W[, C]) uint8 array.
 
