@@ -50,6 +50,10 @@ def test_files_by_path_and_file_uri(tmp_path: Path) -> None:
         ("csi://left", r"csi:// takes a sensor number"),
         ("http://cam/stream", r"is not one of csi://N, /dev/videoN"),
         ("/no/such/file.mp4", r"source file not found: /no/such/file.mp4"),
+        ("rtsp://", r"^source 'rtsp://' has no host: .* e\.g\. rtsp://192\.168\.1\.20:554/"),
+        ("rtsps://user:secret@/cam", r"^source 'rtsps://\*\*\*@/cam' has no host"),
+        ("rtsp://cam:port/1", r"the port must be a number 1-65535"),
+        ("rtsp://cam:70000/1", r"the port must be a number 1-65535"),
     ],
 )
 def test_bad_uris(uri: str, message: str) -> None:

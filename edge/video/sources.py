@@ -53,6 +53,23 @@ class SourceSpec:
         return f"{self.kind} {redact(self.location)}".strip()
 
 
+def _check_rtsp_address(uri: str) -> None:
+    """Refuse an RTSP URI without a host or with a port that is not a number: rtspsrc would
+    retry it forever instead of failing."""
+    parsed = urlparse(uri)
+    example = f"e.g. {parsed.scheme}://192.168.1.20:554/stream1"
+    if not parsed.hostname:
+        raise EdgeError(
+            f"source '{redact(uri)}' has no host: write the camera's address, {example}"
+        )
+    try:
+        port = parsed.port  # None when the URI names none: RTSP's default, 554
+    except ValueError:  # not a number, or beyond 65535
+        port = 0
+    if port == 0:
+        raise EdgeError(f"source '{redact(uri)}': the port must be a number 1-65535, {example}")
+
+
 def parse_uri(uri: str) -> SourceSpec:
     """Parse a source URI; raises EdgeError naming the accepted forms when it is not one."""
     parsed = urlparse(uri)
@@ -64,6 +81,7 @@ def parse_uri(uri: str) -> SourceSpec:
     if parsed.scheme == "v4l2" or (not parsed.scheme and uri.startswith("/dev/video")):
         return SourceSpec("v4l2", parsed.path if parsed.scheme else uri, live=True)
     if parsed.scheme in ("rtsp", "rtsps"):
+        _check_rtsp_address(uri)
         return SourceSpec("rtsp", uri, live=True)
     if parsed.scheme == "test":
         return SourceSpec("test", "", live=True)
