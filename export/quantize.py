@@ -6,7 +6,11 @@ from the earlier part, held-out test frames from the last `--holdout` of it (a s
 Weights are quantized per channel. Two flavours:
 
 - `cpu`: what ONNX Runtime's x86 kernels run fastest: unsigned (QUInt8) asymmetric activations,
-  signed (QInt8) symmetric weights;
+  weights for the instruction set of the CPU it is for (`--isa`, default: this one's; recorded in
+  the metadata, `edge.engines.onnxruntime`): signed 8-bit symmetric ("s8") for VNNI; for x86
+  without VNNI, whose U8S8 kernels add pairs of products in 16 bits that saturate
+  (`VPMADDUBSW`), DEFAULT_WEIGHTS["avx2"] (7-bit "s7", ONNX Runtime's reduce_range, or unsigned
+  asymmetric "u8": U8U8 kernels), which cannot saturate;
 - `tensorrt`: what TensorRT's explicit quantization takes: signed INT8 activations and weights,
   symmetric, every zero point 0, biases left in float (onnx-tensorrt `docs/operators.md`:
   QuantizeLinear's `y_zero_point` and DequantizeLinear's `x_zero_point` must be zero, and
@@ -29,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import logging
 import re
@@ -45,7 +48,9 @@ import onnx
 
 from edge import paths
 from edge.engines import InferenceEngine, open_engine
+from edge.engines.onnxruntime import ISA_KEY, ISAS, OnnxRuntimeEngine, cpu_flags, cpu_isa
 from edge.engines.precision import FLAVOUR_KEY, GATE_KEY, PRECISION_KEY, precision_path
+from edge.engines.tensorrt import TensorRTMissing, import_tensorrt
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, sha256, writable_dir
 from edge.models.detector import Detector
@@ -61,6 +66,10 @@ MODELS = {"detector": paths.DETECTOR_FILE, "embedder": paths.EMBEDDER_FILE}
 # instead of the extremes of all frames, which widen with every frame.
 METHODS = ("minmax", "moving-average", "entropy", "percentile")
 FLAVOURS = ("cpu", "tensorrt")
+# Weights: signed 8-bit, signed 7-bit (reduce_range), unsigned 8-bit asymmetric (U8U8 kernels).
+WEIGHTS = ("s8", "s7", "u8")
+# The `cpu` flavour's weights per instruction set (measured: docs/int8-isa.md).
+DEFAULT_WEIGHTS = {"vnni": "s8", "avx2": "s7"}
 # Gate checks per model: (result key, lower limit).
 GATE = {
     "detector": (("recall", 0.97), ("precision", 0.95)),
@@ -152,11 +161,45 @@ def float_nodes(model: onnx.ModelProto, kind: str, part: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to quantize: calibration method, flavour and what stays in float."""
+    """How to quantize: calibration method, flavour, what stays in float, and (`cpu` flavour)
+    the instruction set it is for and its weights."""
 
     method: str = ""  # a key of METHODS; "": the model's DEFAULT_METHOD
     flavour: str = "cpu"
     float_part: str = ""  # a key of FLOAT_PARTS[model]; "": the model's DEFAULT_FLOAT
+    isa: str = ""  # one of ISAS; "": this CPU's
+    weights: str = ""  # one of WEIGHTS; "": DEFAULT_WEIGHTS[isa] (always "s8" for tensorrt)
+
+    def resolved(self, model: str, flags: frozenset[str]) -> Recipe:
+        """This recipe with each default filled in for `model` on a CPU with `flags`.
+
+        Raises:
+            EdgeError: weights the flavour or instruction set cannot take.
+        """
+        isa = self.isa or cpu_isa(flags)
+        default = "s8" if self.flavour == "tensorrt" else DEFAULT_WEIGHTS[isa]
+        recipe = replace(
+            self,
+            method=self.method or DEFAULT_METHOD[model],
+            float_part=self.float_part or DEFAULT_FLOAT[model],
+            isa=isa,
+            weights=self.weights or default,
+        )
+        if recipe.flavour == "tensorrt" and recipe.weights != "s8":
+            raise EdgeError("--weights must be s8 for --flavour tensorrt (TensorRT takes INT8)")
+        if recipe.flavour == "cpu" and (isa, recipe.weights) == ("avx2", "s8"):
+            raise EdgeError(
+                "--weights s8 saturates on CPUs without VNNI (--isa avx2): choose s7 or u8"
+            )
+        return recipe
+
+    @property
+    def model_isa(self) -> str | None:
+        """What the model's arithmetic needs: "vnni" for 8-bit signed weights (they saturate
+        without it), "avx2" (any CPU) otherwise; None for the tensorrt flavour."""
+        if self.flavour == "tensorrt":
+            return None
+        return "vnni" if self.weights == "s8" else "avx2"
 
     def quantizer_options(self, stride: int) -> dict[str, Any]:
         """Arguments of onnxruntime.quantization.quantize_static for this recipe, calibrating
@@ -173,12 +216,13 @@ class Recipe:
         return {
             "quant_format": QuantFormat.QDQ,
             "per_channel": True,
+            "reduce_range": self.weights == "s7",
             "activation_type": QuantType.QInt8 if tensorrt else QuantType.QUInt8,
-            "weight_type": QuantType.QInt8,
+            "weight_type": QuantType.QUInt8 if self.weights == "u8" else QuantType.QInt8,
             "calibrate_method": methods[self.method],
             "extra_options": {
                 "ActivationSymmetric": tensorrt,
-                "WeightSymmetric": True,
+                "WeightSymmetric": self.weights != "u8",
                 # TensorRT's DequantizeLinear takes no INT32: its biases stay float
                 "QuantizeBias": not tensorrt,
                 "CalibStridedMinMax": stride,
@@ -264,11 +308,12 @@ def evaluate(
     model: str, fp32: Path, int8: Path, detector_model: Path, frames: Sequence[np.ndarray]
 ) -> dict[str, Any]:
     """Agreement of the INT8 model with FP32 on the held-out frames (`export.agreement`), and
-    the median time of one inference of each (they run in turn on each frame)."""
+    the median time of one inference of each (they run in turn on each frame). The INT8 model
+    runs ungated, and with a warning where it is for VNNI and this CPU has none."""
     with (
         open_engine(detector_model, "onnxruntime") as reference_engine,
         open_engine(fp32, "onnxruntime") as fp32_engine,
-        open_engine(int8, "onnxruntime", gated=False) as int8_engine,
+        OnnxRuntimeEngine(int8, foreign_isa="warn") as int8_engine,
     ):
         reference = Detector(reference_engine, conf=CONFIDENCE)
         times = {
@@ -337,11 +382,8 @@ def quantize(
 
     if model not in MODELS:
         raise EdgeError(f"unknown model '{model}': choose one of {', '.join(MODELS)}")
-    recipe = replace(
-        recipe,
-        method=recipe.method or DEFAULT_METHOD[model],
-        float_part=recipe.float_part or DEFAULT_FLOAT[model],
-    )
+    gate_isa = cpu_isa(cpu_flags())
+    recipe = recipe.resolved(model, cpu_flags())
     if not 0 < holdout < 1:
         raise EdgeError(
             f"--holdout must be between 0 and 1 (the share kept to test on), got {holdout}"
@@ -388,6 +430,9 @@ def quantize(
             "method": recipe.method,
             "flavour": recipe.flavour,
             "float": recipe.float_part,
+            "isa": recipe.model_isa,
+            "weights": recipe.weights,
+            "gate_isa": gate_isa,
             "float_nodes": len(excluded),
             "calibration": {
                 "footage": str(calib),
@@ -402,12 +447,21 @@ def quantize(
         with replaced_on_success(output) as temporary:
             _write_with_metadata(quantized, temporary, source, report, sha256(fp32))
     report_path(output).write_text(json.dumps(report, indent=1) + "\n")
+    if recipe.model_isa not in (None, gate_isa):
+        log.warning(
+            "%s is for %s CPUs, but its gate ran on this one (%s): on its target it may score "
+            "otherwise",
+            output.name,
+            recipe.model_isa,
+            gate_isa,
+        )
     log.info(
-        "%s: INT8 %s (%s, float %s) written to %s; vs FP32: %s; ms per inference %s",
+        "%s: INT8 %s (%s, float %s, weights %s) written to %s; vs FP32: %s; ms per inference %s",
         model,
         recipe.flavour,
         recipe.method,
         report["float"],
+        recipe.weights,
         output,
         ", ".join(f"{c['name']} {c['value']:.4f}" for c in checks),
         results["ms_per_inference"],
@@ -429,6 +483,10 @@ def report_path(output: Path) -> Path:
     return output.with_suffix(".report.json")
 
 
+# The report's entries recorded as the model's calibration.
+CALIBRATION_KEYS = ("method", "float", "weights", "gate_isa", "calibration", "test_frames")
+
+
 def _write_with_metadata(
     quantized: Path, target: Path, source: onnx.ModelProto, report: dict[str, Any], digest: str
 ) -> None:
@@ -439,18 +497,23 @@ def _write_with_metadata(
         PRECISION_KEY: "int8",
         FLAVOUR_KEY: report["flavour"],
         GATE_KEY: json.dumps(report["gate"]),
-        "edge.int8_calibration": json.dumps(
-            {k: report[k] for k in ("method", "float", "calibration", "test_frames")}
-        ),
+        "edge.int8_calibration": json.dumps({k: report[k] for k in CALIBRATION_KEYS}),
         "edge.int8_source_sha256": digest,  # of the FP32 model
     }
+    if report["isa"]:
+        props[ISA_KEY] = report["isa"]
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(target))
 
 
 def default_flavour() -> str:
-    """`tensorrt` where TensorRT is importable (a Jetson), else `cpu`."""
-    return "tensorrt" if importlib.util.find_spec("tensorrt") is not None else "cpu"
+    """`tensorrt` where TensorRT (10 or newer, with pycuda) can run, e.g. on a Jetson; `cpu`
+    elsewhere, also where only TensorRT's type stubs are installed."""
+    try:
+        import_tensorrt()
+    except TensorRTMissing:
+        return "cpu"
+    return "tensorrt"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -496,6 +559,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="what stays in float: detector decode, logits or head (default); embedder none or "
         "stem (default)",
     )
+    parser.add_argument(
+        "--isa",
+        choices=ISAS,
+        default="",
+        help="cpu flavour: the CPU the model is for: vnni (AVX-512 VNNI or AVX-VNNI, or not x86) "
+        "or avx2 (x86 without VNNI); default: this one's",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHTS,
+        default="",
+        help="s8, s7 (7-bit) or u8 (unsigned) weights; default: s8 for vnni and tensorrt, "
+        f"{DEFAULT_WEIGHTS['avx2']} for avx2",
+    )
     parser.add_argument("--input", type=Path, help="the FP32 model (default: the runtime's)")
     parser.add_argument(
         "--output", type=Path, help="INT8 model (default: NAME_int8.onnx beside it)"
@@ -508,7 +585,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run(args: argparse.Namespace) -> None:
     fp32 = args.input or paths.MODELS / MODELS[args.model]
-    recipe = Recipe(args.method, args.flavour or default_flavour(), args.float_part)
+    recipe = Recipe(
+        args.method, args.flavour or default_flavour(), args.float_part, args.isa, args.weights
+    )
     quantize(
         args.model,
         fp32,

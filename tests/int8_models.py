@@ -24,16 +24,20 @@ def int8_models(
     detector_320: Path, reid_onnx: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[tuple[str, str], Path]:
     """(model, flavour) → the INT8 model, written even when its gate failed; the command's
-    error is then kept beside it as `MODEL_FLAVOUR.error`."""
+    error is then kept beside it as `MODEL_FLAVOUR.error`. Flavour "cpu" is for this CPU's
+    instruction set; ("embedder", "cpu-avx2") is the cpu flavour for x86 without VNNI."""
     folder = tmp_path_factory.mktemp("int8")
+    recipes = {"cpu": Recipe(), "tensorrt": Recipe(flavour="tensorrt")}
+    made = [(model, flavour) for model in ("detector", "embedder") for flavour in recipes]
+    recipes["cpu-avx2"] = Recipe(isa="avx2")
     models: dict[tuple[str, str], Path] = {}
-    for model, fp32 in (("detector", detector_320), ("embedder", reid_onnx)):
-        for flavour in ("cpu", "tensorrt"):
-            output = folder / f"{fp32.stem}_{flavour}_int8.onnx"
-            try:
-                quantize(model, fp32, data_file("vtest.avi"), output, Recipe(flavour=flavour),
-                         FRAMES, TEST_FRAMES, detector_model=detector_320)  # fmt: skip
-            except EdgeError as failed:
-                (folder / f"{model}_{flavour}.error").write_text(str(failed))
-            models[model, flavour] = output
+    for model, flavour in [*made, ("embedder", "cpu-avx2")]:
+        fp32 = detector_320 if model == "detector" else reid_onnx
+        output = folder / f"{fp32.stem}_{flavour}_int8.onnx"
+        try:
+            quantize(model, fp32, data_file("vtest.avi"), output, recipes[flavour], FRAMES,
+                     TEST_FRAMES, detector_model=detector_320)  # fmt: skip
+        except EdgeError as failed:
+            (folder / f"{model}_{flavour}.error").write_text(str(failed))
+        models[model, flavour] = output
     return models

@@ -9,7 +9,11 @@ test_tensorrt_operators.py.)
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +24,13 @@ from onnx import TensorProto
 from edge.cli import main
 from edge.config import load
 from edge.engines import open_engine
+from edge.engines.onnxruntime import ISA_KEY, OnnxRuntimeEngine, cpu_flags, cpu_isa
 from edge.engines.precision import FLAVOUR_KEY, GATE_KEY, precision_path
 from edge.errors import EdgeError
 from edge.models.detector import Detector
 from edge.models.embedder import Embedder
 from edge.runtime import load_models
-from export.quantize import FLOAT_PARTS, float_nodes, report_path
+from export.quantize import FLOAT_PARTS, default_flavour, float_nodes, report_path
 from tests import detect_models
 from tests import int8_models as int8
 
@@ -98,16 +103,147 @@ def onnx_metadata(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
+def with_metadata(source: Path, target: Path, **props: str | None) -> Path:
+    """A copy of `source` at `target` with these metadata entries set (None: removed)."""
+    model = onnx.load(str(source))
+    kept = {p.key: p.value for p in model.metadata_props if p.key not in props}
+    onnx.helper.set_model_props(model, kept | {k: v for k, v in props.items() if v is not None})
+    onnx.save(model, str(target))
+    return target
+
+
 def test_a_model_without_a_gate_is_refused(
     int8_models: dict[tuple[str, str], Path], tmp_path: Path
 ) -> None:
-    model = onnx.load(str(int8_models["embedder", "tensorrt"]))
-    kept = [p for p in model.metadata_props if p.key != GATE_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    onnx.save(model, str(tmp_path / "ungated.onnx"))
+    ungated = with_metadata(int8_models["embedder", "tensorrt"], tmp_path / "ungated.onnx",
+                            **{GATE_KEY: None})  # fmt: skip
     with pytest.raises(EdgeError, match=r"^ungated\.onnx has no accuracy gate result in its"):
-        open_engine(tmp_path / "ungated.onnx")
+        open_engine(ungated)
+
+
+def int8_weight_range(model: Path) -> int:
+    """The largest magnitude of the model's INT8 weights."""
+    graph = onnx.load(str(model)).graph
+    weights = [i for i in graph.initializer if i.data_type == TensorProto.INT8]
+    return max(
+        int(np.abs(onnx.numpy_helper.to_array(w).astype(np.int32)).max())
+        for w in weights
+        if not w.name.endswith("_zero_point")
+    )
+
+
+def test_the_cpu_flavour_records_the_instruction_set_it_is_for(
+    int8_models: dict[tuple[str, str], Path],
+) -> None:
+    """Made for this CPU, the cpu flavour has the weights of its instruction set; for x86
+    without VNNI (--isa avx2) 7-bit weights (reduce_range), whose u8×s7 pair sums fit the 16 bits
+    of VPMADDUBSW. The metadata and report say which, and on which CPU the gate ran."""
+    here = cpu_isa(cpu_flags())
+    expected = {"vnni": ("s8", 127), "avx2": ("s7", 64)}
+    for flavour, isa in (("cpu", here), ("cpu-avx2", "avx2")):
+        path = int8_models["embedder", flavour]
+        report = json.loads(report_path(path).read_text())
+        assert onnx_metadata(path)[ISA_KEY] == isa
+        assert (report["isa"], report["weights"], report["gate_isa"]) == (
+            isa, expected[isa][0], here
+        )  # fmt: skip
+        assert int8_weight_range(path) == expected[isa][1]
+    assert ISA_KEY not in onnx_metadata(int8_models["embedder", "tensorrt"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "isa"),
+    [
+        ({"avx2", "avx512f", "avx512_vnni"}, "vnni"),
+        ({"avx2", "avx_vnni"}, "vnni"),  # AVX-VNNI without AVX-512 (Alder Lake)
+        ({"avx2", "avx512f", "avx512bw"}, "avx2"),  # AVX-512 without VNNI (Skylake-SP)
+        ({"avx2", "fma"}, "avx2"),
+        (set(), "vnni"),  # not x86: no flags line (ARM's NEON INT8 does not saturate)
+    ],
+)
+def test_cpu_isa(flags: set[str], isa: str) -> None:
+    assert cpu_isa(frozenset(flags)) == isa
+
+
+def test_cpu_flags_are_the_first_flags_line(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n\nprocessor\t: 1\nflags\t: x\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "fma"}
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")  # ARM
+    assert cpu_flags(cpuinfo) == frozenset()
+    assert cpu_flags(tmp_path / "absent") == frozenset()
+
+
+NO_VNNI = frozenset({"avx2", "fma", "avx512f", "avx512bw"})
+
+
+def test_a_model_for_vnni_is_refused_where_the_cpu_flags_lack_it(
+    int8_models: dict[tuple[str, str], Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One line naming the problem and both ways out; run with a warning line where allowed;
+    a model for avx2 runs anywhere; one without the record (older) counts as made for VNNI."""
+    source = int8_models["embedder", "cpu"]
+    vnni = with_metadata(source, tmp_path / "reid_int8.onnx", **{ISA_KEY: "vnni"})
+    with pytest.raises(EdgeError) as caught:
+        OnnxRuntimeEngine(vnni, flags=NO_VNNI)
+    message = str(caught.value)
+    assert message.startswith("reid_int8.onnx is INT8 for CPUs with VNNI, and this one has none")
+    assert "--isa avx2" in message
+    assert 'pipeline.int8_foreign_isa = "warn"' in message
+    assert "\n" not in message
+    OnnxRuntimeEngine(vnni, flags=NO_VNNI | {"avx512_vnni"}).close()
+    with caplog.at_level(logging.WARNING, logger="edge.engines.onnxruntime"):
+        OnnxRuntimeEngine(vnni, foreign_isa="warn", flags=NO_VNNI).close()
+    assert [r.getMessage().startswith("reid_int8.onnx is INT8 for CPUs with VNNI") for r in
+            caplog.records] == [True]  # fmt: skip
+    OnnxRuntimeEngine(int8_models["embedder", "cpu-avx2"], flags=NO_VNNI).close()
+    older = with_metadata(source, tmp_path / "older.onnx", **{ISA_KEY: None})
+    with pytest.raises(EdgeError, match=r"^older\.onnx is INT8 for CPUs with VNNI"):
+        OnnxRuntimeEngine(older, flags=NO_VNNI)
+    OnnxRuntimeEngine(int8_models["embedder", "tensorrt"], flags=NO_VNNI).close()  # not cpu
+
+
+def test_the_default_flavour_is_cpu_where_only_the_tensorrt_stubs_are() -> None:
+    """tensorrt-stubs leaves a bare `tensorrt/` folder that importlib finds (issue 25)."""
+    import importlib.util
+
+    assert importlib.util.find_spec("tensorrt") is not None  # the stubs (requirements-dev)
+    assert default_flavour() == "cpu"
+
+
+# Run on the emulated CPU: U8S8 products of 255 × 127 and 255 × 64, K = 64, in 8 rows.
+SATURATION = """
+import json, numpy as np, onnx, onnxruntime as ort
+from onnx import TensorProto as T, helper, numpy_helper
+from edge.engines.onnxruntime import cpu_flags, cpu_isa
+weights = np.tile(np.array([[127, 64]], np.int8), (64, 1))
+graph = helper.make_graph(
+    [helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "g",
+    [helper.make_tensor_value_info("a", T.UINT8, [8, 64])],
+    [helper.make_tensor_value_info("y", T.INT32, [8, 2])], [numpy_helper.from_array(weights, "w")])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+y = session.run(None, {"a": np.full((8, 64), 255, np.uint8)})[0][0]
+print(json.dumps({"isa": cpu_isa(cpu_flags()), "y": y.tolist()}))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or "cpuid_fault" not in cpu_flags() or not shutil.which("gcc"),
+    reason="benchmarks.emulate_avx2 needs root, CPUID faulting and gcc",
+)
+def test_without_vnni_onnx_runtime_saturates_8_bit_weights_and_not_7_bit() -> None:
+    """On the emulated CPU without VNNI, ONNX Runtime's U8S8 kernel adds u8×s8 pairs in 16 bits:
+    255×127×2 saturates at 32767, 255×64×2 does not; the runtime reads that CPU as avx2."""
+    from benchmarks.emulate_avx2 import command_line
+
+    exact = [64 * 255 * 127, 64 * 255 * 64]
+    command = command_line([sys.executable, "-c", SATURATION])
+    emulated = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
+    assert emulated == {"isa": "avx2", "y": [32 * 32767, exact[1]]}
+    if cpu_isa(cpu_flags()) == "vnni":
+        native = subprocess.run([sys.executable, "-c", SATURATION], capture_output=True, check=True)
+        assert json.loads(native.stdout) == {"isa": "vnni", "y": exact}
 
 
 def test_the_runtime_picks_the_file_of_each_precision_and_refuses_a_failed_gate(
