@@ -19,7 +19,11 @@ __all__ = ["BACKENDS", "InferenceEngine", "TensorInfo", "open_engine"]
 
 
 def open_engine(
-    path: str | Path, backend: str = "auto", threads: int = 0, gated: bool = True
+    path: str | Path,
+    backend: str = "auto",
+    threads: int = 0,
+    gated: bool = True,
+    foreign_isa: str = "refuse",
 ) -> InferenceEngine:
     """Load a model file with the backend named, or the one its file type implies.
 
@@ -32,6 +36,8 @@ def open_engine(
         threads: CPU threads for ONNX Runtime (0: its default).
         gated: refuse an INT8 model whose metadata lacks a passed accuracy gate
             (`edge.engines.precision`); False only to measure such a model against FP32.
+        foreign_isa: ONNX Runtime with an INT8 model quantized for VNNI on a CPU without it:
+            "refuse" or "warn" (`edge.engines.onnxruntime.check_isa`).
 
     Raises:
         EdgeError: the file is missing, of an unknown type, the backend is unknown or cannot
@@ -59,7 +65,7 @@ def open_engine(
     if engine is None:
         from edge.engines.onnxruntime import OnnxRuntimeEngine
 
-        engine = OnnxRuntimeEngine(path, threads=threads)
+        engine = OnnxRuntimeEngine(path, threads=threads, foreign_isa=foreign_isa)
     if gated:
         try:
             check_gate(engine.metadata, path.name, 'run the FP32 model (precision = "fp32")')
