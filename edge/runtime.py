@@ -401,12 +401,17 @@ def run(config: Config) -> dict[str, Any]:
     )
     device = DeviceOutputs(config, device_metrics, side_outputs)
     cameras: list[Camera] = []
-    runs: list[Run] = []
+    runs = [start_run(Path(c.output.dir), c.source.name) for c in configs]
     try:
-        for camera_config, source in zip(configs, sources, strict=True):
+        # Every camera's models load before any output opens: a model that fails to load
+        # leaves no run's files behind.
+        loaded = [
+            load_models(c, r.first_track_id, engines) for c, r in zip(configs, runs, strict=True)
+        ]
+        for camera_config, source, run_info, models in zip(
+            configs, sources, runs, loaded, strict=True
+        ):
             name = camera_config.source.name
-            run_info = start_run(Path(camera_config.output.dir), name)
-            models = load_models(camera_config, run_info.first_track_id, engines)
             stats_of = metrics if not cameras else {}
             sinks = open_sinks(
                 camera_config, models.detector.names, metrics[name], device, run_info, stats_of
@@ -414,7 +419,6 @@ def run(config: Config) -> dict[str, Any]:
             cameras.append(
                 Camera(name, source, models, sinks, metrics[name], health.listener(name))
             )
-            runs.append(run_info)
         pipeline = Pipeline(
             cameras,
             config.pipeline.queue_size,

@@ -311,3 +311,34 @@ def test_rtsp_that_cannot_start_is_degraded_and_the_camera_records(
     close(sinks)
     device.close()
     assert recorded_frames(tmp_path) == (12, (120, 160))
+
+
+def test_a_model_that_cannot_load_stops_with_one_line(tmp_path: Path) -> None:
+    # GStreamer is loaded by then (the source is checked first): its libunwind made ONNX
+    # Runtime's C++ exception abort the process with no message.
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not a model")
+    video = data_file("vtest.avi")
+    result = run_edge(
+        ["--source", str(video), f"detector.model='{model}'", f"output.dir='{tmp_path}/out'"]
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"edge run: error: cannot load ONNX model {model}: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_failing_for_one_camera_leaves_no_run_files(
+    model_overrides: list[str], reid_onnx: Path, tmp_path: Path
+) -> None:
+    video = data_file("vtest.avi")
+    config = tmp_path / "cameras.toml"
+    config.write_text(
+        f'[[cameras]]\nname = "a"\nuri = "{video}"\n'
+        f'[[cameras]]\nname = "b"\nuri = "{video}"\nformat = "GRAY8"\n'
+        f'colorizer_model = "{reid_onnx}"\n'  # loads, but is no colorizer
+    )
+    overrides = [*model_overrides, f"output.dir='{tmp_path}/out'"]
+    with pytest.raises(EdgeError, match="is not a chroma colorizer"):
+        run(load(config, overrides))
+    assert not (tmp_path / "out").exists()

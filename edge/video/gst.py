@@ -6,7 +6,9 @@ wheels of OpenCV, which carry no GStreamer.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,10 @@ def init() -> Any:
 
 @functools.cache
 def _load() -> Any:
+    # GStreamer links libunwind, which GModule loads into the global symbol scope: its _Unwind_*
+    # then served C++ exceptions raised later (ONNX Runtime's, for a model it cannot load) and
+    # the process aborted instead of raising. libgcc_s first keeps them with libgcc's unwinder.
+    ctypes.CDLL("libgcc_s.so.1", mode=os.RTLD_GLOBAL)
     try:
         import gi
 
