@@ -112,7 +112,10 @@ class FakeGpu:
     multiprocessors: int = 16
     memory_bytes: int = int(61.4 * 2**30)
     dla_cores: int = 2
-    memory: dict[int, bytearray] = field(default_factory=dict)  # device allocations
+    init_error: str = ""  # CUDA's error string for a failing cuInit, e.g. "no CUDA-capable device"
+    # Device allocations: their bytes once written, only their size before (a 1 GB activation
+    # block costs no host memory here).
+    memory: dict[int, bytearray | int] = field(default_factory=dict)
     pinned: dict[int, PagelockedHostAllocation] = field(default_factory=dict)
     streams: set[int] = field(default_factory=set)
     calls: Counter[str] = field(default_factory=Counter)
@@ -147,7 +150,13 @@ class FakeGpu:
 
     def allocated(self) -> int:
         """Bytes of device memory allocated now."""
-        return sum(len(block) for block in self.memory.values())
+        return sum(b if isinstance(b, int) else len(b) for b in self.memory.values())
+
+    def device_alloc(self, size: int) -> int:
+        """An address of `size` bytes of device memory (a current context is required)."""
+        address = next(_addresses)
+        self.memory[address] = size
+        return address
 
 
 GPU = FakeGpu()
@@ -156,11 +165,24 @@ GPU = FakeGpu()
 # ---------------------------------------------------------------------------------- pycuda.driver
 
 
-class LogicError(RuntimeError):
+class Error(Exception):
+    """pycuda._driver.Error, the base of pycuda's exceptions (`wrap_cudadrv.cpp`, DECLARE_EXC)."""
+
+
+class LogicError(Error):
     """pycuda._driver.LogicError."""
 
 
+class CudaRuntimeError(Error):
+    """pycuda._driver.RuntimeError (installed under that name)."""
+
+
 def init(flags: int = 0) -> None:
+    """cuInit; fails as pycuda reports it ("cuInit failed: <CUDA's error string>") when the
+    fake machine has `init_error` set (no device visible: the user not in the `video` group,
+    a container without the NVIDIA runtime)."""
+    if GPU.init_error:
+        raise CudaRuntimeError(f"cuInit failed: {GPU.init_error}")
     GPU.calls["init"] += 1
 
 
@@ -332,9 +354,7 @@ _addresses = itertools.count(0x10000, 0x10000)
 def mem_alloc(size: int) -> DeviceAllocation:
     GPU.require_context("cuMemAlloc")
     GPU.calls["mem_alloc"] += 1
-    address = next(_addresses)
-    allocation = DeviceAllocation(address)
-    GPU.memory[address] = bytearray(size)
+    allocation = DeviceAllocation(GPU.device_alloc(size))
     return allocation
 
 
@@ -369,9 +389,16 @@ class Stream(_ContextDependent):
 
 def _device_bytes(address: int, size: int) -> memoryview:
     block = GPU.memory[int(address)]  # KeyError: not an allocation
+    if isinstance(block, int):
+        block = GPU.memory[int(address)] = bytearray(block)
     if size > len(block):
         raise RuntimeError(f"copy of {size} bytes overruns an allocation of {len(block)}")
     return memoryview(block)[:size]
+
+
+def _size_of(address: int) -> int:
+    block = GPU.memory[int(address)]
+    return block if isinstance(block, int) else len(block)
 
 
 def memcpy_htod_async(dest: Any, src: np.ndarray, stream: Stream) -> None:
@@ -438,6 +465,12 @@ class DeviceType(enum.Enum):
 
 class NetworkDefinitionCreationFlag:
     EXPLICIT_BATCH = 0
+
+
+class ExecutionContextAllocationStrategy(enum.Enum):
+    STATIC = 0  # "Default static allocation with the maximum size across all profiles."
+    ON_PROFILE_CHANGE = 1  # "Reallocate for a profile when it's selected."
+    USER_MANAGED = 2  # "The user supplies custom allocation to the execution context."
 
 
 class Logger:
@@ -745,12 +778,50 @@ class Builder:
         return PLAN_MAGIC + len(blob).to_bytes(4, "little") + blob + network.model
 
 
+def _activation_bytes(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> int:
+    """Activation memory of `model` at these input shapes: the peak of the intermediate tensors
+    alive at once, node after node in graph order (each freed after its last reader), sized by
+    ONNX shape inference. TensorRT fuses layers and plans its own reuse, so its real figure
+    differs; what this keeps is that it grows with the input shapes (batch, image size)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in (v for v in fixed.graph.input if v.name in shapes):
+        for dim, extent in zip(value.type.tensor_type.shape.dim, shapes[value.name], strict=True):
+            dim.Clear()
+            dim.dim_value = extent
+    sizes = {}
+    for value in onnx.shape_inference.infer_shapes(fixed).graph.value_info:
+        kind = value.type.tensor_type
+        extents = [d.dim_value if d.HasField("dim_value") else -1 for d in kind.shape.dim]
+        if min(extents, default=0) >= 0:
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(kind.elem_type).itemsize
+            sizes[value.name] = math.prod(extents) * itemsize
+    last_reader = {name: i for i, node in enumerate(model.graph.node) for name in node.input}
+    live = peak = 0
+    for i, node in enumerate(model.graph.node):
+        live += sum(sizes.get(name, 0) for name in node.output)
+        peak = max(peak, live)
+        live -= sum(sizes.get(name, 0) for name in set(node.input) if last_reader[name] == i)
+    return peak
+
+
 class ICudaEngine:
-    """Tensors as the ONNX graph declares them; runs the model with ONNX Runtime."""
+    """Tensors as the ONNX graph declares them; runs the model with ONNX Runtime.
+
+    Activation memory (`pyCore.cpp`, `pyCoreDoc.h`, TensorRT 10): `create_execution_context()`
+    defaults to `ExecutionContextAllocationStrategy.STATIC`, "static allocation with the maximum
+    size across all profiles": the context takes `device_memory_size_v2` bytes, the activations
+    at every input's profile maximum, when it is created and holds them until it is destroyed.
+    With `USER_MANAGED` it takes none: `update_device_memory_size_for_shapes()` gives the size
+    for the input shapes set (0 before all are set: "0 if error occurred"), and the caller passes
+    memory of at least that size with `set_device_memory(address, size)` before executing.
+    """
 
     def __init__(self, header: dict[str, Any], model: bytes) -> None:
         self.header = header
-        graph = onnx.load_from_string(model).graph
+        self.onnx = onnx.load_from_string(model)
+        self._activations: dict[str, int] = {}
+        graph = self.onnx.graph
         initializers = {i.name for i in graph.initializer}
         self.tensors = {
             t.name: (TensorIOMode.INPUT, t)
@@ -779,13 +850,39 @@ class ICudaEngine:
             return [self.get_tensor_shape(name)] * 3
         return [Dims(s) for s in self.header["profile"][name]]
 
-    def create_execution_context(self) -> IExecutionContext:
-        return IExecutionContext(self)
+    def activation_bytes(self, shapes: dict[str, list[int]]) -> int:
+        """Activation memory at these input shapes (see `_activation_bytes`), cached."""
+        key = json.dumps(shapes, sort_keys=True)
+        if key not in self._activations:
+            self._activations[key] = _activation_bytes(self.onnx, shapes)
+        return self._activations[key]
+
+    def get_device_memory_size_for_profile_v2(self, profile_index: int) -> int:
+        inputs = [n for n, (mode, _) in self.tensors.items() if mode is TensorIOMode.INPUT]
+        high = {n: list(self.get_tensor_profile_shape(n, profile_index)[2]) for n in inputs}
+        return self.activation_bytes(high)
+
+    @property
+    def device_memory_size_v2(self) -> int:
+        """The maximum across all profiles (one here)."""
+        return self.get_device_memory_size_for_profile_v2(0)
+
+    def create_execution_context(
+        self,
+        strategy: ExecutionContextAllocationStrategy = ExecutionContextAllocationStrategy.STATIC,
+    ) -> IExecutionContext:
+        return IExecutionContext(self, strategy)
 
 
 class IExecutionContext:
-    def __init__(self, engine: ICudaEngine) -> None:
+    def __init__(self, engine: ICudaEngine, strategy: ExecutionContextAllocationStrategy) -> None:
         self.engine = engine
+        self.strategy = strategy
+        self.device_memory: tuple[int, int] | None = None  # (address, size) the caller gave
+        self.own_memory: int | None = None  # the address of what TensorRT allocated itself
+        if strategy is not ExecutionContextAllocationStrategy.USER_MANAGED:
+            GPU.require_context("createExecutionContext")  # one profile: the same size
+            self.own_memory = GPU.device_alloc(engine.device_memory_size_v2)
         self.shapes = {
             name: list(t.shape)
             for name, (mode, t) in engine.tensors.items()
@@ -825,6 +922,32 @@ class IExecutionContext:
             self.output_shapes[key] = {n: list(v.shape) for n, v in zip(names, values, strict=True)}
         return Dims(self.output_shapes[key][name])
 
+    def update_device_memory_size_for_shapes(self) -> int:
+        if any(-1 in shape for shape in self.shapes.values()):
+            return 0
+        return self.engine.activation_bytes(self.shapes)
+
+    def set_device_memory(self, memory: int, size: int) -> None:
+        if size > _size_of(memory):  # KeyError: not an allocation
+            raise ValueError(f"set_device_memory: {size} bytes overrun the allocation")
+        self.device_memory = (int(memory), size)
+
+    def _activations_ok(self) -> bool:
+        """Whether the context has activation memory for the shapes set (TensorRT logs an
+        error and enqueueV3 fails without it)."""
+        if self.strategy is not ExecutionContextAllocationStrategy.USER_MANAGED:
+            return True
+        needed = self.engine.activation_bytes(self.shapes)
+        given = self.device_memory[1] if self.device_memory else 0
+        if needed > given:
+            GPU.log.append(f"activation memory of {given} bytes, {needed} needed for the shapes")
+            return False
+        return True
+
+    def __del__(self) -> None:
+        if getattr(self, "own_memory", None) is not None:
+            GPU.memory.pop(self.own_memory, None)
+
     def set_tensor_address(self, name: str, address: int) -> bool:
         if name not in self.engine.tensors:
             return False
@@ -834,6 +957,8 @@ class IExecutionContext:
     def execute_async_v3(self, stream_handle: int) -> bool:
         GPU.require_context("enqueueV3")
         if stream_handle not in GPU.streams or set(self.addresses) != set(self.engine.tensors):
+            return False
+        if not self._activations_ok():
             return False
         GPU.calls["execute"] += 1
         GPU.calls[f"batch_{next(iter(self.shapes.values()))[0]}"] += 1
@@ -912,6 +1037,7 @@ def install(monkeypatch: pytest.MonkeyPatch, **gpu: Any) -> FakeGpu:
     names = [
         "TensorIOMode", "MemoryPoolType", "BuilderFlag", "DeviceType", "Logger", "Dims",
         "Builder", "OnnxParser", "Runtime", "NetworkDefinitionCreationFlag",
+        "ExecutionContextAllocationStrategy",
     ]  # fmt: skip
     this = sys.modules[__name__].__dict__
     members = {n: this[n] for n in names}
@@ -920,9 +1046,11 @@ def install(monkeypatch: pytest.MonkeyPatch, **gpu: Any) -> FakeGpu:
     driver_names = [
         "init", "Context", "Device", "DeviceAllocation", "Stream", "mem_alloc", "LogicError",
         "pagelocked_empty", "memcpy_htod_async", "memcpy_dtoh_async", "device_attribute",
-        "PagelockedHostAllocation",
+        "PagelockedHostAllocation", "Error",
     ]  # fmt: skip
-    driver = _module("pycuda.driver", {n: this[n] for n in driver_names})
+    driver = _module(
+        "pycuda.driver", {n: this[n] for n in driver_names} | {"RuntimeError": CudaRuntimeError}
+    )
     pycuda = _module("pycuda", {"driver": driver})
     for name, module in (("tensorrt", tensorrt), ("pycuda", pycuda), ("pycuda.driver", driver)):
         monkeypatch.setitem(sys.modules, name, module)

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import onnx
 import pytest
 
 from edge.engines import InferenceEngine, open_engine
@@ -108,13 +109,22 @@ def test_detector_matches_onnx_runtime(
     trt_engine.close()
 
 
+def reid_memory(reid_onnx: Path, crops: int) -> int:
+    """Device bytes the ReID engine needs for a batch: its input and output buffers, and the
+    activation memory the double reckons for that batch."""
+    activations = fake_tensorrt._activation_bytes(
+        onnx.load(reid_onnx), {"crops": [crops, 3, 224, 224]}
+    )
+    return crops * (3 * 224 * 224 + 1280) * 4 + activations
+
+
 def test_embedder_dynamic_batch_matches_onnx_runtime(
     gpu: fake_tensorrt.FakeGpu, reid_onnx: Path, tmp_path: Path
 ) -> None:
     engine = build(reid_onnx, tmp_path, "reid")
     ort_engine, trt_engine = both(reid_onnx, engine)
     assert (trt_engine.min_batch, trt_engine.max_batch) == (1, 32)
-    assert gpu.allocated() == 8 * (3 * 224 * 224 + 1280) * 4, "buffers for the profile's opt"
+    assert gpu.allocated() == reid_memory(reid_onnx, 8), "buffers and activations for opt"
     crops = sample_crops(data_file("vtest.avi"), count=32)
     # Largest first, then smaller: a stale tail of the reused buffers would show up.
     for count in (32, 5, 1):
@@ -125,7 +135,7 @@ def test_embedder_dynamic_batch_matches_onnx_runtime(
         if count == 32:
             allocations = gpu.calls["mem_alloc"]
     assert gpu.calls["mem_alloc"] == allocations, "grown once for 32 crops, then reused"
-    assert gpu.allocated() == 32 * (3 * 224 * 224 + 1280) * 4
+    assert gpu.allocated() == reid_memory(reid_onnx, 32)
     assert gpu.calls["execute"] == 3
     trt_engine.close()
     assert not gpu.memory, "close frees every device buffer"
@@ -152,16 +162,48 @@ def test_reid_splits_a_crowded_frame_by_the_engines_batch_limit(
     assert (gpu.calls["batch_32"], gpu.calls["batch_4"], gpu.calls["execute"]) == (3, 1, 4)
 
 
-def test_reid_engine_built_for_max_detections_takes_them_in_one_call(
+def test_activation_memory_follows_the_shapes_not_the_profile_maximum(
+    gpu: fake_tensorrt.FakeGpu, reid_onnx: Path, tmp_path: Path
+) -> None:
+    """TensorRT's default context holds activation memory for the profile's maximum from the
+    start (STATIC): a ReID profile up to 256 crops would hold ~2.4 GB here (FP32). Ours holds
+    what the opt shapes need, then what the largest call needed."""
+    engine_file = build(reid_onnx, tmp_path, "reid", batch=(1, 8, 256))
+    with open_engine(engine_file) as engine:
+        assert gpu.allocated() == reid_memory(reid_onnx, 8)
+        engine.run({"crops": np.zeros((16, 3, 224, 224), np.float32)})
+        assert gpu.allocated() == reid_memory(reid_onnx, 16)
+        engine.run({"crops": np.zeros((2, 3, 224, 224), np.float32)})
+        assert gpu.allocated() == reid_memory(reid_onnx, 16), "kept, not shrunk"
+    assert not gpu.memory
+    # The double's default context, as TensorRT's: the maximum, held from its creation.
+    from edge.engines.tensorrt import primary_context
+
+    context = primary_context()
+    context.push()
+    try:
+        header, plan = fake_tensorrt.plan_header(engine_file), engine_file.read_bytes()
+        trt_engine = fake_tensorrt.Runtime(fake_tensorrt.Logger()).deserialize_cuda_engine(plan)
+        assert trt_engine is not None
+        assert header["profile"]["crops"][2][0] == 256
+        default = trt_engine.create_execution_context()
+        assert gpu.allocated() == trt_engine.device_memory_size_v2 > 20 * reid_memory(reid_onnx, 8)
+        del default
+        assert gpu.allocated() == 0
+    finally:
+        fake_tensorrt.Context.pop()
+
+
+def test_reid_engine_for_max_detections_splits_them_by_32(
     gpu: fake_tensorrt.FakeGpu, reid_onnx: Path, tmp_path: Path
 ) -> None:
     from edge.engines.build import reid_batch
 
     crops = sample_crops(data_file("vtest.avi"), count=100)
     with open_engine(build(reid_onnx, tmp_path, "reid", batch=reid_batch(100))) as engine:
-        assert engine.max_batch == 100
+        assert engine.max_batch == 32
         assert Embedder(engine).embed_crops(crops).shape == (100, 1280)
-    assert (gpu.calls["batch_100"], gpu.calls["execute"]) == (1, 1)
+    assert (gpu.calls["batch_32"], gpu.calls["batch_4"], gpu.calls["execute"]) == (3, 1, 4)
 
 
 def test_fixed_batch_engine_gets_padded_batches(

@@ -262,13 +262,13 @@ def test_profile_needs_a_size_for_other_dynamic_axes() -> None:
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ("", [1, 8, 100]),  # the config's default detector.max_detections
-        ("[detector]\nmax_detections = 150\n", [1, 8, 150]),
-        ("[detector]\nmax_detections = 10\n", [1, 8, 32]),  # never below 32
-        ("[detector]\nmax_detections = 5000\n", [1, 8, 256]),  # the embedder splits the rest
+        ("", [1, 8, 32]),  # the default detector.max_detections (100): split into 32s
+        ("[detector]\nmax_detections = 20\n", [1, 8, 20]),
+        ("[detector]\nmax_detections = 5\n", [1, 5, 5]),
+        ("[detector]\nmax_detections = 5000\n", [1, 8, 32]),
     ],
 )
-def test_reid_profile_covers_the_configured_max_detections(
+def test_reid_profile_follows_max_detections_up_to_32(
     gpu: fake_tensorrt.FakeGpu, models: Path, tmp_path: Path, config: str, expected: list[int]
 ) -> None:
     argv = ["engines", "--models", str(models), "--only", "reid"]

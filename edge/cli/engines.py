@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         metavar="MODEL:MIN,OPT,MAX",
         help="batch range of a model's profile (default reid:1,8,MAX with MAX the config's "
-        "detector.max_detections, at least 32, at most 256)",
+        "detector.max_detections, at most 32: larger frames are split)",
     )
     parser.add_argument(
         "--config",

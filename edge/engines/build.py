@@ -46,10 +46,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Batch = tuple[int, int, int]
-# The ReID profile's largest batch: the detector's max_detections, within these bounds (the
-# embedder splits frames with more crops than an engine's profile allows).
-REID_MIN_MAX_BATCH = 32
-REID_MAX_MAX_BATCH = 256
+# The ReID profile's largest batch. Activation memory grows with the batch and the backend keeps
+# what its largest call needed, so a frame with more crops is split (the embedder splits by the
+# engine's largest batch) instead of holding memory for 100-256 crops for good.
+REID_MAX_BATCH = 32
 LAYER_NAMES_HINT = (
     "TensorRT names a layer after its ONNX node, or node_of_<first output> for a node without a "
     "name, and one node can become several layers: read the names in TensorRT's verbose build "
@@ -71,17 +71,15 @@ class ModelSpec:
 MODELS = (
     ModelSpec("colorizer", paths.COLORIZER_FILE, (1, 1, 4)),
     ModelSpec("detector", paths.DETECTOR_FILE, (1, 1, 1), quantized=True),
-    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, REID_MIN_MAX_BATCH), quantized=True),
+    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, REID_MAX_BATCH), quantized=True),
 )
 
 
 def reid_batch(max_detections: int) -> Batch:
-    """The ReID profile: up to one crop per detection the detector keeps (detector.max_detections).
-
-    Bounded to [32, 256]: the embedder splits larger frames into several calls.
-    """
-    high = min(max(max_detections, REID_MIN_MAX_BATCH), REID_MAX_MAX_BATCH)
-    return (1, 8, high)
+    """The ReID profile: up to one crop per detection the detector keeps (detector.max_detections),
+    at most REID_MAX_BATCH: the embedder splits larger frames into several calls."""
+    high = min(max_detections, REID_MAX_BATCH)
+    return (1, min(8, high), high)
 
 
 @dataclass(frozen=True)
@@ -461,7 +459,7 @@ def build_all(
         batches: batch ranges overriding the models' defaults, by model name.
         force: rebuild even up-to-date engines.
         max_detections: the runtime's detector.max_detections: the ReID profile's largest batch
-            covers it (within [32, 256]); None: the ReID model's default range.
+            covers it, up to REID_MAX_BATCH; None: the ReID model's default range.
         verbose: TensorRT's verbose log (layer names for --fp32-layer).
         cameras: the runtime's number of cameras: a detector with a dynamic batch gets the
             profile (1, cameras, cameras), its frames batched one per camera.

@@ -1,9 +1,14 @@
 """TensorRT backend: a serialized engine run through pycuda buffers and `execute_async_v3`.
 
-Buffers (page-locked host memory and device memory per tensor) are sized for the shapes actually
-used: at open for the optimization profile's `opt` shapes, then grown when a call needs more.
-An ultralytics engine exported with `dynamic=True` allows inputs up to 4× its image size
-(2560 px for 640), and buffers at that maximum would take hundreds of MB of an 8 GB Orin Nano.
+Buffers (page-locked host memory and device memory per tensor) and the activation memory are
+sized for the shapes actually used: at open for the optimization profile's `opt` shapes, then
+grown when a call needs more. TensorRT's default context (`ExecutionContextAllocationStrategy.
+STATIC`) would hold activation memory for "the maximum size across all profiles" from the moment
+it opens (`pyCoreDoc.h`); so the context is made `USER_MANAGED` and given memory of the size
+`update_device_memory_size_for_shapes()` reports for the shapes set, as trtexec's
+`--allocationStrategy=runtime` does. An ultralytics engine exported with `dynamic=True` allows
+inputs up to 4× its image size (2560 px for 640), and memory for that maximum would take
+hundreds of MB of an 8 GB Orin Nano, whose memory the CPU shares.
 Each call sets the input shapes, copies the feeds in, runs on the engine's CUDA stream, and
 returns copies of the outputs cut to their actual shape. The engine's sidecar
 (`edge.engines.sidecar`) is checked before deserializing.
@@ -301,6 +306,8 @@ class TensorRTEngine(InferenceEngine):
         dla = sidecar.flags.get("dla_core") if sidecar else header.get("dla")
         self._lock = threading.Lock()
         self._buffers: dict[str, _Buffer] = {}
+        self._activations: cuda.DeviceAllocation | None = None
+        self._activation_bytes = 0
         self._cuda: cuda.Context | None = primary_context()
         try:
             with self._active():
@@ -323,7 +330,15 @@ class TensorRTEngine(InferenceEngine):
                 f"by another TensorRT version or for another GPU, or is damaged; {REBUILD_HINT}"
             )
         self._engine = engine
-        self._context = engine.create_execution_context()
+        strategy = trt.ExecutionContextAllocationStrategy.USER_MANAGED
+        context: trt.IExecutionContext | None = engine.create_execution_context(strategy)
+        if context is None:
+            raise EdgeError(
+                f"TensorRT could not make an execution context for {self.path.name} (see its "
+                "log above; out of GPU memory?): close other GPU programs, or rebuild it with "
+                "smaller profiles (`python -m edge engines --force --batch MODEL:MIN,OPT,MAX`)"
+            )
+        self._context = context
         self._stream = cuda.Stream()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
@@ -341,6 +356,14 @@ class TensorRTEngine(InferenceEngine):
         self.inputs = tuple(t for t in infos if is_input[t.name])
         self.outputs = tuple(t for t in infos if not is_input[t.name])
         self._batch_range = self._batches()
+        self._reserve_activations()
+        log.info(
+            "%s: %.1f MiB of activation memory for the opt shapes (%.1f MiB at the profile's "
+            "maximum)",
+            self.path.name,
+            self._activation_bytes / 2**20,
+            engine.device_memory_size_v2 / 2**20,
+        )
 
     def _batches(self) -> tuple[int, int | None]:
         """The batch sizes (axis 0) every input accepts: the profiles' or the static extent."""
@@ -405,6 +428,23 @@ class TensorRTEngine(InferenceEngine):
             raise EdgeError(f"{self.path.name}: TensorRT refused the buffer of '{name}'")
         return buffer
 
+    def _reserve_activations(self) -> None:
+        """Give the context activation memory for the input shapes set now, grown (freed and
+        allocated again) when they need more. The previous call has finished with the old
+        memory: every call synchronizes its stream."""
+        import pycuda.driver as cuda
+
+        needed = self._context.update_device_memory_size_for_shapes()
+        if needed <= self._activation_bytes:
+            return
+        if self._activations is not None:
+            self._activations.free()
+            self._activations = None
+            log.info("%s: activation memory grows to %.1f MiB", self.path.name, needed / 2**20)
+        self._activations = cuda.mem_alloc(needed)
+        self._activation_bytes = needed
+        self._context.set_device_memory(int(self._activations), needed)
+
     @contextmanager
     def _active(self) -> Iterator[None]:
         """Make the engine's CUDA context current on this thread for the block."""
@@ -437,6 +477,7 @@ class TensorRTEngine(InferenceEngine):
             for name, array in feeds.items():
                 if name in self._profiles:
                     self._set_input_shape(name, array.shape)
+            self._reserve_activations()
             shapes = {info.name: self._shape_now(info.name) for info in self.outputs}
             for name, array in feeds.items():
                 buffer = self._reserve(name, array.shape)
@@ -464,6 +505,9 @@ class TensorRTEngine(InferenceEngine):
             self._buffers.clear()
             for buffer in buffers:
                 buffer.free()
+            if self._activations is not None:
+                self._activations.free()
+                self._activations = None
             # TensorRT and pycuda objects free GPU memory when destroyed, which needs the context.
             for name in ("_context", "_engine", "_runtime", "_stream"):
                 self.__dict__.pop(name, None)
