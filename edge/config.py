@@ -40,6 +40,8 @@ def _pattern(regex: str, what: str = "") -> dict[str, Any]:
 
 # One level of an MQTT topic: a device's name (no wildcard, no separator, no NUL).
 TOPIC_LEVEL = r"[^/+#\x00]+"
+# A whole topic: levels joined by '/', none empty.
+TOPIC = f"{TOPIC_LEVEL}(?:/{TOPIC_LEVEL})*"
 
 
 # videotestsrc's patterns (GStreamer 1.20, as on JetPack 6): `source.pattern` is one of these,
@@ -184,7 +186,8 @@ class HealthConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
-    """Events, snapshots, stats and availability published to an MQTT broker (off by default).
+    """Events, snapshots, stats, availability, occupancy and Home Assistant discovery published
+    to an MQTT broker (off by default).
 
     The password is never in this file (it is world-readable on a device): it is read from
     `password_file` or from the environment variable named by `password_env`.
@@ -217,6 +220,16 @@ class MqttConfig:
     stats_interval_s: float = field(default=60.0, metadata=_range(1, 86400))
     reconnect_initial_s: float = field(default=1.0, metadata=_range(0.01, 600))
     reconnect_max_s: float = field(default=60.0, metadata=_range(0.01, 3600))
+    # A new track's crop on CAMERA/snapshot, retained (the latest only, never spooled): at most
+    # one per camera this often (the newest track waits its turn); 0: every new track
+    snapshot_interval_s: float = field(default=1.0, metadata=_range(0, 3600))
+    # Home Assistant MQTT discovery (retained, sent at every connection): per camera an occupancy
+    # sensor per tracked class, an object count and the snapshot camera, on one device entry
+    home_assistant: bool = True
+    discovery_prefix: str = field(
+        default="homeassistant",
+        metadata=_pattern(TOPIC, "a topic without '+', '#', NUL or an empty level"),
+    )
 
 
 @dataclass(frozen=True)

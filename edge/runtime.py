@@ -241,8 +241,8 @@ def open_sinks(
                 device.publisher,
                 records,
                 stats_of if stats_of is not None else {run.camera: metrics},
-                mqtt.update_interval_s,
-                mqtt.stats_interval_s,
+                mqtt,
+                config.detector.classes or class_names,
                 snapshots=output.snapshots,
             )
         )

@@ -290,7 +290,8 @@ def test_run_publishes_the_events_file_with_snapshots(
     ]
     assert all(p["end_time"] is not None for p in from_file if p["type"] == "end")
     new = [p for p in from_file if p["type"] == "new"]
-    assert len(subscriber.on("dev1/cam0/snapshot")) == len(new)
+    # The snapshot is a state (the newest track's, one a second at most): one per new track at most
+    assert 1 <= len(subscriber.on("dev1/cam0/snapshot")) <= len(new)
     assert all(p.startswith(b"\xff\xd8") for p in subscriber.on("snapshot"))  # JPEG
     assert subscriber.on("dev1/available") == [b"online", b"offline"]
     subscriber.close()

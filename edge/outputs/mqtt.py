@@ -1,34 +1,47 @@
-"""Track events, new tracks' snapshots and periodic stats to MQTT (`edge.service.mqtt` delivers).
+"""Track events, occupancy, new tracks' snapshots and periodic stats to MQTT (`edge.service.mqtt`
+delivers).
 
-Topics under `PREFIX/DEVICE/`: `CAMERA/events`, `CAMERA/snapshot` (the JPEG of a new track's
-crop) and `stats` (every `stats_interval_s`: FPS, per-stage p50/p95, drops, reconnects, active
-tracks, per camera). An event message is the events file's record (`edge.outputs.records`: same
-`id`, same order) with what a consumer of Frigate-style events expects added: `type` (`new`,
-`update`, `end`), `label`, `score`, `top_score`, `start_time`, `end_time` (UTC epoch seconds) and
-`snapshot` (its file name). Besides the file's events, an `update` goes out at most once per
-`update_interval_s` per visible track, and at once when its label changes. Nothing here waits for
-the network: events and snapshots go to the publisher's spool, stats only while connected.
+Topics under `PREFIX/DEVICE/`: `CAMERA/events`; the states `CAMERA/occupancy/CLASS`,
+`CAMERA/count` and `CAMERA/snapshot` (`edge.service.home_assistant`, which also announces them to
+Home Assistant); and `stats` (every `stats_interval_s`: FPS, per-stage p50/p95, drops,
+reconnects, active tracks, per camera). An event message is the events file's record
+(`edge.outputs.records`: same `id`, same order) with what a consumer of Frigate-style events
+expects added: `type` (`new`, `update`, `end`), `label`, `score`, `top_score`, `start_time`,
+`end_time` (UTC epoch seconds) and `snapshot` (its file name). Besides the file's events, an
+`update` goes out at most once per `update_interval_s` per visible track, and at once when its
+label changes.
+
+A state is published when it changes: occupancy and count follow the tracks from `started` to
+`ended`; the snapshot is the newest track's crop, at most one per `snapshot_interval_s` (a track
+started meanwhile waits its turn, a newer one replaces it), its longer side at most
+`SNAPSHOT_MAX_SIDE`. Nothing here waits for the network: events go to the publisher's spool,
+states to its latest values, stats only while connected.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 
+from edge.config import MqttConfig
 from edge.detections import crop_box
 from edge.metrics import Metrics, Snapshot
 from edge.outputs.records import EventRecords, Record
 from edge.recordings import snapshot_name
+from edge.service.home_assistant import count_topic, discovery, occupancy_topic, snapshot_topic
 from edge.service.mqtt import MqttPublisher
 from edge.service.spool import Message
 from edge.types import Packet, Track, TrackEvent
 
 STATS_STAGES = ("capture", "detect", "embed", "track", "colorize", "total")
 TYPES = {"started": "new", "lost": "update", "ended": "end"}
+SNAPSHOT_MAX_SIDE = 640  # pixels: bounds a snapshot message (a 640x640 JPEG at quality 85)
+SNAPSHOT_QUALITY = 85
 
 
 @dataclass
@@ -42,7 +55,7 @@ class _Life:
 
 
 class MqttSink:
-    """Publishes one camera's events and snapshots through the device's publisher; one
+    """Publishes one camera's events, states and snapshots through the device's publisher; one
     camera's sink also publishes the stats of all (`stats_of`: each camera's metrics by name;
     empty for the others). The runtime closes the publisher after every camera's sink."""
 
@@ -51,16 +64,33 @@ class MqttSink:
         publisher: MqttPublisher,
         records: EventRecords,
         stats_of: Mapping[str, Metrics],
-        update_interval_s: float,
-        stats_interval_s: float,
+        config: MqttConfig,
+        labels: Sequence[str],
         snapshots: bool,
     ) -> None:
+        """Announce the camera to Home Assistant (when `config.home_assistant`) and publish its
+        states as empty: nothing is live yet, whatever an earlier run left retained.
+
+        Args:
+            publisher: the device's publisher.
+            records: the camera's event records (shared with its events file).
+            stats_of: each camera's metrics by name, for the one sink that publishes stats.
+            config: the `[mqtt]` section.
+            labels: the classes the camera tracks (an occupancy state each).
+            snapshots: whether snapshot files are written (events then name them).
+        """
         self.publisher, self.records, self.stats_of = publisher, records, stats_of
         self.camera = records.run.camera
-        self.update_interval_s, self.stats_interval_s = update_interval_s, stats_interval_s
-        self.snapshots = snapshots
+        self.config, self.labels, self.snapshots = config, tuple(labels), snapshots
         self._lives: dict[int, _Life] = {}
-        self._next_stats = time.monotonic() + stats_interval_s
+        self._next_stats = time.monotonic() + config.stats_interval_s
+        self._states: dict[str, bytes] = {}  # as last published, by topic under PREFIX/DEVICE/
+        self._crop: np.ndarray | None = None  # the newest track's crop, waiting for its turn
+        self._next_snapshot = 0.0
+        if config.home_assistant:
+            for message in discovery(publisher, self.camera, self.labels):
+                publisher.retain(message.topic, message.payload)
+        self._publish_states()
 
     def write(self, packet: Packet, fps: float) -> None:
         """Queue the frame's events, due updates and new tracks' snapshots; stats when due."""
@@ -75,17 +105,40 @@ class MqttSink:
             for event in packet.update.events:
                 crop = crop_box(image, event.track.xyxy) if event.kind == "started" else None
                 if crop is not None:
-                    jpeg = cv2.imencode(".jpg", crop)[1].tobytes()
-                    messages.append(Message(f"{self.camera}/snapshot", jpeg))
+                    self._crop = crop.copy()  # the frame's array may be reused
         self.publisher.send(messages)
+        self._publish_states()
+        self._publish_snapshot()
         if self.stats_of and time.monotonic() >= self._next_stats:
-            self._next_stats = time.monotonic() + self.stats_interval_s
+            self._next_stats = time.monotonic() + self.config.stats_interval_s
             self.publisher.publish_now("stats", json.dumps(self.stats()).encode())
 
     def close(self, final_events: list[TrackEvent]) -> None:
-        """Queue the last `end` events (the publisher drains them when the runtime closes it)."""
+        """Queue the last `end` events and the states they leave (nothing live), which the
+        publisher delivers when the runtime closes it."""
         now = time.time()
         self.publisher.send([self._event(r, now) for r in self.records.final(final_events)])
+        self._publish_states()
+
+    def _publish_states(self) -> None:
+        """Publish the occupancy per class and the count of live tracks, where they changed."""
+        present = {life.label for life in self._lives.values()}
+        states = {count_topic(self.camera): str(len(self._lives)).encode()}
+        for label in self.labels:
+            states[occupancy_topic(self.camera, label)] = b"ON" if label in present else b"OFF"
+        for topic, payload in states.items():
+            if self._states.get(topic) != payload:
+                self._states[topic] = payload
+                self.publisher.retain(f"{self.publisher.base}/{topic}", payload)
+
+    def _publish_snapshot(self) -> None:
+        """Publish the newest track's crop when one waits and its turn has come."""
+        if self._crop is None or time.monotonic() < self._next_snapshot:
+            return
+        topic = f"{self.publisher.base}/{snapshot_topic(self.camera)}"
+        self.publisher.retain(topic, snapshot_jpeg(self._crop))
+        self._crop = None
+        self._next_snapshot = time.monotonic() + self.config.snapshot_interval_s
 
     def stats(self) -> dict[str, object]:
         """The stats message: per camera, FPS, stage p50/p95 (ms), drops, reconnects, tracks."""
@@ -111,7 +164,8 @@ class MqttSink:
         """An `update` for a visible track, when its label changed or one is due."""
         life = self._lives.get(track.track_id)
         label = self.records.class_names[track.class_id]
-        if life is None or (label == life.label and now - life.last_sent < self.update_interval_s):
+        interval = self.config.update_interval_s
+        if life is None or (label == life.label and now - life.last_sent < interval):
             return None
         record = {
             "id": f"{self.records.run.id}/t{track.track_id}/f{frame}",
@@ -144,6 +198,15 @@ class MqttSink:
             "queued": round(time.time(), 3),  # when it entered the spool, for latency
         }
         return Message(f"{self.camera}/events", json.dumps(payload).encode())
+
+
+def snapshot_jpeg(crop: np.ndarray) -> bytes:
+    """The crop as a JPEG, scaled down so that its longer side is at most SNAPSHOT_MAX_SIDE."""
+    scale = SNAPSHOT_MAX_SIDE / max(crop.shape[:2])
+    if scale < 1:
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    return cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])[1].tobytes()
 
 
 def camera_stats(snap: Snapshot) -> dict[str, object]:

@@ -9,6 +9,13 @@ see a message twice (QoS 1 allows it; payloads carry ids), never out of order, a
 unless the spool's size bound drops its oldest messages (counted).
 `publish_now` (stats) is sent only while connected and never spooled.
 
+`retain` keeps a topic's current state (Home Assistant's discovery configs, occupancy, counts,
+the latest snapshot): published retained as soon as connected, and again after every (re)connect,
+before the spool, so a broker restarted without persistence gets it back. It never goes through
+the spool: only the latest value of a state matters, a backlog of old values would only delay
+the events behind it, and a spool full of pictures would drop events. What changes while the
+broker is away is sent once, at its latest value, when it is back.
+
 Nothing here stops a camera or dies silently. A spool that cannot store a frame's messages (full
 or failing disk) drops them, counted (`mqtt_spool_errors`, `mqtt_spool_lost`), and marks the side
 output `spool` degraded until a later `send` stores again. Whatever stops the thread's connection
@@ -169,6 +176,9 @@ class MqttPublisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._client: paho.Client | None = None
+        self._states: dict[str, bytes] = {}  # `retain`'s topics, in the order first set
+        self._unsent: set[str] = set()  # those not yet published on this connection
+        self._states_lock = threading.Lock()
         # Only working delivery (`_working`) ends a run of failures, however long attempts take.
         self._backoff = Backoff(
             config.reconnect_initial_s, config.reconnect_max_s, reset_after_s=math.inf
@@ -201,6 +211,14 @@ class MqttPublisher:
         client = self._client
         if client is not None and self.connected.is_set():
             client.publish(f"{self.base}/{topic}", payload, qos=0)
+
+    def retain(self, topic: str, payload: bytes) -> None:
+        """Set a state: `payload`, retained on the full `topic`, published when connected and
+        again at every (re)connect; never spooled, never blocks (see the module's notes)."""
+        with self._states_lock:
+            self._states[topic] = payload
+            self._unsent.add(topic)
+        self._wake.set()
 
     def close(self) -> None:
         """Send what is spooled (for a few seconds), announce `offline`, disconnect."""
@@ -299,6 +317,8 @@ class MqttPublisher:
             self._client = client
             self.connected.set()
             self._deliver(client, [Message(f"{self.base}/available", b"online", retain=True)])
+            with self._states_lock:
+                self._unsent = set(self._states)  # a new connection, maybe a new broker
         except BaseException:
             self._hang_up(client)
             raise
@@ -313,6 +333,7 @@ class MqttPublisher:
         while True:
             if self._stop.is_set() and stop_deadline is None:
                 stop_deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            self._deliver_states(client)
             batch = self.spool.head(WINDOW)
             if batch:
                 self._deliver(client, batch)
@@ -329,6 +350,15 @@ class MqttPublisher:
                 self._wake.clear()
             if not self.connected.is_set():
                 raise Unreachable("connection to the broker lost")
+
+    def _deliver_states(self, client: paho.Client) -> None:
+        """Publish the states set since the last call (all of them after a connect)."""
+        with self._states_lock:
+            due = [Message(t, p, retain=True) for t, p in self._states.items() if t in self._unsent]
+            self._unsent.clear()
+        if due:  # a failure reconnects, which marks every state unsent again
+            self._deliver(client, due)
+            self.metrics.increment("mqtt_states_published", len(due))
 
     def _working(self) -> None:
         """Delivery works (connected, the spool read and updated): end a degradation, and
