@@ -13,7 +13,7 @@ APT_PACKAGES := python3-venv dpkg-dev systemd shellcheck gstreamer1.0-tools \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gstreamer-1.0 \
 	gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 libgirepository1.0-dev \
-	libcairo2-dev pkg-config mosquitto openssl bubblewrap faketime
+	libcairo2-dev pkg-config mosquitto openssl bubblewrap faketime chromium chromium-driver
 
 .PHONY: demo test system-deps data models evaluate lint typecheck bench clean engines
 

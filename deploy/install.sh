@@ -128,21 +128,26 @@ install_apt_packages() {
 	act "install ${missing[*]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# A package's code files under folder $1, relative to it: modules and the web page's files.
+code_files() {
+	(cd "$1" && find . -not -path '*/__pycache__/*' \( -name '*.py' -o -path './web/static/*' \) \
+		-type f -printf '%P\n' | sort)
+}
+
 install_code() {
-	local package file name
+	local package file
 	for file in "${CODE_FILES[@]}"; do
 		[[ -f $SRC/$file ]] && put "$SRC/$file" "$APP_DIR/$file" 0644
 	done
 	for package in "${CODE_PACKAGES[@]}"; do
 		while IFS= read -r file; do
 			put "$SRC/$package/$file" "$APP_DIR/$package/$file" 0644
-		done < <(cd "$SRC/$package" && find . -name '*.py' -not -path '*/__pycache__/*' -printf '%P\n' | sort)
-		# Modules gone from the source must not linger in the install.
+		done < <(code_files "$SRC/$package")
+		# Files gone from the source must not linger in the install.
 		[[ -d $(at "$APP_DIR/$package") ]] || continue
 		while IFS= read -r file; do
-			name=${file#"$(at "$APP_DIR/$package")/"}
-			[[ -f $SRC/$package/$name ]] || remove "$APP_DIR/$package/$name"
-		done < <(find "$(at "$APP_DIR/$package")" -name '*.py' | sort)
+			[[ -f $SRC/$package/$file ]] || remove "$APP_DIR/$package/$file"
+		done < <(code_files "$(at "$APP_DIR/$package")")
 	done
 }
 
@@ -226,6 +231,18 @@ install_models() {
 	fi
 }
 
+# The web page's password: asked for when none is set and a terminal is there. The service user
+# writes its scrypt hash (mode 0600, in web.password_file of the installed config).
+install_web_password() {
+	local command=(runuser -u "$SERVICE_USER" -- env -C "$STATE_DIR" PYTHONPATH="$APP_DIR"
+		"$APP_DIR/.venv/bin/python" -m edge web passwd --if-missing --config "$CONF_DIR/edge.toml")
+	if ((DRY_RUN)) || [[ ! -t 0 ]]; then
+		say "the web page ([web] in $CONF_DIR/edge.toml) needs a password: sudo ${command[*]}"
+	elif ! "${command[@]}"; then
+		warn "no web password set: the page stays off until you run: sudo ${command[*]}"
+	fi
+}
+
 systemd_version() { systemctl --version 2>/dev/null | awk 'NR == 1 { print $2 + 0 }'; }
 
 install_units() {
@@ -295,6 +312,7 @@ main() {
 	prefixed || install_user
 	install_config
 	install_models || models_ready=0
+	prefixed || install_web_password
 	install_units
 	if ! prefixed; then
 		((models_ready)) && build_engines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from edge.cli import colorize, engines, main, recordings, run, track
+from edge.cli import colorize, engines, main, recordings, run, track, web
 
 COMMANDS = [
     run.register,
@@ -12,6 +12,7 @@ COMMANDS = [
     track.register,
     engines.register,
     recordings.register,
+    web.register,
 ]
 
 if __name__ == "__main__":

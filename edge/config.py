@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 
 from edge import paths
 from edge.engines import BACKENDS
+from edge.engines.onnxruntime import FOREIGN_ISA
 from edge.engines.precision import PRECISIONS
 from edge.errors import EdgeError
 
@@ -89,6 +90,14 @@ class DetectorConfig:
     # Detect on one frame in interval + 1; the tracker's prediction fills the frames between
     # (DeepStream's nvinfer `interval`). 0: every frame.
     interval: int = field(default=0, metadata=_range(0, 100))
+    # Motion gating (edge.motion, as Frigate's): no detection while nothing moves on a small gray
+    # image (height rows): fewer than motion_min_area of its pixels differ by motion_threshold
+    # grey levels from the running average of earlier frames (newest weighted motion_alpha)
+    motion: bool = False
+    motion_threshold: int = field(default=25, metadata=_range(1, 255))
+    motion_min_area: float = field(default=0.002, metadata=_range(0, 1))
+    motion_height: int = field(default=100, metadata=_range(8, 4096))
+    motion_alpha: float = field(default=0.2, metadata=_range(0.001, 1))
     # Which file of `model` runs: fp32 (the file itself), fp16 (NAME_fp16.onnx) or int8
     # (NAME_int8.onnx from `export quantize`, refused unless it passed its accuracy gate). With
     # TensorRT, the engine beside that file (`make engines`, `--int8` for INT8).
@@ -103,6 +112,14 @@ class TrackerConfig:
     reid_precision: str = field(default="fp32", metadata=_choices(*PRECISIONS))  # as detector's
     max_age: int = field(default=30, metadata=_range(1, 100000))
     n_init: int = field(default=3, metadata=_range(1, 1000))
+    # Association (see edge.models.tracker and docs/tracking.md for what each is measured to do)
+    max_cosine_distance: float = field(default=0.2, metadata=_range(0.01, 2))
+    max_iou_distance: float = field(default=0.7, metadata=_range(0.01, 2))
+    nn_budget: int = field(default=100, metadata=_range(1, 10000))
+    # Detections below high_confidence (down to detector.confidence) only continue tracks
+    high_confidence: float = field(default=0.0, metadata=_range(0, 1))
+    birth_confidence: float = field(default=0.0, metadata=_range(0, 1))  # least to start a track
+    ema_alpha: float = field(default=0.0, metadata=_range(0, 0.999))  # 0: a gallery of nn_budget
 
 
 @dataclass(frozen=True)
@@ -166,6 +183,9 @@ class PipelineConfig:
     # CPU threads per model call; 0: ONNX Runtime's default with one detect worker, else the
     # cores shared out among the workers
     threads: int = field(default=0, metadata=_range(0, 256))
+    # An INT8 model quantized for CPUs with VNNI, on an x86 CPU without it (its accuracy gate
+    # does not hold there): "refuse" it, or "warn" and run it
+    int8_foreign_isa: str = field(default="refuse", metadata=_choices(*FOREIGN_ISA))
     log_every_s: float = field(default=10.0, metadata=_range(0, 86400))  # 0: no progress logs
     # A live camera's failed stage, a failed side output, or a failed detection call is retried
     # after restart_initial_s, doubling up to restart_max_s (back to the start after it has
@@ -233,6 +253,25 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web page served by the runtime (`edge.web`): live view, events, recordings, health,
+    behind a login. Its password is never in this file: `python -m edge web passwd` writes its
+    scrypt hash to `password_file` (mode 0600)."""
+
+    enabled: bool = False  # serve the page (it stays off, named in /healthz, without a password)
+    # Address the page listens on; "0.0.0.0" for every interface (then prefer TLS)
+    host: str = field(default="127.0.0.1", metadata=_pattern(r"\S+", "a host name or address"))
+    port: int = field(default=8080, metadata=_range(0, 65535))  # 0: a free port (tests)
+    # HTTPS with this certificate and its key (PEM), both or neither; "": plain HTTP
+    cert_file: str = ""
+    key_file: str = ""  # the certificate's private key (PEM), with cert_file
+    password_file: str = "artifacts/web/password"  # the password's scrypt hash (mode 0600)
+    # The events index (SQLite, rebuilt from the events files) and the MP4 copies of segments
+    state_dir: str = "artifacts/web"
+    session_h: float = field(default=12.0, metadata=_range(0.01, 24 * 365))  # login lasts this long
+
+
+@dataclass(frozen=True)
 class Camera:
     """One camera of a `[[cameras]]` list: its source and its own detector filter, colorizer
     mode and outputs (the shared sections' values where the camera sets none)."""
@@ -268,6 +307,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     cameras: tuple[Camera, ...] = ()
 
 
@@ -386,6 +426,11 @@ def from_dict(data: dict[str, Any]) -> Config:
     hints = get_type_hints(Config)
     tables = {k: v for k, v in data.items() if k != "cameras"}
     config = Config(**{k: _section(k, hints[k], v) for k, v in tables.items()})
+    if bool(config.web.cert_file) != bool(config.web.key_file):
+        raise EdgeError(
+            "config key 'web.key_file': HTTPS needs both web.cert_file and web.key_file "
+            "(set both, or neither for plain HTTP)"
+        )
     if "cameras" not in data:
         return config
     entries = data["cameras"]

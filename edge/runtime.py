@@ -29,6 +29,7 @@ from edge.models.colorizer import Colorizer
 from edge.models.detector import Detector
 from edge.models.embedder import Embedder
 from edge.models.tracker import Tracker
+from edge.motion import MotionGate
 from edge.outputs.base import Sink
 from edge.outputs.disk import OutputDisk
 from edge.outputs.events import EventSink
@@ -52,6 +53,9 @@ from edge.video.capture import FrameSource
 from edge.video.encoders import Mp4Recorder
 from edge.video.files import frame_rate, read_frames
 from edge.video.rtsp import RtspServer, rtsp_server
+from edge.web.app import Device, serve
+from edge.web.live import LiveFeed, LiveSink
+from edge.web.recordings import CameraFiles
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +79,29 @@ def model_threads(pipeline: PipelineConfig, cameras: int) -> int:
 class SharedEngines:
     """Each model file opened once, for every camera that uses it; `close()` frees them."""
 
-    def __init__(self, backend: str, threads: int) -> None:
-        self.backend, self.threads = backend, threads
+    def __init__(self, backend: str, threads: int, foreign_isa: str = "refuse") -> None:
+        self.backend, self.threads, self.foreign_isa = backend, threads, foreign_isa
         self._engines: dict[str, InferenceEngine] = {}
 
     def engine(self, model: str) -> InferenceEngine:
         """The model's engine, opened at the first call."""
         if model not in self._engines:
-            self._engines[model] = open_engine(model, self.backend, self.threads)
+            self._engines[model] = open_engine(
+                model, self.backend, self.threads, foreign_isa=self.foreign_isa
+            )
         return self._engines[model]
+
+    def described(self) -> list[dict[str, str]]:
+        """Each open model's file, backend (the name of its module: onnxruntime, tensorrt) and
+        precision, for the web page's health panel."""
+        return [
+            {
+                "model": Path(model).name,
+                "backend": type(engine).__module__.rsplit(".", 1)[-1],
+                "precision": engine.precision,
+            }
+            for model, engine in self._engines.items()
+        ]
 
     def close(self) -> None:
         """Release every engine."""
@@ -98,7 +116,9 @@ def load_models(
     """One camera's models: its detector thresholds and classes, the embedder and (if used)
     its colorizer over `engines` (default: opened for this camera alone), and its own tracker
     (whose ids start at `first_track_id`, the run's: see `edge.outputs.run`)."""
-    engines = engines or SharedEngines(config.detector.backend, config.pipeline.threads)
+    engines = engines or SharedEngines(
+        config.detector.backend, config.pipeline.threads, config.pipeline.int8_foreign_isa
+    )
     detector = Detector(
         engines.engine(str(precision_path(config.detector.model, config.detector.precision))),
         conf=config.detector.confidence,
@@ -111,10 +131,23 @@ def load_models(
     mode = colorize_mode(config)
     model = config.source.colorizer_model or config.colorizer.model
     colorizer = Colorizer(engines.engine(model)) if mode != "off" else None
-    tracker = Tracker(
-        max_age=config.tracker.max_age, n_init=config.tracker.n_init, first_id=first_track_id
+    tracker = Tracker.from_config(config.tracker, first_track_id)
+    return Models(
+        detector, embedder, tracker, colorizer, mode, config.detector.interval, motion_gate(config)
     )
-    return Models(detector, embedder, tracker, colorizer, mode, config.detector.interval)
+
+
+def motion_gate(config: Config) -> MotionGate | None:
+    """The camera's motion gate (`detector.motion`), or None when it is off."""
+    detector = config.detector
+    if not detector.motion:
+        return None
+    return MotionGate(
+        detector.motion_threshold,
+        detector.motion_min_area,
+        detector.motion_height,
+        detector.motion_alpha,
+    )
 
 
 class DeviceOutputs:
@@ -187,6 +220,7 @@ SIDE_OUTPUTS: dict[type, str] = {
     MqttSink: "mqtt",
     FootageSink: "collector",
     RetentionTick: "retention",
+    LiveSink: "live",
 }
 
 
@@ -197,6 +231,7 @@ def open_sinks(
     device: DeviceOutputs,
     run: Run | None = None,
     stats_of: Mapping[str, Metrics] | None = None,
+    live: LiveFeed | None = None,
 ) -> list[Sink]:
     """One camera's outputs that the config turns on, opened now: a bad folder fails before
     any frame.
@@ -204,7 +239,8 @@ def open_sinks(
     A full or read-only disk does not stop the run: file outputs wait for it (`OutputDisk`).
     `run` (default: a new one) names the run's files and records; the track-id ledger comes
     first, so a new id is saved before any other output shows it. `stats_of` (each camera's
-    metrics) makes this camera's MQTT sink the one that publishes the device's stats. Every
+    metrics) makes this camera's MQTT sink the one that publishes the device's stats; `live`
+    is the camera's feed to the web page (after the video, which draws the overlay). Every
     output but the video is a side output (`SIDE_OUTPUTS`), wrapped in a `GuardedSink`; so is
     the video's RTSP stream (`rtsp:CAMERA`, guarded inside the `VideoSink`).
     """
@@ -221,6 +257,8 @@ def open_sinks(
         video = recording(output, run, disk, metrics, device.budget)
         stream = Guard(f"rtsp:{run.camera}", device.side_outputs, metrics, Backoff(*restart))
         sinks.append(VideoSink(output, class_names, metrics, video, device.rtsp, stream))
+    if live is not None:
+        sinks.append(LiveSink(live))
     # Retention takes finished event and MOT files (full pieces, earlier runs'), never open ones.
     lines = (output.events, output.mot)
     device.budget.writing.update(run.path(name) for name in lines if name)
@@ -391,7 +429,7 @@ def run(config: Config) -> dict[str, Any]:
     for camera_config in configs:
         check_write_paths(camera_config, side_outputs)
     threads = model_threads(config.pipeline, len(configs))
-    engines = SharedEngines(config.detector.backend, threads)
+    engines = SharedEngines(config.detector.backend, threads, config.pipeline.int8_foreign_isa)
     health = Health(
         metrics,
         SystemdNotifier.from_env(),
@@ -400,8 +438,10 @@ def run(config: Config) -> dict[str, Any]:
         side_outputs=side_outputs,
     )
     device = DeviceOutputs(config, device_metrics, side_outputs)
+    feeds = {c.source.name: LiveFeed(c.source.name) for c in configs if config.web.enabled}
     cameras: list[Camera] = []
     runs = [start_run(Path(c.output.dir), c.source.name) for c in configs]
+    web = None
     try:
         # Every camera's models load before any output opens: a model that fails to load
         # leaves no run's files behind.
@@ -414,7 +454,13 @@ def run(config: Config) -> dict[str, Any]:
             name = camera_config.source.name
             stats_of = metrics if not cameras else {}
             sinks = open_sinks(
-                camera_config, models.detector.names, metrics[name], device, run_info, stats_of
+                camera_config,
+                models.detector.names,
+                metrics[name],
+                device,
+                run_info,
+                stats_of,
+                feeds.get(name),
             )
             cameras.append(
                 Camera(name, source, models, sinks, metrics[name], health.listener(name))
@@ -429,8 +475,15 @@ def run(config: Config) -> dict[str, Any]:
             config.pipeline.restart_initial_s,
             config.pipeline.restart_max_s,
         )
-        seconds = _run_until_signal(config, pipeline, health, {**metrics, "": device.metrics})
+        every = {**metrics, "": device.metrics}
+        if config.web.enabled:
+            files = {c.source.name: CameraFiles.of(c) for c in configs}
+            site = Device(files, every, health, config.output, engines.described(), feeds)
+            web = serve(config.web, site, side_outputs)
+        seconds = _run_until_signal(config, pipeline, health, every)
     finally:
+        if web is not None:
+            web.close()
         device.close()
         engines.close()
     per_camera = {

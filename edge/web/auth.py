@@ -1,0 +1,163 @@
+"""The web page's login: one password stored as a scrypt hash, sessions in memory, failed logins
+rate-limited per client address, and a same-origin check on every state-changing request.
+
+The password file holds one line, `scrypt$N$r$p$SALT$HASH` (base64), written mode 0600 by
+`python -m edge web passwd`; the password itself is never stored. A session is a random token in
+a cookie that is HttpOnly, SameSite=Strict and, under TLS, Secure.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+
+from edge.errors import EdgeError
+from edge.files import replaced_on_success
+
+# scrypt's cost: 16 MiB and ~50 ms per check on a Jetson-class core (OWASP's minimum is N=2^17
+# with r=8 for interactive logins at 128 MiB; this keeps a login affordable on an 8 GB device).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+MIN_PASSWORD = 8
+COOKIE = "edge_session"
+MAX_SESSIONS = 64  # the oldest is dropped beyond this
+FAILURES = 5  # failed logins a client address may make per WINDOW_S
+WINDOW_S = 60.0
+MAX_CLIENTS_TRACKED = 1024
+
+
+def hash_password(password: str) -> str:
+    """The line stored for `password` (a fresh random salt each time)."""
+    salt = os.urandom(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    b64 = base64.b64encode
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 << 20, dklen=32)
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """Whether `password` matches the stored line (constant-time comparison)."""
+    try:
+        kind, n, r, p, salt, digest = stored.strip().split("$")
+        if kind != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, actual)
+
+
+def write_password(path: Path, password: str) -> None:
+    """Store the hash of `password` in `path`, mode 0600, replacing it whole or not at all.
+
+    Raises:
+        EdgeError: the password is too short, or the file cannot be written.
+    """
+    if len(password) < MIN_PASSWORD:
+        raise EdgeError(f"the password needs at least {MIN_PASSWORD} characters")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_on_success(path) as temporary:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w") as stream:
+                os.fchmod(stream.fileno(), 0o600)
+                stream.write(hash_password(password) + "\n")
+    except OSError as exc:
+        raise EdgeError(
+            f"cannot write the password file {path}: {exc.strerror} (see web.password_file)"
+        ) from exc
+
+
+def read_password(path: Path) -> str:
+    """The stored hash line.
+
+    Raises:
+        EdgeError: there is none yet, or it cannot be read.
+    """
+    try:
+        stored = path.read_text().strip()
+    except FileNotFoundError as exc:
+        raise EdgeError(
+            f"no web password set ({path} is missing): run `python -m edge web passwd`"
+        ) from exc
+    except OSError as exc:
+        raise EdgeError(f"cannot read the web password file {path}: {exc.strerror}") from exc
+    if not stored.startswith("scrypt$"):
+        raise EdgeError(f"{path} is not a password file: set it with `python -m edge web passwd`")
+    return stored
+
+
+class Sessions:
+    """Logged-in sessions: random tokens that expire `lifetime_s` after login."""
+
+    def __init__(self, lifetime_s: float) -> None:
+        self.lifetime_s = lifetime_s
+        self._expiry: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def new(self) -> str:
+        """A new session's token."""
+        token = secrets.token_urlsafe(32)
+        self._expiry[token] = time.monotonic() + self.lifetime_s
+        while len(self._expiry) > MAX_SESSIONS:
+            self._expiry.popitem(last=False)
+        return token
+
+    def valid(self, token: str | None) -> bool:
+        """Whether `token` is a live session (an expired one is forgotten)."""
+        if not token or token not in self._expiry:
+            return False
+        if self._expiry[token] < time.monotonic():
+            del self._expiry[token]
+            return False
+        return True
+
+    def end(self, token: str | None) -> None:
+        """Log the session out."""
+        self._expiry.pop(token or "", None)
+
+
+class LoginLimiter:
+    """At most `FAILURES` failed logins per client address in any `WINDOW_S`."""
+
+    def __init__(self) -> None:
+        self._failures: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
+
+    def retry_after_s(self, client: str) -> float:
+        """Seconds until `client` may try again; 0 when it may now."""
+        recent = self._recent(client)
+        if len(recent) < FAILURES:
+            return 0.0
+        return max(0.0, recent[0] + WINDOW_S - time.monotonic())
+
+    def failed(self, client: str) -> None:
+        """Count a failed login of `client`."""
+        self._recent(client).append(time.monotonic())
+        self._failures.move_to_end(client)
+        while len(self._failures) > MAX_CLIENTS_TRACKED:
+            self._failures.popitem(last=False)
+
+    def _recent(self, client: str) -> collections.deque[float]:
+        times = self._failures.setdefault(client, collections.deque(maxlen=FAILURES))
+        while times and times[0] + WINDOW_S < time.monotonic():
+            times.popleft()
+        return times
+
+
+def same_origin(origin: str | None, host: str | None, scheme: str) -> bool:
+    """Whether a request's `Origin` (or Referer) names this server: the CSRF check of every
+    request that changes state (with the SameSite=Strict cookie)."""
+    if not origin or not host:
+        return False
+    expected = f"{scheme}://{host}"
+    return origin == expected or origin.startswith(expected + "/")

@@ -1,0 +1,173 @@
+"""The events index the web page queries: SQLite, built from the events files (which stay the
+durable record) and brought up to date before each query.
+
+Each events file is read once: the index remembers, per file, its inode and how many bytes it
+has taken in, and later reads only the lines appended since. A file that shrank or was replaced
+(a new one after rotation) is read again from the start, a file gone (retention) takes its
+events out, and an index that is missing, unreadable or of another schema is rebuilt. Events are
+keyed by camera and id (`RUN/N`), so a piece read twice (a rotated file seen under its new name)
+adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.recordings import event_time
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE events (
+    camera TEXT NOT NULL, id TEXT NOT NULL, file TEXT NOT NULL, utc REAL NOT NULL,
+    kind TEXT, class TEXT, track_id INTEGER, run TEXT, record TEXT NOT NULL,
+    PRIMARY KEY (camera, id));
+CREATE INDEX events_utc ON events (utc);
+CREATE TABLE files (path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL);
+"""
+MAX_RESULTS = 500
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the events list asks for; None: no bound."""
+
+    camera: str | None = None
+    kind: str | None = None
+    cls: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+
+class EventIndex:
+    """The SQLite index at `path` over the events files that `sources()` lists."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """The index, made anew when missing or not this schema's."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False)
+            if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return db
+            db.close()
+        except sqlite3.DatabaseError as exc:
+            log.warning("events index %s unreadable (%s): rebuilding it", self.path, exc)
+        self.path.unlink(missing_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False)
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.commit()
+        return db
+
+    def update(self, files: Iterable[Path]) -> None:
+        """Take in what the events files gained since the last update; forget files gone."""
+        with self._lock:
+            wanted = {str(path): path for path in files}
+            known = dict(self._db.execute("SELECT path, inode FROM files").fetchall())
+            for gone in set(known) - set(wanted):
+                self._forget(gone)
+            for name, path in wanted.items():
+                self._read(name, path)
+            self._db.commit()
+
+    def _forget(self, name: str) -> None:
+        self._db.execute("DELETE FROM events WHERE file = ?", (name,))
+        self._db.execute("DELETE FROM files WHERE path = ?", (name,))
+
+    def _read(self, name: str, path: Path) -> None:
+        try:
+            with path.open("rb") as stream:
+                status = os.fstat(stream.fileno())
+                inode, size = status.st_ino, status.st_size
+                row = self._db.execute(
+                    "SELECT inode, offset FROM files WHERE path = ?", (name,)
+                ).fetchone()
+                offset = 0
+                if row is not None and row[0] == inode and row[1] <= size:
+                    offset = row[1]
+                elif row is not None:  # replaced or truncated: read it again
+                    self._forget(name)
+                stream.seek(offset)
+                data = stream.read(size - offset)
+        except FileNotFoundError:
+            self._forget(name)
+            return
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self._db.executemany(
+            "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [row for line in whole.splitlines() if (row := _row(name, line)) is not None],
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (name, inode, offset + len(whole))
+        )
+
+    def query(self, query: Query) -> list[dict[str, Any]]:
+        """The matching events, newest first."""
+        where, args = [], []
+        for column, value in (
+            ("camera = ?", query.camera),
+            ("kind = ?", query.kind),
+            ("class = ?", query.cls),
+            ("utc >= ?", query.since),
+            ("utc <= ?", query.until),
+        ):
+            if value is not None:
+                where.append(column)
+                args.append(value)
+        sql = "SELECT record FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY utc DESC, rowid DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, min(query.limit, MAX_RESULTS))).fetchall()
+        return [json.loads(record) for (record,) in rows]
+
+    def classes(self) -> list[str]:
+        """Every class an event names."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT class FROM events ORDER BY class").fetchall()
+        return [name for (name,) in rows if name]
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+
+def _row(file: str, line: bytes) -> tuple[Any, ...] | None:
+    """An events-table row of one JSONL line; None for a line that is not an event."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or "id" not in record or "camera" not in record:
+        return None
+    utc = event_time(record)
+    if utc is None:
+        return None
+    return (
+        str(record["camera"]),
+        str(record["id"]),
+        file,
+        utc,
+        record.get("event"),
+        record.get("class"),
+        record.get("track_id"),
+        record.get("run"),
+        json.dumps(record),
+    )

@@ -1,0 +1,139 @@
+"""What the web page serves of the recordings: each camera's folders, its segments by day, the
+segment to play for a moment, and MP4 copies (segments remuxed without re-encoding, time-range
+exports) made on demand in a bounded cache folder.
+
+Only names that match a segment's or snapshot's pattern and exist in the camera's own folder are
+served: a name with a path in it (`../`) is no file of ours, and the page answers 404.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge import recordings
+from edge.config import Config
+from edge.recordings import SEGMENT_NAME, SNAPSHOT_NAME, Segment
+from edge.utc import STAMP, stamp
+from edge.video.remux import remux
+
+PRE_ROLL_S = 5.0  # an event plays from this long before it
+CACHE_FILES = 16  # MP4 copies kept; the oldest go beyond this
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+TRACK_SNAPSHOT = re.compile(rf"(?P<camera>.+?)_{STAMP}_(?P<run>.+)_track(?P<track>\d+)\.jpg")
+
+
+@dataclass(frozen=True)
+class CameraFiles:
+    """Where one camera's outputs are (its config's `output`)."""
+
+    name: str
+    dir: Path
+    video: str
+    events: str
+    snapshots: bool
+
+    @classmethod
+    def of(cls, config: Config) -> CameraFiles:
+        """The folders of a one-camera config (see `edge.config.camera_configs`)."""
+        output = config.output
+        return cls(config.source.name, Path(output.dir), output.video, output.events,
+                   output.snapshots)  # fmt: skip
+
+    @property
+    def root(self) -> Path:
+        """The recordings' root (a folder per camera inside)."""
+        return self.dir / (self.video or "recordings")
+
+    def segments(self) -> list[Segment]:
+        """This camera's segments, by start."""
+        return recordings.list_segments(self.root, self.name)
+
+    def segment(self, name: str) -> Segment | None:
+        """The segment file `name` of this camera, or None: not a segment name, not here."""
+        if not SAFE_NAME.fullmatch(name) or not SEGMENT_NAME.fullmatch(name):
+            return None
+        return next((s for s in self.segments() if s.path.name == name), None)
+
+    def snapshot(self, name: str) -> Path | None:
+        """This camera's snapshot file `name`, or None."""
+        if not self.snapshots or not SAFE_NAME.fullmatch(name):
+            return None
+        if not SNAPSHOT_NAME.fullmatch(name) or not name.startswith(f"{self.name}_"):
+            return None
+        path = self.dir / "snapshots" / self.name / name
+        return path if path.is_file() else None
+
+    def track_snapshots(self) -> dict[tuple[str, int], str]:
+        """Each snapshot's name by its run and track id (one listing of the folder)."""
+        folder = self.dir / "snapshots" / self.name
+        if not self.snapshots or not folder.is_dir():
+            return {}
+        found = {}
+        for path in folder.iterdir():
+            match = TRACK_SNAPSHOT.fullmatch(path.name)
+            if match is not None and match["camera"] == self.name:
+                found[(match["run"], int(match["track"]))] = path.name
+        return found
+
+    def events_files(self) -> list[Path]:
+        """The events files of this camera (all runs, rotated pieces first)."""
+        return recordings.event_files(self.dir, self.events)
+
+
+def day_of(utc_s: float) -> str:
+    """The UTC day of a time, `YYYY-MM-DD`."""
+    return datetime.fromtimestamp(utc_s, timezone.utc).strftime("%Y-%m-%d")
+
+
+def clip_at(segments: list[Segment], utc_s: float) -> tuple[Segment, float] | None:
+    """The segment to play for a moment, and where in it: `PRE_ROLL_S` before the moment, in the
+    segment that was recording then (else the one recording at the moment itself)."""
+    for moment in (utc_s - PRE_ROLL_S, utc_s):
+        for segment in reversed(segments):
+            if segment.start <= moment <= segment.end + 1:
+                return segment, max(0.0, utc_s - PRE_ROLL_S - segment.start)
+    return None
+
+
+class Media:
+    """MP4 copies of segments and of time ranges, made one at a time into `folder`, the newest
+    `CACHE_FILES` kept."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+
+    def segment(self, segment: Segment) -> Path:
+        """The segment as MP4; made again while it is still growing (the open segment).
+
+        Raises:
+            EdgeError: the remuxer cannot read or write it.
+        """
+        path = self.folder / f"{segment.path.stem}_{segment.size}.mp4"
+        with self._lock:
+            if not path.is_file():
+                remux([segment.path], path)
+                self._prune()
+            return path
+
+    def export(self, camera: CameraFiles, start: float, end: float) -> Path:
+        """The camera's recording from `start` to `end` as one MP4 (as `edge recordings
+        --export`: whole segments).
+
+        Raises:
+            EdgeError: no recording then, or the remuxer failed.
+        """
+        path = self.folder / f"{camera.name}_{stamp(start)}_{stamp(end)}.mp4"
+        with self._lock:
+            recordings.export(camera.root, start, end, path, camera.name)
+            self._prune()
+            return path
+
+    def _prune(self) -> None:
+        made = sorted(self.folder.glob("*.mp4"), key=lambda p: p.stat().st_mtime)
+        for old in made[:-CACHE_FILES]:
+            old.unlink(missing_ok=True)
