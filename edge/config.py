@@ -59,11 +59,12 @@ TEST_PATTERNS = (
 class SourceConfig:
     """Where frames come from (see `edge.video.sources` for the URI forms)."""
 
+    # csi://N, /dev/videoN, rtsp://host:port/path, a video file or file://, test://
     uri: str = "test://"
     # The camera's name in recordings, snapshots and events (letters, digits, '-', '_')
     name: str = field(default="cam0", metadata=_pattern(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"))
     width: int = field(default=0, metadata=_range(0, 8192))  # 0: the source's own
-    height: int = field(default=0, metadata=_range(0, 8192))
+    height: int = field(default=0, metadata=_range(0, 8192))  # 0: the source's own
     fps: int = field(default=0, metadata=_range(0, 240))
     format: str = field(default="BGR", metadata=_choices("BGR", "GRAY8"))
     pattern: str = field(default="ball", metadata=_choices(*TEST_PATTERNS))  # for test://
@@ -86,7 +87,7 @@ class DetectorConfig:
     # []: every class. Default: the offline model's upright people; its `Fall` class fires
     # mostly on things lying on the grass.
     classes: list[str] = field(default_factory=lambda: ["Normal"])
-    max_detections: int = field(default=100, metadata=_range(1, 10000))
+    max_detections: int = field(default=100, metadata=_range(1, 10000))  # most boxes kept per frame
     # Detect on one frame in interval + 1; the tracker's prediction fills the frames between
     # (DeepStream's nvinfer `interval`). 0: every frame.
     interval: int = field(default=0, metadata=_range(0, 100))
@@ -94,10 +95,10 @@ class DetectorConfig:
     # image (height rows): fewer than motion_min_area of its pixels differ by motion_threshold
     # grey levels from the running average of earlier frames (newest weighted motion_alpha)
     motion: bool = False
-    motion_threshold: int = field(default=25, metadata=_range(1, 255))
-    motion_min_area: float = field(default=0.002, metadata=_range(0, 1))
-    motion_height: int = field(default=100, metadata=_range(8, 4096))
-    motion_alpha: float = field(default=0.2, metadata=_range(0.001, 1))
+    motion_threshold: int = field(default=25, metadata=_range(1, 255))  # grey levels
+    motion_min_area: float = field(default=0.002, metadata=_range(0, 1))  # share of pixels
+    motion_height: int = field(default=100, metadata=_range(8, 4096))  # rows of the motion image
+    motion_alpha: float = field(default=0.2, metadata=_range(0.001, 1))  # newest frame's weight
     # Which file of `model` runs: fp32 (the file itself), fp16 (NAME_fp16.onnx) or int8
     # (NAME_int8.onnx from `export quantize`, refused unless it passed its accuracy gate). With
     # TensorRT, the engine beside that file (`make engines`, `--int8` for INT8).
@@ -108,14 +109,14 @@ class DetectorConfig:
 class TrackerConfig:
     """DeepSORT with our ReID embedder."""
 
-    reid_model: str = f"artifacts/models/{paths.EMBEDDER_FILE}"
+    reid_model: str = f"artifacts/models/{paths.EMBEDDER_FILE}"  # .onnx, or a TensorRT .engine
     reid_precision: str = field(default="fp32", metadata=_choices(*PRECISIONS))  # as detector's
     max_age: int = field(default=30, metadata=_range(1, 100000))
     n_init: int = field(default=3, metadata=_range(1, 1000))
     # Association (see edge.models.tracker and docs/tracking.md for what each is measured to do)
     max_cosine_distance: float = field(default=0.2, metadata=_range(0.01, 2))
-    max_iou_distance: float = field(default=0.7, metadata=_range(0.01, 2))
-    nn_budget: int = field(default=100, metadata=_range(1, 10000))
+    max_iou_distance: float = field(default=0.7, metadata=_range(0.01, 2))  # most 1-IoU to match
+    nn_budget: int = field(default=100, metadata=_range(1, 10000))  # features per track
     # Detections below high_confidence (down to detector.confidence) only continue tracks
     high_confidence: float = field(default=0.0, metadata=_range(0, 1))
     birth_confidence: float = field(default=0.0, metadata=_range(0, 1))  # least to start a track
@@ -127,34 +128,34 @@ class ColorizerConfig:
     """Colorization: `frame` (whole frame), `tracks` (each track's crop), `off`, or `auto`
     (`frame` when the source is grayscale, else `off`)."""
 
-    model: str = f"artifacts/models/{paths.COLORIZER_FILE}"
+    model: str = f"artifacts/models/{paths.COLORIZER_FILE}"  # the general colorizer
     mode: str = field(default="auto", metadata=_choices("auto", "frame", "tracks", "off"))
     # Daytime footage for `export adapt`: a color frame every collect_every_s seconds while the
     # source delivers color, the oldest deleted beyond collect_max_frames or collect_max_mb.
     collect_dir: str = ""  # "": off
-    collect_every_s: float = field(default=60.0, metadata=_range(0.01, 86400))
-    collect_max_frames: int = field(default=2000, metadata=_range(1, 10**7))
-    collect_max_mb: float = field(default=500.0, metadata=_range(1, 10**7))
+    collect_every_s: float = field(default=60.0, metadata=_range(0.01, 86400))  # see collect_dir
+    collect_max_frames: int = field(default=2000, metadata=_range(1, 10**7))  # see collect_dir
+    collect_max_mb: float = field(default=500.0, metadata=_range(1, 10**7))  # see collect_dir
 
 
 @dataclass(frozen=True)
 class OutputConfig:
     """What the run writes; an empty name turns that output off."""
 
-    dir: str = "artifacts/outputs/run"
+    dir: str = "artifacts/outputs/run"  # every file output's folder
     # Video segments (Matroska, H.264) in dir/video/CAMERA/, named by camera and UTC start
     video: str = "recordings"
-    segment_s: float = field(default=60.0, metadata=_range(1, 3600))
+    segment_s: float = field(default=60.0, metadata=_range(1, 3600))  # length of a video segment
     # The oldest segments (and their snapshots, rotated event files, earlier runs' MOT files) go
     # beyond keep_gb (all cameras together) or keep_days, or while the output file system has
     # less than min_free_gb free; 0: no bound
     keep_gb: float = field(default=20.0, metadata=_range(0))
     keep_days: float = field(default=30.0, metadata=_range(0))
     min_free_gb: float = field(default=1.0, metadata=_range(0))
-    bitrate_kbps: int = field(default=4000, metadata=_range(100, 100000))
+    bitrate_kbps: int = field(default=4000, metadata=_range(100, 100000))  # H.264 bitrate
     overlay: bool = True  # boxes, track ids, classes and FPS on the video
     rtsp_port: int = field(default=0, metadata=_range(0, 65535))  # 0: no RTSP server
-    rtsp_path: str = "/edge"
+    rtsp_path: str = "/edge"  # the stream's path: rtsp://HOST:PORT/PATH
     rtsp_host: str = "127.0.0.1"  # address the RTSP server binds; "0.0.0.0": every interface
     # Clients must log in (RTSP digest) when rtsp_user is set; the password is never in this
     # file: it is read from rtsp_password_file
@@ -191,7 +192,7 @@ class PipelineConfig:
     # after restart_initial_s, doubling up to restart_max_s (back to the start after it has
     # worked that long); detection failing 5 times in a row exits (systemd restarts the service)
     restart_initial_s: float = field(default=1.0, metadata=_range(0.01, 600))
-    restart_max_s: float = field(default=60.0, metadata=_range(0.01, 3600))
+    restart_max_s: float = field(default=60.0, metadata=_range(0.01, 3600))  # see restart_initial_s
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ class HealthConfig:
 
     watchdog: bool = True
     metrics_port: int = field(default=0, metadata=_range(0, 65535))  # 0: no HTTP endpoint
-    metrics_host: str = "127.0.0.1"
+    metrics_host: str = "127.0.0.1"  # address the endpoint binds
     stall_s: float = field(default=10.0, metadata=_range(0.1, 3600))
 
 
@@ -213,7 +214,8 @@ class MqttConfig:
     `password_file` or from the environment variable named by `password_env`.
     """
 
-    enabled: bool = False
+    enabled: bool = False  # publish to the broker
+    # the broker's host name or address
     host: str = field(default="localhost", metadata=_pattern(r"\S+", "a host name or address"))
     port: int = field(default=1883, metadata=_range(1, 65535))
     client_id: str = ""  # "": edge-vision-DEVICE
@@ -224,21 +226,22 @@ class MqttConfig:
     topic_prefix: str = field(
         default="edge", metadata=_pattern(r"[^+#\x00]+", "a topic without '+', '#', NUL")
     )
-    keepalive_s: int = field(default=60, metadata=_range(5, 3600))
+    keepalive_s: int = field(default=60, metadata=_range(5, 3600))  # MQTT keepalive
     qos: int = field(default=1, metadata=_range(0, 2))
     protocol: str = field(default="3.1.1", metadata=_choices("3.1.1", "5"))
-    tls: bool = False
+    tls: bool = False  # connect over TLS
     ca_file: str = ""  # "": the system's certificate authorities
     cert_file: str = ""  # client certificate, with key_file
-    key_file: str = ""
-    username: str = ""
+    key_file: str = ""  # the client certificate's key
+    username: str = ""  # "": no login
     password_file: str = ""
     password_env: str = ""
-    spool_dir: str = "artifacts/spool"
+    spool_dir: str = "artifacts/spool"  # events wait here while the broker is away
     spool_max_mb: float = field(default=100.0, metadata=_range(0.01, 10**6))
     update_interval_s: float = field(default=5.0, metadata=_range(0.1, 86400))
     stats_interval_s: float = field(default=60.0, metadata=_range(1, 86400))
     reconnect_initial_s: float = field(default=1.0, metadata=_range(0.01, 600))
+    # longest wait between tries
     reconnect_max_s: float = field(default=60.0, metadata=_range(0.01, 3600))
     # A new track's crop on CAMERA/snapshot, retained (the latest only, never spooled): at most
     # one per camera this often (the newest track waits its turn); 0: every new track
