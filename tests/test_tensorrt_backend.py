@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -335,6 +337,92 @@ def test_missing_tensorrt_falls_back_with_auto_and_fails_when_asked_for(
             open_engine(path, backend)
     with pytest.raises(EdgeError, match=r"is a TensorRT engine: ONNX Runtime runs the \.onnx"):
         open_engine(onnx.with_suffix(".engine"), "onnxruntime")
+
+
+NO_CUDA = "no CUDA-capable device is detected"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda engine: fake_tensorrt.switch(init_error=NO_CUDA),
+            r"CUDA cannot start here \(cuInit failed: no CUDA-capable device is detected\): the "
+            r"service's user needs the `video` group .*NVIDIA runtime",
+        ),
+        (
+            lambda engine: engine.write_bytes(b"damaged"),
+            r"cannot deserialize scale\.engine: .*rebuild it on this device with `make engines`",
+        ),
+        (
+            lambda engine: sidecar_path(engine).write_text("{"),
+            r"scale\.engine\.json is not a valid engine sidecar .*: rebuild it .*`make engines`",
+        ),
+        (
+            lambda engine: sidecar_path(engine).unlink(),
+            r"scale\.engine has no sidecar to check it against scale\.onnx: rebuild it",
+        ),
+        (
+            lambda engine: engine.unlink(),
+            r"no TensorRT engine scale\.engine beside scale\.onnx: build it with `make engines`",
+        ),
+    ],
+    ids=["cuInit", "deserialize", "bad sidecar", "no sidecar", "no engine"],
+)
+def test_auto_falls_back_with_one_line_naming_cause_and_fix(
+    gpu: fake_tensorrt.FakeGpu,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[Path], None],
+    message: str,
+) -> None:
+    onnx = scale_model(tmp_path / "scale.onnx", ["batch", 3])
+    damage(build(onnx, tmp_path, "scale"))
+    with caplog.at_level(logging.WARNING), open_engine(onnx) as engine:
+        assert not isinstance(engine, TensorRTEngine)
+        np.testing.assert_array_equal(engine.run({"x": np.ones((1, 3), np.float32)})["y"], 2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert re.fullmatch(
+        ".*" + message + r".*; running scale\.onnx with ONNX Runtime instead", warnings[0]
+    )
+    with pytest.raises(EdgeError, match=message) as caught:
+        open_engine(onnx, "tensorrt")
+    assert "\n" not in str(caught.value)
+    assert (gpu.memory, gpu.pinned, gpu.streams) == ({}, {}, set()), "what was made is freed"
+
+
+def test_no_tensorrt_and_no_engine_is_the_cpu_path_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    onnx = scale_model(tmp_path / "scale.onnx", ["batch", 3])
+    with caplog.at_level(logging.WARNING), open_engine(onnx) as engine:
+        assert not isinstance(engine, TensorRTEngine)
+    assert not caplog.records
+    with pytest.raises(EdgeError, match=r"requirements-jetson\.txt"):
+        open_engine(onnx, "tensorrt")
+
+
+def test_fp16_precision_runs_the_fp16_engine_built_from_the_fp32_model(
+    gpu: fake_tensorrt.FakeGpu, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`precision = "fp16"` picks NAME_fp16.onnx; TensorRT's FP16 engine is built from the FP32
+    NAME.onnx (`make engines`), so that is the engine it gets."""
+    onnx = scale_model(tmp_path / "scale.onnx", ["batch", 3])
+    fp16 = scale_model(tmp_path / "scale_fp16.onnx", ["batch", 3])
+    build(onnx, tmp_path, "scale")
+    with open_engine(fp16) as engine:
+        assert isinstance(engine, TensorRTEngine)
+        assert (engine.path.name, engine.precision) == ("scale.engine", "fp16")
+    build(onnx, tmp_path, "scale", fp16=False)
+    with caplog.at_level(logging.WARNING), open_engine(fp16) as engine:
+        assert not isinstance(engine, TensorRTEngine)
+    expected = (
+        r"scale\.engine is an FP32 engine, but scale_fp16\.onnx asks for FP16: .*make engines"
+    )
+    assert re.search(expected, caplog.text)
+    with pytest.raises(EdgeError, match=expected):
+        open_engine(fp16, "tensorrt")
 
 
 def test_engine_runs_on_another_thread(gpu: fake_tensorrt.FakeGpu, tmp_path: Path) -> None:

@@ -30,9 +30,10 @@ def open_engine(
     Args:
         path: model file (`.onnx`, or a TensorRT `.engine`).
         backend: one of BACKENDS. `auto` runs an `.engine` with TensorRT, and an `.onnx` with
-            TensorRT when an up-to-date engine lies beside it (same name, `.engine`) and
-            TensorRT is here, else with ONNX Runtime (logging why). `tensorrt` on an `.onnx`
-            requires that engine.
+            TensorRT when an up-to-date engine lies beside it (same name, `.engine`; for
+            `NAME_fp16.onnx` the FP16 engine `NAME.engine`) and TensorRT can run it, else with
+            ONNX Runtime, logging one warning line with the cause and fix (none on a machine
+            without TensorRT or engines). `tensorrt` on an `.onnx` requires that engine.
         threads: CPU threads for ONNX Runtime (0: its default).
         gated: refuse an INT8 model whose metadata lacks a passed accuracy gate
             (`edge.engines.precision`); False only to measure such a model against FP32.
@@ -54,9 +55,7 @@ def open_engine(
         )
     if path.suffix == ".engine" and backend == "onnxruntime":
         raise EdgeError(f"{path.name} is a TensorRT engine: ONNX Runtime runs the .onnx model")
-    if backend != "onnxruntime" and (
-        backend == "tensorrt" or path.suffix == ".engine" or path.with_suffix(".engine").is_file()
-    ):
+    if backend != "onnxruntime":
         from edge.engines.tensorrt import open_tensorrt
 
         engine = open_tensorrt(path, required=backend == "tensorrt" or path.suffix == ".engine")

@@ -43,6 +43,15 @@ def precision_path(model: str | Path, precision: str) -> Path:
     return model.with_name(f"{model.stem}_{precision}.onnx")
 
 
+def engine_source(model: Path) -> Path:
+    """The ONNX model a TensorRT engine of `model` is built from: the FP32 model for its FP16
+    variant (`NAME_fp16.onnx` -> `NAME.onnx`: TensorRT's FP16 flag makes the FP16 engine from
+    FP32 weights, `NAME.engine`), else `model` itself (`NAME_int8.onnx` -> `NAME_int8.engine`)."""
+    if model.suffix == ".onnx" and model.stem.endswith("_fp16"):
+        return model.with_name(model.stem.removesuffix("_fp16") + model.suffix)
+    return model
+
+
 def precision_of(metadata: Mapping[str, str]) -> str:
     """The precision an ONNX model's metadata records (FP32 when it records none)."""
     return metadata.get(PRECISION_KEY, "fp32")

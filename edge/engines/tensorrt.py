@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from edge.engines.base import InferenceEngine, TensorInfo
+from edge.engines.precision import engine_source
 from edge.engines.sidecar import REBUILD_HINT, Sidecar, Target, read_sidecar
 from edge.errors import EdgeError
 from edge.files import sha256
@@ -55,6 +56,10 @@ INSTALL_HINT = (
     "on a Jetson TensorRT comes with JetPack (make the virtualenv with --system-site-packages) "
     "and pycuda from `pip install -r requirements-jetson.txt` (with /usr/local/cuda/bin on PATH)"
 )
+CUDA_HINT = (
+    "the service's user needs the `video` group (`sudo usermod -aG video USER`, in effect from "
+    "its next start), and a container the NVIDIA runtime (`docker run --runtime nvidia`)"
+)
 MIN_TENSORRT = 10
 TOO_OLD_HINT = "TensorRT 10 or newer: JetPack 6.1+"
 # The board model (e.g. "NVIDIA Jetson AGX Orin Developer Kit"); absent off a Jetson.
@@ -67,6 +72,21 @@ class TensorRTMissing(EdgeError):
 
 class UnusableEngine(EdgeError):
     """The engine is missing, stale or built for another TensorRT version or GPU."""
+
+
+def cuda_init() -> None:
+    """Initialize the CUDA driver (cuInit).
+
+    Raises:
+        EdgeError: CUDA cannot start here (no GPU visible to this user or container), with
+            pycuda's message and the usual fixes.
+    """
+    import pycuda.driver as cuda
+
+    try:
+        cuda.init()
+    except cuda.Error as exc:
+        raise EdgeError(f"CUDA cannot start here ({exc}): {CUDA_HINT}") from exc
 
 
 def import_tensorrt() -> None:
@@ -102,7 +122,7 @@ def current_target() -> Target:
     import pycuda.driver as cuda
     import tensorrt as trt
 
-    cuda.init()
+    cuda_init()
     device = cuda.Device(0)
     major, minor = device.compute_capability()
     return Target(
@@ -189,7 +209,9 @@ def check_engine(engine: Path, onnx: Path | None = None) -> Sidecar | None:
     sidecar = read_sidecar(engine)
     if sidecar is None:
         if onnx is not None:
-            raise UnusableEngine(f"{engine.name} has no sidecar to check it against {onnx.name}")
+            raise UnusableEngine(
+                f"{engine.name} has no sidecar to check it against {onnx.name}: {REBUILD_HINT}"
+            )
         log.warning("%s has no sidecar: its TensorRT version and GPU are not checked", engine.name)
         return None
     problem = sidecar.foreign_to(current_target())
@@ -203,24 +225,44 @@ def check_engine(engine: Path, onnx: Path | None = None) -> Sidecar | None:
 def open_tensorrt(path: Path, required: bool) -> InferenceEngine | None:
     """Open `path` (an `.engine`, or an `.onnx` whose engine lies beside it) with TensorRT.
 
+    The engine of an FP16 variant (`NAME_fp16.onnx`) is the FP16 engine built from the FP32
+    model (`NAME.engine`, see `engine_source`).
+
     Args:
         path: the model file.
-        required: raise when TensorRT is missing or the engine unusable; otherwise (backend
-            `auto` on an `.onnx`) log a warning and return None so ONNX Runtime runs it.
+        required: raise when TensorRT cannot run it; otherwise (backend `auto` on an `.onnx`)
+            log one warning line with the cause and its fix and return None, so that ONNX
+            Runtime runs it. A machine without TensorRT and without an engine beside the model
+            returns None silently: ONNX Runtime is its backend.
 
     Raises:
-        EdgeError: as `TensorRTEngine`, and for the reasons above when `required`.
+        EdgeError: when `required`, one line naming why TensorRT cannot run it and the fix:
+            TensorRT or pycuda missing or too old, CUDA not starting (cuInit), no engine, an
+            invalid, stale or foreign sidecar, an engine TensorRT cannot deserialize.
     """
-    onnx = path if path.suffix == ".onnx" else None
+    onnx = engine_source(path) if path.suffix == ".onnx" else None
+    engine = (onnx or path).with_suffix(".engine")
     try:
         import_tensorrt()
-        sidecar = check_engine(path.with_suffix(".engine"), onnx)
-    except (TensorRTMissing, UnusableEngine) as exc:
+    except TensorRTMissing as exc:
+        if required:
+            raise
+        if engine.is_file():
+            log.warning("%s; running %s with ONNX Runtime instead", exc, path.name)
+        return None
+    try:
+        sidecar = check_engine(engine, onnx)
+        if onnx != path and sidecar is not None and sidecar.precision != "fp16":
+            raise UnusableEngine(
+                f"{engine.name} is an {sidecar.precision.upper()} engine, but {path.name} asks "
+                "for FP16: build the FP16 engine with `make engines` (without --fp32)"
+            )
+        return TensorRTEngine(engine, sidecar)
+    except EdgeError as exc:
         if required:
             raise
         log.warning("%s; running %s with ONNX Runtime instead", exc, path.name)
         return None
-    return TensorRTEngine(path.with_suffix(".engine"), sidecar)
 
 
 # ------------------------------------------------------------------------- the shared CUDA context
@@ -237,7 +279,7 @@ def primary_context() -> cuda.Context:
 
     with _PRIMARY_LOCK:
         if _PRIMARY is None:
-            cuda.init()
+            cuda_init()
             _PRIMARY = cuda.Device(0).retain_primary_context()
             if not _RELEASE_AT_EXIT.is_set():
                 _RELEASE_AT_EXIT.set()
@@ -297,8 +339,11 @@ class TensorRTEngine(InferenceEngine):
             sidecar: its sidecar, or None for an engine without one.
 
         Raises:
-            EdgeError: the engine cannot be deserialized (damaged, or built elsewhere).
+            EdgeError: the engine cannot be deserialized (damaged, or built elsewhere), or CUDA
+                fails (e.g. out of memory).
         """
+        import pycuda.driver as cuda
+
         header, plan = split_header(path.read_bytes())
         self.path = path
         self.metadata = dict(sidecar.onnx_metadata) if sidecar else header
@@ -312,8 +357,14 @@ class TensorRTEngine(InferenceEngine):
         try:
             with self._active():
                 self._load(plan, None if dla is None else int(dla))
-        except BaseException:
+        except BaseException as exc:
             self.close()
+            if isinstance(exc, cuda.Error):
+                raise EdgeError(
+                    f"CUDA failed while opening {path.name} ({exc}): close other programs "
+                    "using the GPU (the Jetson's memory is shared with the CPU) or use smaller "
+                    "profiles (`python -m edge engines --force --batch MODEL:MIN,OPT,MAX`)"
+                ) from exc
             raise
 
     def _load(self, plan: bytes, dla_core: int | None) -> None:
