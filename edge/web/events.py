@@ -78,9 +78,11 @@ class EventIndex:
         """Take in what the events files gained since the last update; forget files gone."""
         with self._lock:
             wanted = {str(path): path for path in files}
-            known = dict(self._db.execute("SELECT path, inode FROM files").fetchall())
-            for gone in set(known) - set(wanted):
-                self._forget(gone)
+            # Files gone, replaced or cut short are forgotten before any is read: after a
+            # rotation the full piece (the old file, renamed) is then read in again whole.
+            for name, inode, offset in self._db.execute("SELECT * FROM files").fetchall():
+                if name not in wanted or not _same_file(wanted[name], inode, offset):
+                    self._forget(name)
             for name, path in wanted.items():
                 self._read(name, path)
             self._db.commit()
@@ -97,11 +99,7 @@ class EventIndex:
                 row = self._db.execute(
                     "SELECT inode, offset FROM files WHERE path = ?", (name,)
                 ).fetchone()
-                offset = 0
-                if row is not None and row[0] == inode and row[1] <= size:
-                    offset = row[1]
-                elif row is not None:  # replaced or truncated: read it again
-                    self._forget(name)
+                offset = row[1] if row is not None and row[0] == inode and row[1] <= size else 0
                 stream.seek(offset)
                 data = stream.read(size - offset)
         except FileNotFoundError:
@@ -147,6 +145,15 @@ class EventIndex:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+def _same_file(path: Path, inode: int, offset: int) -> bool:
+    """Whether `path` is still the file the index read `offset` bytes of."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return False
+    return status.st_ino == inode and status.st_size >= offset
 
 
 def _row(file: str, line: bytes) -> tuple[Any, ...] | None:

@@ -1,0 +1,206 @@
+"""The web server in-process, over real HTTP on loopback: password file and CLI, login rate
+limit, CSRF and WebSocket origin checks, TLS cookies, start-up failures that leave the cameras
+running, the config's [web] checks, and a live feed that does nothing while nobody watches."""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.config import OutputConfig, WebConfig, load
+from edge.errors import EdgeError
+from edge.metrics import Metrics
+from edge.service.health import Health
+from edge.service.side_outputs import SideOutputs
+from edge.web import auth
+from edge.web.app import Device, WebServer, serve
+from edge.web.live import LiveFeed
+
+PASSWORD = "a long enough secret"
+
+
+def _device() -> Device:
+    metrics = {"cam0": Metrics()}
+    return Device({}, metrics, Health(metrics, None, 10.0), OutputConfig())
+
+
+def _config(folder: Path, **values: object) -> WebConfig:
+    auth.write_password(folder / "password", PASSWORD)
+    settings = {"password_file": str(folder / "password"), "state_dir": str(folder / "state")}
+    settings |= {"enabled": True, "port": 0}
+    return WebConfig(**{**settings, **values})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[WebServer]:
+    web = WebServer(_config(tmp_path), _device())
+    try:
+        yield web
+    finally:
+        web.close()
+
+
+def _request(
+    server: WebServer, method: str, path: str, body: str = "", **headers: str
+) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    if body:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    connection.request(method, path, body=body or None, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    return response
+
+
+def _login(server: WebServer, password: str, origin: str | None = None) -> http.client.HTTPResponse:
+    origin = origin if origin is not None else f"http://127.0.0.1:{server.port}"
+    return _request(server, "POST", "/login", f"password={password}", Origin=origin)
+
+
+def test_password_file_holds_only_a_scrypt_hash_mode_0600(tmp_path: Path) -> None:
+    path = tmp_path / "web" / "password"
+    auth.write_password(path, PASSWORD)
+    stored = path.read_text()
+    assert PASSWORD not in stored
+    assert stored.startswith("scrypt$16384$8$1$")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert auth.verify_password(stored, PASSWORD)
+    assert not auth.verify_password(stored, PASSWORD + "x")
+    assert not auth.verify_password("scrypt$garbage", PASSWORD)
+    path.chmod(0o644)  # set again over a file someone opened up: 0600 again
+    auth.write_password(path, PASSWORD)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(EdgeError, match="at least 8 characters"):
+        auth.write_password(path, "short")
+
+
+def _passwd(config: Path, *args: str, text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge", "web", "passwd", "--config", str(config), *args],
+        input=text, text=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_passwd_command_sets_the_password_the_config_names(tmp_path: Path) -> None:
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[web]\npassword_file = "{tmp_path}/pw"\n')
+    done = _passwd(config, "--stdin", text=PASSWORD + "\n")
+    assert done.returncode == 0, done.stderr
+    assert auth.verify_password((tmp_path / "pw").read_text(), PASSWORD)
+    again = _passwd(config, "--stdin", "--if-missing", text="another password\n")
+    assert "already set" in again.stdout
+    assert auth.verify_password((tmp_path / "pw").read_text(), PASSWORD)
+    short = _passwd(config, "--stdin", text="short\n")
+    assert short.returncode == 2
+    assert short.stderr.strip().splitlines() == [
+        "edge web: error: the password needs at least 8 characters"
+    ]
+
+
+def test_failed_logins_are_rate_limited_per_address(server: WebServer) -> None:
+    for _ in range(auth.FAILURES):
+        assert _login(server, "wrong password").status == 401
+    limited = _login(server, PASSWORD)  # even the right one waits now
+    assert limited.status == 429
+    assert 0 < int(limited.getheader("Retry-After") or 0) <= auth.WINDOW_S + 1
+
+
+def test_state_changing_requests_from_another_site_are_refused(server: WebServer) -> None:
+    assert _login(server, PASSWORD, origin="http://evil.example").status == 403
+    assert _login(server, PASSWORD, origin="").status == 403  # no Origin, no Referer
+    good = _login(server, PASSWORD)
+    assert good.status == 303
+    cookie = (good.getheader("Set-Cookie") or "").split(";")[0]
+    socket = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Cookie": cookie}  # fmt: skip
+    refused = _request(server, "GET", "/api/live/cam0", Origin="http://evil.example", **socket)
+    assert refused.status == 403
+
+
+def test_session_cookie_is_http_only_strict_and_secure_under_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    web = WebServer(_config(tmp_path, cert_file=str(cert), key_file=str(key)), _device())
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        connection = http.client.HTTPSConnection("127.0.0.1", web.port, context=context)
+        connection.request(
+            "POST", "/login", body=f"password={PASSWORD}",
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "Origin": f"https://127.0.0.1:{web.port}"},
+        )  # fmt: skip
+        response = connection.getresponse()
+        flags = {
+            part.strip().lower() for part in (response.getheader("Set-Cookie") or "").split(";")
+        }
+        assert response.status == 303
+        assert {"httponly", "secure", "samesite=strict"} <= flags
+    finally:
+        web.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ("no password", "no web password set"),
+        ("port taken", "cannot serve the web page on 127.0.0.1"),
+        ("bad certificate", "cannot load web.cert_file"),
+    ],
+)
+def test_a_page_that_cannot_start_is_degraded_not_fatal(
+    tmp_path: Path, server: WebServer, change: str, problem: str
+) -> None:
+    config = _config(tmp_path)
+    if change == "no password":
+        config = WebConfig(password_file=str(tmp_path / "missing"), state_dir=str(tmp_path))
+    elif change == "port taken":
+        config = _config(tmp_path, port=server.port)
+    else:
+        (tmp_path / "cert.pem").write_text("not a certificate")
+        config = _config(tmp_path, cert_file=str(tmp_path / "cert.pem"), key_file="k.pem")
+    side_outputs = SideOutputs(Metrics())
+    assert serve(config, _device(), side_outputs) is None
+    reason = side_outputs.degraded()["web"]
+    assert problem in reason
+    assert reason.endswith("the web page is off")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["web.cert_file='c.pem'"], "config key 'web.key_file': HTTPS needs both"),
+        (["web.port=70000"], "config key 'web.port': expected a value in [0, 65535]"),
+        (["web.session_h=0"], "config key 'web.session_h'"),
+        (["web.host=''"], "config key 'web.host': expected a host name or address"),
+    ],
+)
+def test_web_config_errors_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(EdgeError) as error:
+        load(None, overrides)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_live_feed_encodes_nothing_without_a_viewer() -> None:
+    feed = LiveFeed("cam0")
+    frame = np.zeros((48, 64, 3), np.uint8)
+    feed.offer(frame, time.time())
+    assert feed._pending is None  # no viewer: the frame is not even kept
+    feed.viewers = 1
+    feed.offer(frame, 1.5)
+    assert feed._pending is not None
+    assert feed._pending[0] is frame  # kept by reference: no copy in the pipeline's thread
