@@ -1,11 +1,11 @@
 """`python -m benchmarks interval [--intervals 0,1,2,4]`: what `detector.interval` costs.
 
 Runs `python -m edge run` over the sample video (detect + track, colorization off, MOT rows out)
-once per interval, each in a fresh process, and scores each run's tracks against the interval-0
-run's with the MOT metrics (IDF1, MOTA, ID switches; interval 0 is the reference, so its own row
-is 1.0 by construction). Beside them: the frame rate and the process's CPU time per frame and
-CPU use, read from the run's `/metrics` and `/proc` after the first `--warmup` frames (so model
-loading does not count).
+once per interval, each in a fresh process, and scores each run's tracks against the ground
+truth (`--gt`, frames up to its last; IDF1, MOTA, ID switches) and against the interval-0 run's
+(agreement; interval 0 is the reference, so its own row is 1.0 by construction). Beside them:
+the frame rate and the process's CPU time per frame and CPU use, read from the run's `/metrics`
+and `/proc` after the first `--warmup` frames (so model loading does not count).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from benchmarks.mot_metrics import accumulate, load_mot, summarize
 from benchmarks.processes import EdgeProcess, Sample
 from benchmarks.report import Report, add_output_arguments, arguments, machine_line, table
-from edge import paths
+from benchmarks.tracking import GT, VIDEO, scores
 from edge.errors import EdgeError
 
 
@@ -89,8 +89,9 @@ def run_interval(args: argparse.Namespace) -> list[dict[str, Any]]:
             if not tracks:
                 raise EdgeError(f"interval 0 gave no tracks ({mot}): nothing to score against")
             reference = tracks
-        scores = summarize({"run": accumulate(reference, tracks)})["run"]
-        runs.append({"interval": interval, **measured, "mot": scores})
+        agreement = summarize({"run": accumulate(reference, tracks)})["run"]
+        truth = scores(args.gt, tracks, args.frames or None) if args.gt.is_file() else None
+        runs.append({"interval": interval, **measured, "mot": agreement, "gt": truth})
         report.add("runs", runs)  # what is measured so far stays on disk
     report.finish(markdown(report.data))
     return runs
@@ -102,17 +103,22 @@ def markdown(data: Mapping[str, Any]) -> str:
     reference_fps = runs[0]["fps"]
     rows = [
         [r["interval"], f"1 in {r['interval'] + 1}", r["fps"], f"{r['fps'] / reference_fps:.2f}×",
-         r["cpu_s_per_frame"] * 1000, r["cpu_percent"], r["mot"]["idf1"], r["mot"]["mota"],
-         int(r["mot"]["num_switches"]), r["mot"]["recall"], r["mot"]["precision"]]
+         r["cpu_s_per_frame"] * 1000, r["cpu_percent"],
+         *([r["gt"]["idf1"], r["gt"]["mota"], int(r["gt"]["num_switches"])] if r["gt"]
+           else ["-"] * 3),
+         r["mot"]["idf1"], r["mot"]["mota"], int(r["mot"]["num_switches"])]
         for r in runs
     ]  # fmt: skip
     return "\n".join([
         f"# detector.interval: {Path(data['config']['video']).name}", "", machine_line(data), "",
-        "Tracks of each interval scored against interval 0's (the reference); FPS and CPU after "
-        f"{data['config']['warmup']} warm-up frames, {runs[0]['frames']} frames measured at "
-        "interval 0.", "",
+        "Tracks of each interval scored against the ground truth "
+        f"({Path(data['config']['gt']).name}, where it covers the frames) and against "
+        "interval 0's tracks (agreement); FPS and CPU "
+        f"after {data['config']['warmup']} warm-up frames, {runs[0]['frames']} frames measured "
+        "at interval 0.", "",
         table(["interval", "detector runs on", "FPS", "× interval 0", "CPU ms/frame",
-               "CPU % of a core", "IDF1", "MOTA", "ID switches", "recall", "precision"], rows),
+               "CPU % of a core", "IDF1", "MOTA", "ID switches", "IDF1 vs interval 0",
+               "MOTA vs interval 0", "ID switches vs interval 0"], rows),
     ])  # fmt: skip
 
 
@@ -121,7 +127,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "interval", help="tracking agreement, FPS and CPU of detector.interval N against 0"
     )
-    parser.add_argument("--video", type=Path, default=paths.DATA / "opencv" / "vtest.avi")
+    parser.add_argument("--video", type=Path, default=VIDEO)
+    parser.add_argument("--gt", type=Path, default=GT, help="its ground truth, when there is one")
     parser.add_argument(
         "--intervals", type=intervals, default=[0, 1, 2, 4], help="from 0 (the reference)"
     )

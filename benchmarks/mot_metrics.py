@@ -11,11 +11,13 @@ from pathlib import Path
 
 import motmetrics as mm
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 # A frame's boxes: object ids (n,) and boxes (n, 4) as left, top, width, height.
 FrameBoxes = tuple[np.ndarray, np.ndarray]
 METRICS = ["mota", "motp", "idf1", "num_switches", "num_fragmentations", "num_false_positives",
            "num_misses", "recall", "precision", "mostly_tracked", "num_unique_objects"]  # fmt: skip
+_UNPAIRED = 1e6  # the assignment's cost of a pair too far apart to match
 
 
 def iou_distance(
@@ -35,25 +37,58 @@ def iou_distance(
     return np.where(distance > max_distance, np.nan, distance)
 
 
-def load_mot(path: Path) -> dict[int, FrameBoxes]:
-    """Boxes per frame from a MOTChallenge text file (`frame,id,left,top,width,height,...`)."""
+def load_mot(path: Path, ignored: bool | None = None) -> dict[int, FrameBoxes]:
+    """Boxes per frame from a MOTChallenge text file (`frame,id,left,top,width,height,...`).
+
+    Args:
+        path: the file.
+        ignored: ground truth only: None keeps every row; False the scored ones; True only the
+            rows marked 0 in column 7 ("ignore": people partly out of view).
+    """
     rows = np.loadtxt(path, delimiter=",", ndmin=2)
+    if ignored is not None and rows.shape[1] > 6:
+        rows = rows[(rows[:, 6] == 0) == ignored]
     return {
         int(frame): (rows[rows[:, 0] == frame, 1].astype(int), rows[rows[:, 0] == frame, 2:6])
         for frame in np.unique(rows[:, 0])
     }
 
 
+NONE: FrameBoxes = (np.zeros(0, int), np.zeros((0, 4)))
+
+
+def drop_ignored(
+    truth: FrameBoxes, ignored: FrameBoxes, hypotheses: FrameBoxes, max_distance: float = 0.5
+) -> FrameBoxes:
+    """The hypotheses less those that one-to-one matching with all ground truth (scored and
+    ignored boxes) pairs with an ignored box: they are neither hits nor false positives, as
+    MOTChallenge's and TrackEval's preprocessing has it."""
+    if not len(ignored[0]) or not len(hypotheses[0]):
+        return hypotheses
+    distances = iou_distance(np.concatenate([truth[1], ignored[1]]), hypotheses[1], max_distance)
+    rows, cols = linear_sum_assignment(np.nan_to_num(distances, nan=_UNPAIRED))
+    paired = distances[rows, cols] <= max_distance  # NaN (too far apart) compares False
+    dropped = cols[paired & (rows >= len(truth[0]))]
+    keep = np.setdiff1d(np.arange(len(hypotheses[0])), dropped)
+    return hypotheses[0][keep], hypotheses[1][keep]
+
+
 def accumulate(
-    truth: Mapping[int, FrameBoxes], hypotheses: Mapping[int, FrameBoxes], max_distance: float = 0.5
+    truth: Mapping[int, FrameBoxes],
+    hypotheses: Mapping[int, FrameBoxes],
+    max_distance: float = 0.5,
+    ignored: Mapping[int, FrameBoxes] | None = None,
 ) -> mm.MOTAccumulator:
-    """Match ground truth and tracker output frame by frame (IoU >= 1 - max_distance)."""
+    """Match ground truth and tracker output frame by frame (IoU >= 1 - max_distance); tracker
+    boxes on `ignored` ground truth (`drop_ignored`) are not scored."""
     accumulator = mm.MOTAccumulator(auto_id=False)
-    none: FrameBoxes = (np.zeros(0, int), np.zeros((0, 4)))
     for frame in sorted(set(truth) | set(hypotheses)):
-        (gt_ids, gt_boxes), (hyp_ids, hyp_boxes) = (
-            truth.get(frame, none),
-            hypotheses.get(frame, none),
+        gt_ids, gt_boxes = truth.get(frame, NONE)
+        hyp_ids, hyp_boxes = drop_ignored(
+            truth.get(frame, NONE),
+            (ignored or {}).get(frame, NONE),
+            hypotheses.get(frame, NONE),
+            max_distance,
         )
         distances = iou_distance(gt_boxes, hyp_boxes, max_distance)
         accumulator.update(list(gt_ids), list(hyp_ids), distances, frameid=frame)

@@ -1,22 +1,31 @@
-"""`python -m benchmarks tracking --gt GT --video VIDEO`: MOTA, IDF1, ID switches, fragmentations.
+"""`python -m benchmarks tracking`: MOTA, IDF1, ID switches, FP, FN, fragmentations on real footage.
 
-Runs our detector, embedder and tracker over the video (as `edge track` does), writes the tracks
-in MOTChallenge format and scores them against the ground truth with motmetrics. With `--tracks`
-instead of `--video` it scores an existing MOTChallenge tracker file (e.g. motmetrics' own
-TUD-Campus sample, whose published scores check the metric code).
+By default it scores frames 1-400 of the sample video (PETS09-S2L1) against their ground truth:
+the runtime (as `edge track` runs it) on the color video and as a GRAY8 camera (`make demo`'s
+input), each with its frame rate; `section.key=value` arguments change the config of both runs.
+`--methods` adds the association methods tried for the default (`docs/tracking.md`), replayed on
+detections cached per frame (`benchmarks.replay`), at detector.interval 0 and 1: every method
+sees the same boxes, and a rerun takes seconds. With `--tracks` it scores an existing
+MOTChallenge file instead (e.g. motmetrics' TUD-Campus sample, whose published scores check
+the metric code). Ground-truth rows marked 0 in column 7 are ignore regions: tracks on them are
+neither hits nor false positives (`benchmarks.mot_metrics.drop_ignored`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.mot_metrics import FrameBoxes, accumulate, load_mot, summarize
+from benchmarks.replay import CachedFrames, cached_detections, every_nth, replay
 from benchmarks.report import (
     Report,
     add_output_arguments,
@@ -25,12 +34,16 @@ from benchmarks.report import (
     require_model,
     table,
 )
-from edge.config import DetectorConfig, TrackerConfig
+from edge import paths
+from edge.config import DetectorConfig, TrackerConfig, load, parse_override
 from edge.errors import EdgeError
+from edge.models.tracker import Tracker
 from edge.runtime import run, tracking_config
 
 log = logging.getLogger(__name__)
 MOT_FORMAT = "frame,id,left,top,width,height[,conf,...]: comma-separated numbers"
+VIDEO = paths.DATA / "opencv" / "vtest.avi"  # PETS09-S2L1
+GT = paths.ROOT.parent.parent / "shared" / "data" / "pets09-s2l1" / "gt-frames-1-400.txt"
 
 
 def load_truth(path: Path) -> dict[int, FrameBoxes]:
@@ -40,7 +53,8 @@ def load_truth(path: Path) -> dict[int, FrameBoxes]:
         EdgeError: the file is missing, empty or not MOTChallenge text.
     """
     if not path.is_file():
-        raise EdgeError(f"ground-truth file not found: {path}")
+        where = " (the sample video's is in shared/data/pets09-s2l1/ beside the repository)"
+        raise EdgeError(f"ground-truth file not found: {path}{where if path == GT else ''}")
     if not path.read_text().strip():
         raise EdgeError(f"{path} is empty: no ground-truth boxes")
     try:
@@ -62,79 +76,149 @@ def load_truth(path: Path) -> dict[int, FrameBoxes]:
     return load_mot(path)
 
 
-def track_video(args: argparse.Namespace, mot_path: Path) -> int:
+def scores(
+    gt: Path, tracks: Mapping[int, FrameBoxes], frames: int | None = None
+) -> dict[str, float]:
+    """MOT metrics of tracks against the ground truth (its ignore rows not scored), on frames
+    up to `frames` (None: all)."""
+    truth, ignored = (
+        {f: b for f, b in load_mot(gt, ignored=flag).items() if frames is None or f <= frames}
+        for flag in (False, True)
+    )
+    return summarize({"run": accumulate(truth, tracks, ignored=ignored)})["run"]
+
+
+def track_video(args: argparse.Namespace, color_format: str, mot_path: Path) -> dict[str, Any]:
     """Track the video with the runtime (as `edge track`) into a MOTChallenge file; return the
-    frames done."""
+    run's summary numbers (frames, FPS)."""
     require_model("detector", args.detector)
     require_model("embedder", args.reid)
     settings = {
         "source.max_frames": args.frames or 0,
+        "source.format": color_format,
         "detector.model": str(args.detector),
         "detector.backend": args.backend,
-        "detector.classes": args.classes,
-        "detector.confidence": args.conf,
         "tracker.reid_model": str(args.reid),
     }
-    config = tracking_config(args.video, mot_path.with_suffix(".jsonl"), mot_path, settings)
-    return int(run(config)["frames"])
+    settings |= {f"{section}.{key}": v for section, key, v in map(parse_override, args.overrides)}
+    return run(tracking_config(args.video, mot_path.with_suffix(".jsonl"), mot_path, settings))
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way of tracking tried on frames 1-400: config overrides on top of the defaults."""
+
+    name: str
+    settings: Mapping[str, Any]
+
+
+# Each row changes one thing from the row it names (docs/tracking.md says what each does).
+BEFORE = {"detector.confidence": 0.25, "detector.classes": ["Normal"], "tracker.max_age": 30,
+          "tracker.n_init": 3, "tracker.max_cosine_distance": 0.2, "tracker.max_iou_distance": 0.7,
+          "tracker.nn_budget": 100, "tracker.high_confidence": 0.0,
+          "tracker.birth_confidence": 0.0, "tracker.ema_alpha": 0.0}  # fmt: skip
+METHODS = [
+    Method("before: DeepSORT, Normal, confidence 0.25", BEFORE),
+    Method("today's defaults", {}),
+]
+
+
+def replay_method(
+    cache: CachedFrames, method: Method, gt: Path, interval: int, names: Sequence[str]
+) -> dict[str, float]:
+    """Score one method on cached detections at a detector interval; adds the tracker's
+    milliseconds per frame."""
+    config = load(None, [f"{k}={json.dumps(v)}" for k, v in method.settings.items()])
+    classes = [names.index(c) for c in config.detector.classes] or None
+    frames = cache.select(config.detector.confidence, classes)
+    tracker = Tracker.from_config(config.tracker)
+    started = time.perf_counter()
+    tracks = replay(every_nth(frames, interval), tracker)
+    seconds = time.perf_counter() - started
+    return {**scores(gt, tracks, len(frames)), "tracker_ms": 1000 * seconds / len(frames)}
+
+
+def run_methods(args: argparse.Namespace, report: Report) -> None:
+    """Replay every method on both color formats' cached detections, at interval 0 and 1."""
+    rows = []
+    for color_format in args.formats:
+        cache = cached_detections(args.video, args.frames, color_format, args.detector, args.reid)
+        for method in METHODS:
+            for interval in (0, 1):
+                metrics = replay_method(cache, method, args.gt, interval, cache.names)
+                rows.append({"method": method.name, "format": color_format,
+                             "interval": interval, "metrics": metrics})  # fmt: skip
+                report.add("methods", rows)
 
 
 def markdown(data: Mapping[str, Any]) -> str:
     """The tracking scores as Markdown."""
-    metrics = data["metrics"]
-    return "\n".join([
-        f"# Tracking quality: {'/'.join(Path(data['config']['gt']).parts[-2:])}",
-        "",
-        machine_line(data),
-        "",
-        f"Tracks: {data['tracks_source']}.",
-        "",
-        table(
-            ["MOTA", "IDF1", "ID switches", "fragmentations", "recall", "precision", "MOTP",
-             "objects"],
-            [[metrics["mota"], metrics["idf1"], int(metrics["num_switches"]),
-              int(metrics["num_fragmentations"]), metrics["recall"], metrics["precision"],
-              metrics["motp"], int(metrics["num_unique_objects"])]],
-        ),
-    ])  # fmt: skip
+    header = ["MOTA", "IDF1", "ID switches", "FP", "FN", "fragmentations", "recall", "precision"]
+
+    def cells(m: Mapping[str, float]) -> list[object]:
+        return [m["mota"], m["idf1"], int(m["num_switches"]), int(m["num_false_positives"]),
+                int(m["num_misses"]), int(m["num_fragmentations"]), m["recall"],
+                m["precision"]]  # fmt: skip
+
+    lines = [
+        f"# Tracking quality: {'/'.join(Path(data['config']['gt']).parts[-2:])}", "",
+        machine_line(data), "",
+        table(["run", "frames", "FPS", *header],
+              [[r["run"], r["frames"], r.get("fps", "-"), *cells(r["metrics"])]
+               for r in data.get("runs", [])]),
+    ]  # fmt: skip
+    if data.get("methods"):
+        lines += [
+            "Methods, replayed on the same cached detections (tracker ms per frame only):", "",
+            table(["method", "format", "interval", *header, "tracker ms"],
+                  [[r["method"], r["format"], r["interval"], *cells(r["metrics"]),
+                    r["metrics"]["tracker_ms"]] for r in data["methods"]]),
+        ]  # fmt: skip
+    return "\n".join(lines)
 
 
-def run_tracking(args: argparse.Namespace) -> dict[str, float]:
+def run_tracking(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The `tracking` command."""
-    if (args.video is None) == (args.tracks is None):
-        raise EdgeError("give exactly one of --video (track it now) and --tracks (score a file)")
-    truth = load_truth(args.gt)
-    config = arguments(args)
-    report = Report(args.name, args.output, config)
-    if args.video is not None:
-        tracks = report.output / f"{args.name}.mot.txt"
-        frames = track_video(args, tracks)
-        report.add("tracks_source", f"our runtime on {args.video.name}, {frames} frames")
-        # Ground truth beyond the frames tracked would count as misses.
-        truth = {f: boxes for f, boxes in truth.items() if f <= frames}
+    load_truth(args.gt)  # checked before anything runs
+    report = Report(args.name, args.output, arguments(args))
+    runs: list[dict[str, Any]] = []
+    if args.tracks is not None:
+        tracks = load_truth(args.tracks)
+        runs.append({"run": f"the tracker file {args.tracks}", "frames": len(tracks),
+                     "metrics": scores(args.gt, tracks)})  # fmt: skip
     else:
-        tracks = args.tracks
-        report.add("tracks_source", f"the tracker file {args.tracks}")
-    metrics = summarize({"run": accumulate(truth, load_truth(tracks) if args.tracks else
-                                           load_mot(tracks))})["run"]  # fmt: skip
-    report.add("metrics", metrics)
+        for color_format in args.formats:
+            suffix = "" if color_format == args.formats[0] else f"-{color_format.lower()}"
+            mot = report.output / f"{args.name}{suffix}.mot.txt"
+            done = track_video(args, color_format, mot)
+            # Ground truth beyond the frames tracked would count as misses.
+            metrics = scores(args.gt, load_mot(mot) if mot.stat().st_size else {}, done["frames"])
+            runs.append({"run": f"edge track, {color_format}", "frames": done["frames"],
+                         "fps": done["fps"], "metrics": metrics})  # fmt: skip
+            report.add("runs", runs)
+    report.add("runs", runs)
+    report.add("metrics", runs[0]["metrics"])
+    if args.methods:
+        run_methods(args, report)
     report.finish(markdown(report.data))
-    return metrics
+    return runs
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `tracking` command."""
     parser = subparsers.add_parser("tracking", help="MOT metrics against ground truth")
-    parser.add_argument("--gt", type=Path, required=True, help="MOTChallenge ground truth")
-    parser.add_argument("--video", type=Path, help="the video the ground truth belongs to")
+    parser.add_argument("--gt", type=Path, default=GT, help="MOTChallenge ground truth")
+    parser.add_argument("--video", type=Path, default=VIDEO, help="the video it belongs to")
     parser.add_argument("--tracks", type=Path, help="score this MOTChallenge file instead")
-    parser.add_argument("--frames", type=int, default=None, help="track only the first N frames")
+    parser.add_argument("--frames", type=int, default=400, help="track the first N frames (0: all)")
+    parser.add_argument(
+        "--formats", nargs="+", choices=["BGR", "GRAY8"], default=["BGR", "GRAY8"],
+        help="source.format of each run: the color video, and as a monochrome camera",
+    )  # fmt: skip
+    parser.add_argument("--methods", action="store_true", help="replay the methods table too")
     parser.add_argument("--detector", type=Path, default=DetectorConfig().model)
     parser.add_argument("--reid", type=Path, default=TrackerConfig().reid_model)
-    parser.add_argument("--classes", nargs="+", default=DetectorConfig().classes, metavar="NAME")
-    parser.add_argument(
-        "--conf", type=float, default=DetectorConfig().confidence, help="detector confidence"
-    )
     parser.add_argument("--backend", default="auto", help="inference backend")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value")
     add_output_arguments(parser, "tracking")
     parser.set_defaults(func=run_tracking)

@@ -61,6 +61,7 @@ from edge.models.colorizer import Colorizer
 from edge.models.detector import Detector
 from edge.models.embedder import Embedder
 from edge.models.tracker import Tracker
+from edge.motion import MotionGate
 from edge.outputs.base import Sink
 from edge.types import Packet
 from edge.video.capture import FrameSource
@@ -93,6 +94,7 @@ class Models:
     colorizer: Colorizer | None
     colorize_mode: str  # frame, tracks, off
     detect_interval: int = 0  # detect on one frame in detect_interval + 1
+    motion: MotionGate | None = None  # the camera's own; None: detect whether or not it moves
 
 
 class FrameRate:
@@ -123,8 +125,13 @@ class Camera:
     rate: FrameRate = field(default_factory=FrameRate)
     to_detect: int = 0  # frames to skip before the next detection
 
-    def detection_due(self) -> bool:
-        """Whether this frame is detected (`detect_interval`); counts the frames between."""
+    def detection_due(self, packet: Packet) -> bool:
+        """Whether this frame is detected (`detect_interval`); counts the frames between. A
+        frame in which nothing moves is not (`packet.still`), and the next one that moves is."""
+        motion = self.models.motion
+        if motion is not None and not motion.moving(packet.frame.image):
+            packet.still, self.to_detect = True, 0
+            return False
         self.to_detect, due = self.to_detect - 1, self.to_detect == 0
         if due:
             self.to_detect = self.models.detect_interval
@@ -331,7 +338,7 @@ class Pipeline:
                     packets.append((index, packet))
             if failed:
                 continue  # drain, so no capture blocks on a dead stage
-            due = [(self.cameras[i], p) for i, p in packets if self.cameras[i].detection_due()]
+            due = [(self.cameras[i], p) for i, p in packets if self.cameras[i].detection_due(p)]
             try:
                 self._detect_retrying(due, backoff)
             except Exception as error:  # reported by run()
@@ -443,7 +450,12 @@ class Pipeline:
     def _track(camera: Camera, packet: Packet) -> Packet:
         started = time.perf_counter()
         tracker, detections = camera.models.tracker, packet.detections
-        packet.update = tracker.update(detections) if detections is not None else tracker.coast()
+        if packet.still:
+            packet.update = tracker.hold()
+        elif detections is not None:
+            packet.update = tracker.update(detections)
+        else:
+            packet.update = tracker.coast()
         _timed(camera, packet, "track", started)
         return packet
 

@@ -85,7 +85,8 @@ class Packet:
     """One frame on its way through the stages."""
 
     frame: Frame
-    detections: Detections | None = None
+    detections: Detections | None = None  # None: not detected (detector.interval, motion)
+    still: bool = False  # nothing moved (detector.motion): not detected, the tracks are held
     update: TrackUpdate | None = None
     image: np.ndarray | None = None  # BGR output frame (colorized where asked)
     timings: dict[str, float] = field(default_factory=dict)

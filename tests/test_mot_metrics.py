@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from benchmarks.mot_metrics import accumulate, iou_distance, load_mot, summarize
+from benchmarks.mot_metrics import accumulate, drop_ignored, iou_distance, load_mot, summarize
 from export.data import data_file
 
 # motmetrics' own expected values for these files (its tests/test_metrics.py).
@@ -47,3 +49,35 @@ def test_iou_distance(a: list[float], b: list[float], distance: float) -> None:
 
 def test_iou_distance_of_empty_frames_has_the_right_shape() -> None:
     assert iou_distance(np.zeros((0, 4)), np.ones((3, 4))).shape == (0, 3)
+
+
+def test_tracks_on_ignored_ground_truth_are_neither_hits_nor_false_positives() -> None:
+    truth = (np.array([1]), np.array([[0, 0, 10, 20]], float))
+    ignored = (np.array([2]), np.array([[100, 0, 10, 20]], float))
+    hypotheses = (
+        np.array([7, 8, 9]),
+        np.array([[1, 0, 10, 20], [101, 1, 10, 20], [300, 0, 10, 20]], float),
+    )
+    ids, _ = drop_ignored(truth, ignored, hypotheses)
+    assert ids.tolist() == [7, 9]  # the one on the ignored person goes; a false positive stays
+    scored = summarize({"run": accumulate({1: truth}, {1: hypotheses}, ignored={1: ignored})})
+    assert scored["run"]["num_false_positives"] == 1
+    assert scored["run"]["num_misses"] == 0
+
+
+def test_a_track_on_both_a_person_and_an_ignored_one_counts_for_the_person() -> None:
+    truth = (np.array([1]), np.array([[0, 0, 10, 20]], float))
+    ignored = (np.array([2]), np.array([[1, 0, 10, 20]], float))  # overlapping the person
+    hypotheses = (np.array([7]), np.array([[0, 0, 10, 20]], float))
+    assert drop_ignored(truth, ignored, hypotheses)[0].tolist() == [7]
+
+
+def test_load_mot_splits_scored_and_ignored_rows(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,0,0,10,20,1,-1,-1,-1\n1,2,50,0,10,20,0,-1,-1,-1\n2,1,1,0,10,20,1,-1,-1,-1\n")
+    assert {f: ids.tolist() for f, (ids, _) in load_mot(gt, ignored=False).items()} == {
+        1: [1],
+        2: [1],
+    }
+    assert {f: ids.tolist() for f, (ids, _) in load_mot(gt, ignored=True).items()} == {1: [2]}
+    assert len(load_mot(gt)[1][0]) == 2

@@ -232,8 +232,74 @@ def test_detections_without_embeddings_are_refused() -> None:
         ({"n_init": 0}, "n_init"),
         ({"max_cosine_distance": 0.0}, "max_cosine_distance must be within"),
         ({"max_iou_distance": 3.0}, "max_iou_distance"),
+        ({"high_confidence": 1.5}, "high_confidence must be within"),
+        ({"birth_confidence": -0.1}, "birth_confidence"),
+        ({"ema_alpha": 1.0}, "ema_alpha must be within"),
     ],
 )
 def test_bad_parameters_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Tracker(**kwargs)  # type: ignore[arg-type]
+
+
+def _person(x: float, confidence: float, look: int = 0) -> Detections:
+    """One person box at `x` with a fixed appearance (unit vector `look`)."""
+    embedding = np.zeros((1, 8), np.float32)
+    embedding[0, look] = 1.0
+    return Detections(
+        np.array([[x, 100, x + 40, 200]], np.float32),
+        np.array([confidence], np.float32),
+        np.array([0], np.int64),
+        {"embedding": embedding},
+    )
+
+
+@pytest.mark.parametrize("high", [0.0, 0.5])
+def test_a_fading_person_keeps_its_track(high: float) -> None:
+    tracker = Tracker(n_init=2, high_confidence=high)
+    for frame in range(3):
+        tracker.update(_person(100 + 3 * frame, 0.9))
+    # At 0.3 the person is below high_confidence 0.5: matched in the second association.
+    update = tracker.update(_person(109, 0.3))
+    assert [t.track_id for t in update.tracks] == [1]
+    assert update.tracks[0].confidence == pytest.approx(0.3)
+
+
+def test_a_low_confidence_detection_never_starts_a_track() -> None:
+    tracker = Tracker(n_init=1, high_confidence=0.5, birth_confidence=0.5)
+    updates = [tracker.update(_person(100 + 3 * f, 0.3)) for f in range(5)]
+    assert all(not u.tracks and not u.events for u in updates)
+    born = Tracker(n_init=1, high_confidence=0.2, birth_confidence=0.6)
+    assert not any(born.update(_person(100 + 3 * f, 0.4)).tracks for f in range(5))
+
+
+def test_ema_appearance_is_a_running_average() -> None:
+    tracker = Tracker(n_init=1, ema_alpha=0.75)
+    tracker.update(_person(100, 0.9, look=0))
+    tracker.update(_person(103, 0.9, look=1))
+    (track,) = tracker._tracker.tracks
+    expected = np.array([0.75, 0.25]) / np.hypot(0.75, 0.25)
+    assert track.features[-1][:2] == pytest.approx(expected)
+
+
+def test_hold_repeats_the_last_tracks_without_events() -> None:
+    tracker = Tracker(n_init=2)
+    for frame in range(3):
+        last = tracker.update(_person(100 + 4 * frame, 0.9))
+    held = [tracker.hold() for _ in range(50)]  # longer than max_age: nothing moved meanwhile
+    assert [u.frame for u in held] == list(range(3, 53))
+    assert all(u.tracks == last.tracks and not u.events for u in held)
+    after = tracker.update(_person(112, 0.9))
+    assert [t.track_id for t in after.tracks] == [1]
+    assert after.events == []
+
+
+def test_tracker_from_config_takes_every_tracker_setting() -> None:
+    from edge.config import TrackerConfig
+
+    config = TrackerConfig(max_age=7, high_confidence=0.6, ema_alpha=0.5)
+    tracker = Tracker.from_config(config, first_id=40)
+    assert tracker._tracker.max_age == 7
+    assert tracker._tracker.high_confidence == 0.6
+    tracker.update(_person(100, 0.9))
+    assert tracker._tracker.tracks[0].track_id == "40"

@@ -6,15 +6,28 @@ the life-cycle events that happened in it; no I/O, no drawing. `finish()` ends w
 Events: `started` when a track is confirmed (seen in `n_init` frames running), `lost` when a
 confirmed track is not matched in a frame after being matched in the one before, `ended` when
 deep-sort drops it (unmatched for more than `max_age` frames) or the stream ends.
+
+Association is deep-sort's (appearance cascade gated by the Kalman filter, then IoU for new and
+just-missed tracks) with two additions from later trackers, each measured on PETS09-S2L1
+(`docs/tracking.md`): ByteTrack's second association, in which detections below
+`high_confidence` only continue confirmed tracks that the first pass left unmatched (by IoU; they
+never start a track), and StrongSORT's running average (EMA) of a track's embeddings in place of
+a gallery of its last `nn_budget` ones.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import numpy as np
-from deep_sort_realtime.deepsort_tracker import DeepSort
+import numpy.typing as npt
+from deep_sort_realtime.deep_sort import iou_matching, linear_assignment
+from deep_sort_realtime.deep_sort.detection import Detection
+from deep_sort_realtime.deep_sort.nn_matching import NearestNeighborDistanceMetric
+from deep_sort_realtime.deep_sort.track import Track as DeepSortTrack
+from deep_sort_realtime.deep_sort.tracker import Tracker as DeepSortTracker
 
 from edge.config import TrackerConfig
 from edge.detections import Detections
@@ -24,6 +37,55 @@ log = logging.getLogger(__name__)
 DEFAULTS = TrackerConfig()  # as `edge run` uses them
 
 
+class EmaTrack(DeepSortTrack):  # type: ignore[misc]
+    """A deep-sort track whose appearance is one running average of its detections' unit
+    embeddings (StrongSORT's EMA): `alpha` of the old average, 1 - alpha of the new one."""
+
+    features: list[npt.NDArray[np.float32]]
+
+    def __init__(self, *args: Any, alpha: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.alpha = alpha
+
+    def update(self, kf: Any, detection: Detection) -> None:
+        """Deep-sort's update, then the new embedding folded into the average."""
+        super().update(kf, detection)
+        if len(self.features) > 1:
+            mixed = self.alpha * self.features[-2] + (1 - self.alpha) * self.features[-1]
+            unit = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
+            self.features = [unit.astype(np.float32)]
+
+
+class TwoStageTracker(DeepSortTracker):  # type: ignore[misc]
+    """Deep-sort's tracker with ByteTrack's second association of low-confidence detections.
+
+    Detections at or above `high_confidence` go through deep-sort's own matching; confirmed
+    tracks it leaves unmatched then take the others by IoU (at most `max_iou_distance` apart).
+    Only a confident detection (at least `birth_confidence`) left unmatched starts a track.
+    """
+
+    def __init__(
+        self, metric: Any, high_confidence: float, birth_confidence: float, **kwargs: Any
+    ) -> None:
+        super().__init__(metric, **kwargs)
+        self.high_confidence, self.birth_confidence = high_confidence, birth_confidence
+
+    def _match(self, detections: list[Detection]) -> tuple[list[Any], list[int], list[int]]:
+        high = [i for i, d in enumerate(detections) if d.confidence >= self.high_confidence]
+        low = [i for i, d in enumerate(detections) if d.confidence < self.high_confidence]
+        matches, unmatched_tracks, unmatched = super()._match([detections[i] for i in high])
+        matches = [(track, high[d]) for track, d in matches]
+        confirmed = [k for k in unmatched_tracks if self.tracks[k].is_confirmed()]
+        second, still_unmatched, _ = linear_assignment.min_cost_matching(
+            iou_matching.iou_cost, self.max_iou_distance, self.tracks, detections, confirmed, low
+        )
+        unmatched_tracks = [k for k in unmatched_tracks if k not in confirmed] + still_unmatched
+        born = [
+            high[d] for d in unmatched if detections[high[d]].confidence >= self.birth_confidence
+        ]
+        return matches + second, unmatched_tracks, born
+
+
 class Tracker:
     """DeepSORT with appearance embeddings passed in.
 
@@ -31,8 +93,13 @@ class Tracker:
         max_age: frames a confirmed track survives without a match before it ends.
         n_init: consecutive matched frames before a track is confirmed (and `started`).
         max_cosine_distance: appearance gate; larger accepts less similar matches.
-        max_iou_distance: IoU gate (1 - IoU) for the fallback IoU matching.
-        nn_budget: embeddings kept per track for appearance matching.
+        max_iou_distance: IoU gate (1 - IoU) for the IoU matching passes.
+        nn_budget: embeddings kept per track for appearance matching (with `ema_alpha` 0).
+        high_confidence: detections below it only continue confirmed tracks (ByteTrack's
+            second association); at most the detector's confidence turns this off.
+        birth_confidence: the least confidence of a detection that starts a track.
+        ema_alpha: weight of a track's old appearance in its running average; 0 keeps a
+            gallery of `nn_budget` embeddings instead.
         first_id: the id of the first track (ids that earlier runs used are skipped).
 
     Raises:
@@ -43,9 +110,12 @@ class Tracker:
         self,
         max_age: int = DEFAULTS.max_age,
         n_init: int = DEFAULTS.n_init,
-        max_cosine_distance: float = 0.2,
-        max_iou_distance: float = 0.7,
-        nn_budget: int = 100,
+        max_cosine_distance: float = DEFAULTS.max_cosine_distance,
+        max_iou_distance: float = DEFAULTS.max_iou_distance,
+        nn_budget: int = DEFAULTS.nn_budget,
+        high_confidence: float = DEFAULTS.high_confidence,
+        birth_confidence: float = DEFAULTS.birth_confidence,
+        ema_alpha: float = DEFAULTS.ema_alpha,
         first_id: int = 1,
     ) -> None:
         counts = (("max_age", max_age), ("n_init", n_init), ("nn_budget", nn_budget))
@@ -58,20 +128,48 @@ class Tracker:
         ):
             if not 0.0 < distance <= 2.0:
                 raise ValueError(f"{name} must be within (0, 2], got {distance}")
-        self._deepsort = DeepSort(
+        for name, share in (
+            ("high_confidence", high_confidence),
+            ("birth_confidence", birth_confidence),
+        ):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {share}")
+        if not 0.0 <= ema_alpha < 1.0:
+            raise ValueError(f"ema_alpha must be within [0, 1), got {ema_alpha}")
+        metric = NearestNeighborDistanceMetric(
+            "cosine", max_cosine_distance, 1 if ema_alpha else nn_budget
+        )
+        self._tracker = TwoStageTracker(
+            metric,
+            high_confidence,
+            birth_confidence,
+            max_iou_distance=max_iou_distance,
             max_age=max_age,
             n_init=n_init,
-            max_cosine_distance=max_cosine_distance,
-            max_iou_distance=max_iou_distance,
-            nn_budget=nn_budget,
-            embedder=None,
+            override_track_class=partial(EmaTrack, alpha=ema_alpha) if ema_alpha else None,
         )
         # Ids continue across runs (`edge.outputs.run`); deep-sort numbers new tracks from here.
-        self._deepsort.tracker._next_id = first_id
+        self._tracker._next_id = first_id
         self.frame = -1
         self._confidence: dict[int, float] = {}
         self._live: dict[int, Track] = {}  # confirmed tracks not yet ended
         self._matched_before: set[int] = set()
+        self._reported: list[Track] = []  # the tracks of the last frame, which `hold` repeats
+
+    @classmethod
+    def from_config(cls, config: TrackerConfig, first_id: int = 1) -> Tracker:
+        """A tracker with the `[tracker]` section's settings."""
+        return cls(
+            max_age=config.max_age,
+            n_init=config.n_init,
+            max_cosine_distance=config.max_cosine_distance,
+            max_iou_distance=config.max_iou_distance,
+            nn_budget=config.nn_budget,
+            high_confidence=config.high_confidence,
+            birth_confidence=config.birth_confidence,
+            ema_alpha=config.ema_alpha,
+            first_id=first_id,
+        )
 
     def update(self, detections: Detections) -> TrackUpdate:
         """Advance one frame with its detections, which carry `data["embedding"]`.
@@ -84,21 +182,20 @@ class Tracker:
         self.frame += 1
         wh = detections.xyxy[:, 2:] - detections.xyxy[:, :2]
         detections = detections[np.all(wh > 0, axis=1)]
-        raw = [
-            ([float(x1), float(y1), float(x2 - x1), float(y2 - y1)], float(conf), int(cls))
-            for (x1, y1, x2, y2), conf, cls in zip(
-                detections.xyxy, detections.confidence, detections.class_id, strict=True
+        xyxy = detections.xyxy
+        ltwh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        self._tracker.predict()
+        self._tracker.update([
+            Detection(box, float(conf), embedding, class_name=int(cls))
+            for box, conf, cls, embedding in zip(
+                ltwh, detections.confidence, detections.class_id, detections.data["embedding"],
+                strict=True,
             )
-        ]
-        embeds = list(detections.data["embedding"])
-        confirmed = [
-            self._snapshot(t)
-            for t in self._deepsort.update_tracks(raw, embeds=embeds)
-            if t.is_confirmed()
-        ]
+        ])  # fmt: skip
+        confirmed = [self._snapshot(t) for t in self._tracker.tracks if t.is_confirmed()]
         events = self._events(confirmed)
-        tracks = [t for t in confirmed if t.time_since_update == 0]
-        return TrackUpdate(self.frame, tracks, events)
+        self._reported = [t for t in confirmed if t.time_since_update == 0]
+        return TrackUpdate(self.frame, self._reported, events)
 
     def coast(self) -> TrackUpdate:
         """Advance one frame the detector skipped: Kalman prediction only, no events.
@@ -110,15 +207,21 @@ class Tracker:
         one update after the last match, working for new tracks.
         """
         self.frame += 1
-        self._deepsort.tracker.predict()
-        for raw in self._deepsort.tracker.tracks:
+        self._tracker.predict()
+        for raw in self._tracker.tracks:
             raw.time_since_update -= 1
-        tracks = [
+        self._reported = [
             self._snapshot(raw)
-            for raw in self._deepsort.tracker.tracks
+            for raw in self._tracker.tracks
             if raw.is_confirmed() and int(raw.track_id) in self._matched_before
         ]
-        return TrackUpdate(self.frame, tracks, [])
+        return TrackUpdate(self.frame, self._reported, [])
+
+    def hold(self) -> TrackUpdate:
+        """Advance one frame in which nothing moved (motion gating): the tracks reported last
+        stay where they were; no prediction, no events, and no frame counts toward `max_age`."""
+        self.frame += 1
+        return TrackUpdate(self.frame, self._reported, [])
 
     def finish(self) -> list[TrackEvent]:
         """End every live track (the stream is over) and return their `ended` events."""

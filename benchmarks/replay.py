@@ -1,0 +1,136 @@
+"""Detections cached per frame, replayed through the tracker: association experiments in seconds.
+
+The detector and embedder are the expensive part of tracking (about 0.2 s a frame here); the
+tracker's choices do not change them. `cached_detections` runs both once over a video as the
+runtime reads it (GStreamer, BGR or GRAY8), keeping every class and every box above a low
+confidence floor, and stores them under `artifacts/cache/detections/`. The detector's NMS is
+per class and greedy, so filtering the cached boxes by class and by a confidence at or above
+the floor gives exactly the boxes a detector with those settings finds. `replay` feeds them to a
+tracker frame by frame, as the pipeline does (`coast` on frames the detector skips).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.mot_metrics import FrameBoxes
+from edge import paths
+from edge.config import DetectorConfig, SourceConfig, TrackerConfig
+from edge.detections import Detections
+from edge.engines import open_engine
+from edge.metrics import Metrics
+from edge.models.detector import Detector
+from edge.models.embedder import Embedder
+from edge.models.tracker import Tracker
+from edge.types import Packet
+from edge.video.capture import FrameSource
+
+log = logging.getLogger(__name__)
+CACHE = paths.ROOT / "cache" / "detections"
+FLOOR = 0.05  # lowest confidence cached; settings below it cannot be replayed
+
+
+def _key(*parts: Path | str | int | float) -> str:
+    """A short hash of the inputs (files by path, size and modification time)."""
+    text = "|".join(
+        f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+        if isinstance(p, Path)
+        else str(p)
+        for p in parts
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CachedFrames:
+    """Every frame's detections (all classes, confidence >= FLOOR) with their embeddings, and
+    the detector's class names."""
+
+    frames: list[Detections]
+    names: tuple[str, ...]
+
+    def select(self, confidence: float, classes: Sequence[int] | None) -> list[Detections]:
+        """Each frame's boxes a detector with this confidence and these classes finds."""
+        if confidence < FLOOR:
+            raise ValueError(f"confidence {confidence} is below the cache's floor {FLOOR}")
+        return [
+            d[(d.confidence > confidence) & (np.isin(d.class_id, classes) if classes else True)]
+            for d in self.frames
+        ]
+
+
+def cached_detections(
+    video: Path,
+    frames: int,
+    color_format: str = "BGR",
+    detector_model: Path | None = None,
+    reid_model: Path | None = None,
+) -> CachedFrames:
+    """The first `frames` frames' detections and embeddings, from the cache or computed now."""
+    detector_model = detector_model or Path(DetectorConfig().model)
+    reid_model = reid_model or Path(TrackerConfig().reid_model)
+    key = _key(video, frames, color_format, detector_model, reid_model, FLOOR)
+    path = CACHE / f"{video.stem}-{color_format}-{frames}-{key}.npz"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("detecting %d frames of %s (%s) into %s", frames, video, color_format, path)
+        detector = Detector(open_engine(detector_model), conf=FLOOR)
+        found = list(_detect(video, frames, color_format, detector, reid_model))
+        np.savez_compressed(
+            path,
+            index=np.concatenate([np.full(len(d), i) for i, d in enumerate(found)]),
+            xyxy=np.concatenate([d.xyxy for d in found]),
+            confidence=np.concatenate([d.confidence for d in found]),
+            class_id=np.concatenate([d.class_id for d in found]),
+            embedding=np.concatenate([d.data["embedding"] for d in found]),
+            count=len(found),
+            names=np.array(detector.names),
+        )
+    with np.load(path) as data:
+        rows = [data["index"] == i for i in range(int(data["count"]))]
+        return CachedFrames([
+            Detections(data["xyxy"][r], data["confidence"][r], data["class_id"][r],
+                       {"embedding": data["embedding"][r]})
+            for r in rows
+        ], tuple(str(n) for n in data["names"]))  # fmt: skip
+
+
+def _detect(
+    video: Path, frames: int, color_format: str, detector: Detector, reid_model: Path
+) -> Iterator[Detections]:
+    """Detect and embed frame by frame as the runtime does."""
+    embedder = Embedder(open_engine(reid_model))
+    source = FrameSource(
+        replace(SourceConfig(), uri=str(video.resolve()), format=color_format, max_frames=frames),
+        Metrics(),
+    )
+    for frame in source.frames():
+        bgr = Packet(frame).bgr  # as the pipeline expands a gray frame
+        found = detector(bgr)
+        yield found.with_data(embedding=embedder(bgr, found.xyxy))
+
+
+def replay(frames: Sequence[Detections | None], tracker: Tracker) -> dict[int, FrameBoxes]:
+    """Track cached detections (None: a frame the detector skipped) into MOT boxes per frame
+    (numbered from 1, left-top-width-height), as the runtime's MOT sink writes them."""
+    boxes: dict[int, FrameBoxes] = {}
+    for number, found in enumerate(frames, start=1):
+        update = tracker.update(found) if found is not None else tracker.coast()
+        if update.tracks:
+            xyxy = np.array([t.xyxy for t in update.tracks])
+            boxes[number] = (
+                np.array([t.track_id for t in update.tracks]),
+                np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1),
+            )
+    return boxes
+
+
+def every_nth(frames: Sequence[Detections], interval: int) -> list[Detections | None]:
+    """The frames `detector.interval` detects (one in interval + 1), None for the others."""
+    return [d if i % (interval + 1) == 0 else None for i, d in enumerate(frames)]
