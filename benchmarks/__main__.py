@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import compare, drift, faults, interval, latency, mqtt, multicam, tracking
+from benchmarks import compare, drift, faults, interval, latency, motion, mqtt, multicam, tracking
 from edge.cli import main
 
 COMMANDS = [
@@ -18,6 +18,7 @@ COMMANDS = [
     tracking.register,
     compare.register,
     interval.register,
+    motion.register,
     mqtt.register,
     multicam.register,
     faults.register,
