@@ -330,6 +330,7 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
             rows[-1]["frames_during"] = {c: since.get(c, 0) - at_start.get(c, 0) for c in CAMERAS}
             report.add("faults", rows)
         end = usage(edge, settled=True)
+        left_behind = sum(metric(scrape(edge), "capture_pipelines_left_behind").values())
         log.info("fault: sigkill")
         edge.process.send_signal(signal.SIGKILL)
         edge.process.wait()
@@ -343,7 +344,7 @@ def run_faults(scene: Scene, args: argparse.Namespace, report: Report) -> dict[s
             edge.finish()
         stop_reader.set()
     time.sleep(2.0)  # the last deliveries
-    checks = final_checks(scene, rows, sentinels, baseline, end)
+    checks = final_checks(scene, rows, sentinels, baseline, end, left_behind)
     return {
         "faults": rows,
         "checks": checks,
@@ -441,6 +442,7 @@ def final_checks(
     sentinels: list[Path],
     baseline: tuple[int, Counter[str]],
     end: tuple[int, Counter[str]],
+    left_behind: float,
 ) -> dict[str, Any]:
     """The checks after the run, each with a verdict and what it saw."""
     checks: dict[str, Any] = {}
@@ -486,10 +488,8 @@ def final_checks(
         "ok": rss_growth <= RSS_GROWTH_LIMIT and fds[1] - fds[0] <= FD_GROWTH_LIMIT,
         "rss_kib": [baseline[0], end[0]],
         "fds": fds,
-        "fds_grown": {kind: [baseline[1][kind], n] for kind, n in (end[1] - baseline[1]).items()},
-        "capture_pipelines_left_behind": sum(
-            sum(r["capture_pipelines_left_behind"].values()) for r in rows
-        ),
+        "fds_grown": {kind: [baseline[1][kind], end[1][kind]] for kind in end[1] - baseline[1]},
+        "capture_pipelines_left_behind": left_behind,
     }
     return checks
 

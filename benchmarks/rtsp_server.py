@@ -53,7 +53,10 @@ def main(port: int, video: str | None, size: str | None = None) -> None:
         width, height = (int(v) for v in size.split("x"))
     source = VIDEO.format(video, width, height) if video else PATTERN.format(width, height)
     factory.set_launch(f"( {source} ! {ENCODE} )")
-    factory.set_shared(True)
+    # One media per client, as a camera streams to each client on its own: a shared media that
+    # reached the end of the video stays ended for every client that joins it later, while any
+    # earlier session (one a client left behind) still holds it.
+    factory.set_shared(False)
     server.get_mount_points().add_factory("/cam", factory)
     if server.attach(None) == 0:
         raise SystemExit(f"cannot listen on port {port}")
