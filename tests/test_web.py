@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -22,9 +21,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -32,6 +29,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from benchmarks.processes import free_port
 from benchmarks.rtsp_server import start_rtsp_server
+from benchmarks.web import chromium, log_in
 from edge.config import OutputConfig, WebConfig
 from edge.metrics import Metrics
 from edge.service.health import Health
@@ -41,7 +39,6 @@ from export.data import data_file
 
 PASSWORD = "correct horse battery"
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @dataclass
@@ -144,32 +141,12 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 @pytest.fixture(scope="module")
 def cookie(device: Running) -> str:
     """A session, logged in over plain HTTP as a form post from the page would."""
-    host = device.url.removeprefix("http://")
-    connection = http.client.HTTPConnection(host, timeout=30)
-    connection.request(
-        "POST",
-        "/login",
-        body=f"password={PASSWORD.replace(' ', '+')}",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": device.url},
-    )
-    response = connection.getresponse()
-    assert response.status == 303
-    match = re.search(r"edge_session=([^;]+)", response.getheader("Set-Cookie") or "")
-    assert match is not None
-    return match[1]
+    return log_in(device.url, PASSWORD)
 
 
 @pytest.fixture(scope="module")
 def browser(device: Running) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
-        "--autoplay-policy=no-user-gesture-required",
-    ):  # fmt: skip
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_script_timeout(30)
+    driver = chromium()
     try:
         yield driver
     finally:

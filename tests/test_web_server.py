@@ -24,6 +24,9 @@ from edge.service.side_outputs import SideOutputs
 from edge.web import auth
 from edge.web.app import Device, WebServer, serve
 from edge.web.live import LiveFeed
+from tests.systemd_unit import service_sandbox
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 PASSWORD = "a long enough secret"
 
@@ -204,3 +207,13 @@ def test_live_feed_encodes_nothing_without_a_viewer() -> None:
     feed.offer(frame, 1.5)
     assert feed._pending is not None
     assert feed._pending[0] is frame  # kept by reference: no copy in the pipeline's thread
+
+
+def test_shipped_config_keeps_the_page_state_where_the_unit_lets_it_write() -> None:
+    """The password file (written by the service user) and the index and MP4 cache lie in the
+    unit's writable folders, relative to its WorkingDirectory=."""
+    sandbox = service_sandbox()
+    web = load(DEPLOY / "edge.toml").web
+    for path in (web.password_file, web.state_dir):
+        target = sandbox.working_directory / path
+        assert any(target.is_relative_to(folder) for folder in sandbox.writable), path
