@@ -21,12 +21,15 @@ into one tensor, which cannot share one INT8 scale: quantized whole, the detecto
 So parts of the head stay in float (`--float`, see FLOAT_PARTS). The embedder (MobileNetV2) keeps
 its first blocks in float: quantized, they alone drop its cosine to FP32 from 0.99 to 0.82.
 
-The accuracy gate compares the INT8 model with FP32 on the held-out frames (`export.agreement`,
-as `benchmarks drift` does): detector recall ≥ 0.97 and precision ≥ 0.95 at IoU 0.5, embedder
-mean cosine ≥ 0.99 (on the FP32 detector's boxes). Its result, the precision, the flavour and
-the calibration go into the model's metadata. A model that fails is still written, for
-inspection, marked failed; the runtime and the engine builder refuse it
-(`edge.engines.precision`), and the command exits non-zero.
+The accuracy gate (`export.gate`) compares the INT8 model with FP32 on the held-out frames
+(`export.agreement`, as `benchmarks drift` does): detector recall ≥ 0.97 and precision ≥ 0.95 at
+IoU 0.5, embedder mean cosine ≥ 0.99 (on the FP32 detector's boxes). Here it measures the QDQ
+graph on ONNX Runtime, float parts in FP32 (recorded as measured "onnx-qdq"); `edge engines
+--int8` measures the TensorRT engine again on the device, on the same frames (the footage, its
+digest and the frames are recorded). Its result, the precision, the flavour and the calibration
+go into the model's metadata. A model that fails is still written, for inspection, marked
+failed; the runtime and the engine builder refuse it (`edge.engines.precision`), and the command
+exits non-zero.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ from edge.files import replaced_on_success, sha256, writable_dir
 from edge.models.detector import Detector
 from edge.models.embedder import Embedder, crop_boxes
 from export.adapt import Footage, open_footage, split_in_time
-from export.agreement import detector_agreement, embedder_cosines
 from export.data import data_file
+from export.gate import CALIBRATION_KEY, CONFIDENCE, MEASURED_QDQ, SOURCE_KEY, agreement, verdict
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +73,11 @@ FLAVOURS = ("cpu", "tensorrt")
 WEIGHTS = ("s8", "s7", "u8")
 # The `cpu` flavour's weights per instruction set (measured: docs/int8-isa.md).
 DEFAULT_WEIGHTS = {"vnni": "s8", "avx2": "s7"}
-# Gate checks per model: (result key, lower limit).
-GATE = {
-    "detector": (("recall", 0.97), ("precision", 0.95)),
-    "embedder": (("mean_cosine", 0.99),),
-}
 DEFAULT_FRAMES = 200
 DEFAULT_TEST_FRAMES = 40
 DEFAULT_HOLDOUT = 0.5
 CROPS_PER_FRAME = 4  # embedder calibration: a few people per frame, many frames
 CALIBRATION_STRIDE = 10  # frames whose activations are held in memory at once while calibrating
-CONFIDENCE = 0.25  # the runtime's default detector confidence, for the gate's boxes
 
 
 def _head_prefix(model: onnx.ModelProto) -> str:
@@ -280,15 +277,6 @@ def embedder_feeds(
     return feeds
 
 
-def gate_checks(model: str, results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each gate check of `model` with its measured value, limit and verdict."""
-    checks = []
-    for key, limit in GATE[model]:
-        value = float(results[key])
-        checks.append({"name": key, "value": value, "limit": limit, "ok": bool(value >= limit)})
-    return checks
-
-
 def _timed(engine: InferenceEngine) -> list[float]:
     """Record the wall time of each of the engine's runs, in the list returned."""
     samples: list[float] = []
@@ -320,17 +308,7 @@ def evaluate(
             "fp32": _timed(reference_engine if model == "detector" else fp32_engine),
             "int8": _timed(int8_engine),
         }
-        if model == "detector":
-            candidate = Detector(int8_engine, conf=CONFIDENCE)
-            results, _, _ = detector_agreement(reference, candidate, frames, "int8")
-        else:
-            boxes = [reference(frame) for frame in frames]
-            cosines = embedder_cosines(Embedder(fp32_engine), Embedder(int8_engine), frames, boxes)
-            results = {
-                "boxes": len(cosines),
-                "mean_cosine": float(np.mean(cosines)),
-                "min_cosine": float(np.min(cosines)),
-            }
+        results = agreement(model, reference, fp32_engine, int8_engine, frames)
     ms = {name: round(1000 * float(np.median(samples)), 1) for name, samples in times.items()}
     return {**results, "ms_per_inference": ms}
 
@@ -423,7 +401,8 @@ def quantize(
         )
         seconds = time.monotonic() - started
         results = evaluate(model, fp32, quantized, detector_model, held_out)
-        checks = gate_checks(model, results)
+        gate = verdict(model, results, MEASURED_QDQ)
+        checks = gate["checks"]
         report: dict[str, Any] = {
             "model": model,
             "source": fp32.name,
@@ -435,14 +414,15 @@ def quantize(
             "gate_isa": gate_isa,
             "float_nodes": len(excluded),
             "calibration": {
-                "footage": str(calib),
+                "footage": str(calib.absolute()),
+                "sha256": footage.sha256(),  # the engine's gate reads the same frames again
                 "frames": [learn[0], learn[-1], len(learn)],
                 "feeds": len(feeds),
             },
             "test_frames": [test[0], test[-1], len(test)],
             "quantize_seconds": round(seconds, 1),
             "agreement": results,
-            "gate": {"passed": all(c["ok"] for c in checks), "checks": checks},
+            "gate": gate,
         }
         with replaced_on_success(output) as temporary:
             _write_with_metadata(quantized, temporary, source, report, sha256(fp32))
@@ -497,8 +477,8 @@ def _write_with_metadata(
         PRECISION_KEY: "int8",
         FLAVOUR_KEY: report["flavour"],
         GATE_KEY: json.dumps(report["gate"]),
-        "edge.int8_calibration": json.dumps({k: report[k] for k in CALIBRATION_KEYS}),
-        "edge.int8_source_sha256": digest,  # of the FP32 model
+        CALIBRATION_KEY: json.dumps({k: report[k] for k in CALIBRATION_KEYS}),
+        SOURCE_KEY: digest,  # of the FP32 model
     }
     if report["isa"]:
         props[ISA_KEY] = report["isa"]
