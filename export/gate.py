@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge.engines import InferenceEngine, open_engine
+from edge.engines.precision import MEASURED_ENGINE
 from edge.errors import EdgeError
 from edge.files import sha256
 from edge.models.detector import Detector
@@ -37,8 +38,6 @@ GATE = {
 CONFIDENCE = 0.25  # the runtime's default detector confidence, for the gate's boxes
 CALIBRATION_KEY = "edge.int8_calibration"  # footage, frames and recipe, as `quantize` records
 SOURCE_KEY = "edge.int8_source_sha256"  # of the FP32 model it was quantized from
-MEASURED_QDQ = "onnx-qdq"  # the QDQ graph on ONNX Runtime, float parts in FP32
-MEASURED_ENGINE = "engine"  # the TensorRT engine built from it (float parts FP16)
 REQUANTIZE_HINT = "re-quantize on this device (`make int8`)"
 
 

@@ -52,7 +52,13 @@ import onnx
 from edge import paths
 from edge.engines import InferenceEngine, open_engine
 from edge.engines.onnxruntime import ISA_KEY, ISAS, OnnxRuntimeEngine, cpu_flags, cpu_isa
-from edge.engines.precision import FLAVOUR_KEY, GATE_KEY, PRECISION_KEY, precision_path
+from edge.engines.precision import (
+    FLAVOUR_KEY,
+    GATE_KEY,
+    MEASURED_QDQ,
+    PRECISION_KEY,
+    precision_path,
+)
 from edge.engines.tensorrt import TensorRTMissing, import_tensorrt
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, sha256, writable_dir
@@ -60,7 +66,7 @@ from edge.models.detector import Detector
 from edge.models.embedder import Embedder, crop_boxes
 from export.adapt import Footage, open_footage, split_in_time
 from export.data import data_file
-from export.gate import CALIBRATION_KEY, CONFIDENCE, MEASURED_QDQ, SOURCE_KEY, agreement, verdict
+from export.gate import CALIBRATION_KEY, CONFIDENCE, SOURCE_KEY, agreement, verdict
 
 log = logging.getLogger(__name__)
 

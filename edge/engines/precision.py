@@ -3,9 +3,11 @@
 A model's FP16 and INT8 variants lie beside its FP32 `.onnx` as `NAME_fp16.onnx` and
 `NAME_int8.onnx`; `edge.precision` in the ONNX metadata says which one a file is (absent: FP32).
 `python -m export quantize` writes the INT8 model with the result of its accuracy gate
-(`edge.int8_gate`: each check against FP32 on held-out frames, and whether all held). The
-runtime and the engine builder read only this metadata: an INT8 model without a passed gate is
-refused (fail closed), in one line that names the failed check and the fix.
+(`edge.int8_gate`: each check against FP32 on held-out frames, and whether all held), measured
+on the QDQ graph run by ONNX Runtime (MEASURED_QDQ). The runtime and the engine builder read
+this metadata: an INT8 model without a passed gate is refused (fail closed), in one line that
+names the failed check and the fix. On the device the engine builder measures the gate again
+through the TensorRT engine (MEASURED_ENGINE) and records it in the engine's sidecar.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from edge.errors import EdgeError
 
@@ -21,6 +24,9 @@ PRECISION_KEY = "edge.precision"
 FLAVOUR_KEY = "edge.int8_flavour"  # "cpu" (ONNX Runtime) or "tensorrt" (explicit quantization)
 GATE_KEY = "edge.int8_gate"
 QUANTIZE_HINT = "re-quantize it with `python -m export quantize` (`make int8`)"
+# What a gate record (`{"measured", "passed", "checks"}`) was measured on.
+MEASURED_QDQ = "onnx-qdq"  # the QDQ graph on ONNX Runtime, its float parts in FP32
+MEASURED_ENGINE = "engine"  # the TensorRT engine built from it: float parts FP16, Q/DQ fused
 
 
 def precision_path(model: str | Path, precision: str) -> Path:
@@ -57,6 +63,23 @@ def precision_of(metadata: Mapping[str, str]) -> str:
     return metadata.get(PRECISION_KEY, "fp32")
 
 
+def failed_checks(gate: Mapping[str, Any]) -> str | None:
+    """The failed checks of a gate record, e.g. "recall 0.9512 < 0.97 vs FP32", or None when
+    it passed.
+
+    Raises:
+        KeyError, TypeError: the record lacks its checks or verdict.
+    """
+    checks = gate["checks"]
+    failed = [c for c in checks if not c["ok"]]
+    if bool(gate["passed"]) and not failed and checks:
+        return None
+    described = "; ".join(
+        f"{c['name']} {c['value']:.4f} < {c['limit']} vs FP32" for c in failed
+    )  # fmt: skip
+    return described or "no check ran"
+
+
 def gate_failure(metadata: Mapping[str, str]) -> str | None:
     """Why an INT8 model may not run (its gate is missing or failed), or None when it may.
 
@@ -65,18 +88,10 @@ def gate_failure(metadata: Mapping[str, str]) -> str | None:
     if precision_of(metadata) != "int8":
         return None
     try:
-        gate = json.loads(metadata.get(GATE_KEY, "null"))
-        checks = gate["checks"]
-        failed = [c for c in checks if not c["ok"]]
-        passed = bool(gate["passed"]) and not failed and bool(checks)
+        failed = failed_checks(json.loads(metadata.get(GATE_KEY, "null")))
     except (ValueError, TypeError, KeyError):
         return "has no accuracy gate result in its metadata"
-    if passed:
-        return None
-    described = "; ".join(
-        f"{c['name']} {c['value']:.4f} < {c['limit']} vs FP32" for c in failed
-    )  # fmt: skip
-    return f"failed its INT8 accuracy gate ({described or 'no check ran'})"
+    return None if failed is None else f"failed its INT8 accuracy gate ({failed})"
 
 
 def check_gate(metadata: Mapping[str, str], name: str, fallback: str) -> None:
