@@ -300,6 +300,9 @@ def test_snapshots_are_bounded_in_size_and_rate_and_states_follow(
 ) -> None:
     subscriber = Subscriber(broker)
     publisher, sink = open_sink(broker, tmp_path, snapshot_interval_s=0.5, home_assistant=False)
+    # States are coalesced (only the latest is sent): see the empty scene's before the first
+    # packet replaces it, however late the publisher connects.
+    wait_until(lambda: subscriber.on("cam0/occupancy/Normal") == [b"OFF"])
     image = np.zeros((1200, 2000, 3), np.uint8)
     image[:, :, 2] = 255  # a red frame...
     image[100:130, 100:160] = (255, 0, 0)  # ...with a blue 60x30 patch

@@ -125,9 +125,14 @@ def test_restart_while_offline_sends_what_the_spool_holds(broker: Broker, tmp_pa
     subscriber.close()
 
 
-def retry_delays(records: list[logging.LogRecord]) -> list[float]:
-    """The publisher's waits before each new attempt, from its log, in order."""
-    return [r.args[0] for r in records if r.msg == "mqtt: retrying in %.1f s"]  # type: ignore[index]
+def retry_delays(records: list[logging.LogRecord], thread: int | None) -> list[float]:
+    """One publisher's waits before each new attempt, from its log, in order (its thread's
+    records only: a publisher another test left running logs to the same logger)."""
+    return [
+        r.args[0]  # type: ignore[index]
+        for r in records
+        if r.msg == "mqtt: retrying in %.1f s" and r.thread == thread
+    ]
 
 
 def test_reconnect_waits_double_and_start_again_after_a_connection(
@@ -140,14 +145,15 @@ def test_reconnect_waits_double_and_start_again_after_a_connection(
     publisher = MqttPublisher(config, Metrics())
     with caplog.at_level(logging.DEBUG, logger="edge.service.mqtt"):
         publisher.start()
-        wait_until(lambda: len(retry_delays(caplog.records)) >= 4)
+        thread = publisher._thread.ident
+        wait_until(lambda: len(retry_delays(caplog.records, thread)) >= 4)
         broker.start()
         wait_until(publisher.connected.is_set)
-        before = len(retry_delays(caplog.records))
+        before = len(retry_delays(caplog.records, thread))
         broker.stop()
-        wait_until(lambda: len(retry_delays(caplog.records)) >= before + 2)
+        wait_until(lambda: len(retry_delays(caplog.records, thread)) >= before + 2)
         publisher.close()
-    delays = retry_delays(caplog.records)
+    delays = retry_delays(caplog.records, thread)
     assert delays[:4] == [0.05, 0.1, 0.2, 0.2]
     assert delays[before : before + 2] == [0.05, 0.1]
 
