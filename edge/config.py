@@ -179,7 +179,7 @@ class PipelineConfig:
     batch_timeout_ms: float = field(default=40.0, metadata=_range(0, 10000))
     # Detection threads, each serving a fixed share of the cameras (camera i: thread i mod N).
     # One batches every camera into one call (a GPU's way); on a CPU one per core with
-    # batch_size 1 keeps every core busy (see README, several cameras)
+    # batch_size 1 keeps every core busy (see docs/cameras.md)
     detect_workers: int = field(default=1, metadata=_range(1, 64))
     # CPU threads per model call; 0: ONNX Runtime's default with one detect worker, else the
     # cores shared out among the workers

@@ -133,7 +133,8 @@ def imagenet_encoder(weights: Path) -> keras.Model:
     L/100 stands for R, G and B alike (a gray picture), resized to IMAGENET_SIZE (bilinear) and
     normalized as ImageNet's pictures were: the network sees the whole frame at the size it was
     trained at, where its features serve the colorizer better than at the input's 128 (+1.47 dB
-    against +0.74 over the gray input on plasma's photos, then the validation set, README).
+    against +0.74 over the gray input on plasma's photos, then the validation set:
+    docs/colorizer.md).
     """
     inputs = keras.Input((TILE, TILE, 1), name="lightness")
     rgb = layers.Concatenate(name="gray_rgb")([inputs, inputs, inputs])

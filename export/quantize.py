@@ -145,8 +145,9 @@ FLOAT_PARTS: dict[str, dict[str, Callable[[onnx.ModelProto], list[str]]]] = {
     },
 }
 DEFAULT_FLOAT = {"detector": "head", "embedder": "stem"}
-# Measured on the sample video (README, INT8): with 200 frames the detector passes the gate with
-# moving-average min-max (widest margin) or percentile only; min-max suffices for the embedder.
+# Measured on the sample video (docs/tensorrt.md, INT8): with 200 frames the detector passes the
+# gate with moving-average min-max (widest margin) or percentile only; min-max suffices for the
+# embedder.
 DEFAULT_METHOD = {"detector": "moving-average", "embedder": "minmax"}
 
 

@@ -424,7 +424,7 @@ def test_sigkill_loses_at_most_two_seconds_and_no_event_line(
     in_last, _, error = decode(last)
     recorded = 20 * len(closed) + in_last
     lost_frames = written - recorded
-    print(  # the numbers the README quotes
+    print(  # the numbers docs/recording.md quotes
         f"\nSIGKILL {extra_s:.2f} s after the third segment opened (seed {seed}): "
         f"{written} frames written, {recorded} decodable, lost {lost_frames} frames = "
         f"{lost_frames / 10:.1f} s of video; open segment: {in_last} frames, error: {error}"

@@ -20,7 +20,7 @@ from edge.types import Packet, TrackEvent
 # A line file this large is renamed to `STEM-<seq>SUFFIX` and a new one begun, so retention can
 # delete the oldest pieces (`edge.retention`): MOT rows grow about 0.4 GB a day at 30 FPS.
 ROTATE_BYTES = 64 * 1024 * 1024
-SYNC_S = 1.0  # at most one fsync a second: per line costs 100x the write (README, durability)
+SYNC_S = 1.0  # at most one fsync a second: per line costs 100x the write (docs/recording.md)
 
 
 def rotated_path(path: Path, seq: int) -> Path:

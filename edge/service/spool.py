@@ -6,7 +6,7 @@ progress (one frame's messages, never acknowledged as stored) and never tears th
 one fsync per `put` (per frame with messages, not per message): a put of one 300-byte message took
 0.27-0.33 ms at the median on a quiet disk against 0.02 ms for NORMAL (a put of 50 under load:
 2.6 against 0.7 ms), which could lose every commit since the last checkpoint, up to 4 MB of WAL
-(README, MQTT). Order is the insertion order (an integer key). When the stored payloads exceed
+(docs/mqtt.md). Order is the insertion order (an integer key). When the stored payloads exceed
 `max_bytes`, the oldest messages are deleted and counted. A spool reopened after a restart hands
 out what the previous run left, first.
 
