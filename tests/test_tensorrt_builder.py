@@ -145,7 +145,7 @@ def test_timing_cache_persists_between_builds(gpu: fake_tensorrt.FakeGpu, models
     build_all(models, BuildOptions(), only=("colorizer",))
     build_all(models, BuildOptions(), only=("colorizer",), force=True)
     (cache,) = (models.parent / "cache").glob("*.timing")
-    assert cache.name == "tensorrt-10.3.0-sm8.7-16mp-61gib.timing"
+    assert cache.name == "tensorrt-10.3.0-sm8.7-61gib.timing"
     assert b'"builds": 2' in cache.read_bytes(), "the second build started from the first's cache"
 
 
@@ -412,9 +412,29 @@ def test_engines_are_rebuilt_for_another_orin_module(
     )
     caches = sorted(p.name for p in (models.parent / "cache").glob("*.timing"))
     assert caches == [
-        "tensorrt-10.3.0-sm8.7-16mp-61gib-nvidia-jetson-agx-orin-developer-kit.timing",
-        "tensorrt-10.3.0-sm8.7-8mp-7gib-nvidia-jetson-orin-nano-developer-kit.timing",
+        "tensorrt-10.3.0-sm8.7-61gib-nvidia-jetson-agx-orin-developer-kit.timing",
+        "tensorrt-10.3.0-sm8.7-7gib-nvidia-jetson-orin-nano-developer-kit.timing",
     ]
+
+
+def test_a_power_mode_with_fewer_sms_keeps_the_engines_and_make_engines_retunes(
+    gpu: fake_tensorrt.FakeGpu, models: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If a power mode's TPC gating lowers the SM count CUDA reports (unverified), the engines
+    still run (with a warning), instead of all of them becoming foreign and `auto` running on
+    the CPU; `make engines` rebuilds them for it."""
+    build_all(models, BuildOptions(), only=("colorizer",))
+    fake_tensorrt.switch(multiprocessors=8)
+    with caplog.at_level(logging.WARNING), open_engine(models / "colorizer.onnx") as engine:
+        assert isinstance(engine, TensorRTEngine)
+    assert (
+        "colorizer.engine was tuned for 16 SMs, but this GPU reports 8 now (a power mode that "
+        "gates TPCs?): it runs; `make engines` tunes it for this mode"
+    ) in caplog.text
+    with caplog.at_level(logging.INFO):
+        build_all(models, BuildOptions(), only=("colorizer",))
+    assert "(it was tuned for 16 SMs, but this GPU reports 8 now" in caplog.text
+    assert gpu.calls["build"] == 2
 
 
 def test_a_dla_engine_on_a_board_without_dla_says_so(

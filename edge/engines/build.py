@@ -402,7 +402,7 @@ def rebuild_reason(engine: Path, onnx: Path, options: BuildOptions, target: Targ
         return "no sidecar"
     if sidecar.stale_for(sha256(onnx)):
         return f"{onnx.name} changed"
-    problem = sidecar.foreign_to(target)
+    problem = sidecar.foreign_to(target) or sidecar.target.tuned_elsewhere(target)
     if problem:
         return f"it {problem}"
     if sidecar.flags != options.flags():
@@ -411,10 +411,10 @@ def rebuild_reason(engine: Path, onnx: Path, options: BuildOptions, target: Targ
 
 
 def timing_cache_path(target: Target) -> Path:
-    """One timing cache per TensorRT version and device (GPU kind, SMs, memory, board):
+    """One timing cache per TensorRT version and device (GPU kind, memory, board: its identity):
     TensorRT refuses a cache from another device, and tactics differ between Orin modules."""
     board = re.sub(r"[^a-z0-9]+", "-", target.board.lower()).strip("-")[:48]
-    device = f"sm{target.compute_capability}-{target.multiprocessors}mp-{target.memory_gib}gib"
+    device = f"sm{target.compute_capability}-{target.memory_gib}gib"
     return paths.CACHE / f"tensorrt-{target.tensorrt}-{device}{'-' + board if board else ''}.timing"
 
 

@@ -8,8 +8,12 @@ or refused with a message instead of failing deep inside TensorRT.
 Every Orin module reports the GPU name "Orin" and compute capability 8.7, and TensorRT
 deserializes a plan on any GPU of the same architecture (at best with a warning), although an
 engine's tactics are chosen for the exact GPU that built it. So the target also records what
-tells the modules apart: the number of multiprocessors (SMs), the memory, the board model from
-the device tree and the number of DLA cores.
+tells the modules apart and does not change while one runs: the memory, the board model from
+the device tree and the number of DLA cores. The number of multiprocessors (SMs) is recorded
+but is not part of the identity: nvpmodel power modes write a TPC power-gating mask
+(`TPC_PG_MASK`), and whether CUDA then reports fewer SMs is not documented (unverified), so a
+power mode must not make every engine foreign. An SM count other than the builder's is a
+warning at open and a reason for `make engines` to rebuild for it.
 """
 
 from __future__ import annotations
@@ -53,14 +57,19 @@ class Target:
         """E.g. 'TensorRT 10.3.0 on Orin (compute capability 8.7, 16 SMs, 61 GiB, ...)'."""
         return f"TensorRT {self.tensorrt} on {self.device()}"
 
-    def identity(self) -> tuple[str, str, int, int, str]:
-        """What must match for an engine built on one device to be run on another."""
+    def identity(self) -> tuple[str, str, int, str]:
+        """What must match for an engine built on one device to be run on another: what tells
+        the GPUs and Orin modules apart and no power mode changes (not the SM count)."""
+        return (self.gpu, self.compute_capability, self.memory_gib, self.board)
+
+    def tuned_elsewhere(self, current: Target) -> str | None:
+        """Why an engine built for this target runs, but was tuned for another SM count than
+        `current`'s (e.g. under another power mode), or None."""
+        if self.multiprocessors == current.multiprocessors:
+            return None
         return (
-            self.gpu,
-            self.compute_capability,
-            self.multiprocessors,
-            self.memory_gib,
-            self.board,
+            f"was tuned for {self.multiprocessors} SMs, but this GPU reports "
+            f"{current.multiprocessors} now (a power mode that gates TPCs?)"
         )
 
 

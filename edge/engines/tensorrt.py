@@ -214,9 +214,13 @@ def check_engine(engine: Path, onnx: Path | None = None) -> Sidecar | None:
             )
         log.warning("%s has no sidecar: its TensorRT version and GPU are not checked", engine.name)
         return None
-    problem = sidecar.foreign_to(current_target())
+    current = current_target()
+    problem = sidecar.foreign_to(current)
     if problem:
         raise UnusableEngine(f"{engine.name} {problem}: {REBUILD_HINT}")
+    elsewhere = sidecar.target.tuned_elsewhere(current)
+    if elsewhere:
+        log.warning("%s %s: it runs; `make engines` tunes it for this mode", engine.name, elsewhere)
     if onnx is not None and sidecar.stale_for(sha256(onnx)):
         raise UnusableEngine(f"{engine.name} was built from another {onnx.name}: {REBUILD_HINT}")
     return sidecar
