@@ -4,6 +4,7 @@ running, the config's [web] checks, and a live feed that does nothing while nobo
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import ssl
 import stat
@@ -53,9 +54,13 @@ def server(tmp_path: Path) -> Iterator[WebServer]:
 
 
 def _request(
-    server: WebServer, method: str, path: str, body: str = "", **headers: str
+    server: WebServer, method: str, path: str, body: str = "", source: str = "", **headers: str
 ) -> http.client.HTTPResponse:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    """One request from the loopback address `source` (default: the system's choice)."""
+    address = (source, 0) if source else None
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", server.port, timeout=30, source_address=address
+    )
     if body:
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     connection.request(method, path, body=body or None, headers=headers)
@@ -64,9 +69,11 @@ def _request(
     return response
 
 
-def _login(server: WebServer, password: str, origin: str | None = None) -> http.client.HTTPResponse:
+def _login(
+    server: WebServer, password: str, origin: str | None = None, source: str = ""
+) -> http.client.HTTPResponse:
     origin = origin if origin is not None else f"http://127.0.0.1:{server.port}"
-    return _request(server, "POST", "/login", f"password={password}", Origin=origin)
+    return _request(server, "POST", "/login", f"password={password}", source, Origin=origin)
 
 
 def test_password_file_holds_only_a_scrypt_hash_mode_0600(tmp_path: Path) -> None:
@@ -115,6 +122,25 @@ def test_failed_logins_are_rate_limited_per_address(server: WebServer) -> None:
     limited = _login(server, PASSWORD)  # even the right one waits now
     assert limited.status == 429
     assert 0 < int(limited.getheader("Retry-After") or 0) <= auth.WINDOW_S + 1
+
+
+def test_logins_sent_at_once_count_each_other(server: WebServer) -> None:
+    """Twenty wrong passwords sent together: all pass the limiter's check before scrypt has
+    refused the first, unless a try counts from when it begins."""
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        statuses = sorted(pool.map(lambda _: _login(server, "wrong password").status, range(20)))
+    assert statuses == [401] * auth.FAILURES + [429] * (20 - auth.FAILURES)
+
+
+def test_failed_logins_from_many_addresses_are_limited_together(server: WebServer) -> None:
+    """One machine can take many addresses (127.0.0.0/8 is all loopback here, an IPv6 /64 on a
+    LAN): past GLOBAL_FAILURES, a fresh address waits too, and a right password that got in
+    counted as no failure."""
+    assert _login(server, PASSWORD, source="127.0.0.2").status == 303
+    for n in range(auth.GLOBAL_FAILURES):
+        address = f"127.0.1.{n // auth.FAILURES + 1}"
+        assert _login(server, "wrong password", source=address).status == 401, n
+    assert _login(server, PASSWORD, source="127.0.2.1").status == 429
 
 
 def test_state_changing_requests_from_another_site_are_refused(server: WebServer) -> None:

@@ -145,9 +145,9 @@ class Site:
 
     async def login(self, request: web.Request) -> web.Response:
         """Check the password: a session cookie on success; the form again with 401 (wrong
-        password) or 429 (too many failures from this address) otherwise."""
+        password) or 429 (too many failures from this address, or from all together) otherwise."""
         client = request.remote or "?"
-        wait = self.limiter.retry_after_s(client)
+        wait = self.limiter.begin(client)
         if wait > 0:
             message = f"Too many failed logins: try again in {wait:.0f} s."
             return _login_form(message, 429, {"Retry-After": str(int(wait) + 1)})
@@ -155,9 +155,9 @@ class Site:
         password = str(form.get("password", ""))
         stored = await self._run(lambda: auth.read_password(self.password_file))
         if not await self._run(lambda: auth.verify_password(stored, password)):
-            self.limiter.failed(client)
             log.warning("web: failed login from %s", client)
             return _login_form("Wrong password.", 401)
+        self.limiter.succeeded(client)
         response = web.HTTPSeeOther("/")
         response.set_cookie(
             auth.COOKIE,

@@ -27,6 +27,9 @@ MIN_PASSWORD = 8
 COOKIE = "edge_session"
 MAX_SESSIONS = 64  # the oldest is dropped beyond this
 FAILURES = 5  # failed logins a client address may make per WINDOW_S
+# Failed logins of all addresses together per WINDOW_S: one machine on the LAN can take many
+# addresses (IPv6 above all), so only this bounds the guesses per minute and their scrypt work.
+GLOBAL_FAILURES = 30
 WINDOW_S = 60.0
 MAX_CLIENTS_TRACKED = 1024
 
@@ -126,32 +129,51 @@ class Sessions:
 
 
 class LoginLimiter:
-    """At most `FAILURES` failed logins per client address in any `WINDOW_S`."""
+    """At most `FAILURES` failed logins per client address, and `GLOBAL_FAILURES` of all
+    addresses together, in any `WINDOW_S`.
+
+    A try is counted when it begins, as a failure until `succeeded`: tries sent all at once (each
+    waits its turn for scrypt) count each other instead of all passing before the first fails.
+    """
 
     def __init__(self) -> None:
         self._failures: collections.OrderedDict[str, collections.deque[float]] = (
             collections.OrderedDict()
         )
+        self._all: collections.deque[float] = collections.deque(maxlen=GLOBAL_FAILURES)
 
-    def retry_after_s(self, client: str) -> float:
-        """Seconds until `client` may try again; 0 when it may now."""
-        recent = self._recent(client)
-        if len(recent) < FAILURES:
-            return 0.0
-        return max(0.0, recent[0] + WINDOW_S - time.monotonic())
-
-    def failed(self, client: str) -> None:
-        """Count a failed login of `client`."""
-        self._recent(client).append(time.monotonic())
+    def begin(self, client: str) -> float:
+        """Seconds until `client` may try again; 0 when it may now, and the try is counted."""
+        mine = self._recent(client)
+        wait = max(_wait(mine, FAILURES), _wait(self._all, GLOBAL_FAILURES))
+        if wait > 0:
+            return wait
+        now = time.monotonic()
+        mine.append(now)
+        self._all.append(now)
         self._failures.move_to_end(client)
         while len(self._failures) > MAX_CLIENTS_TRACKED:
             self._failures.popitem(last=False)
+        return 0.0
+
+    def succeeded(self, client: str) -> None:
+        """The try `client` began was the right password: it counts as no failure."""
+        for times in (self._failures.get(client), self._all):
+            if times:
+                times.pop()
 
     def _recent(self, client: str) -> collections.deque[float]:
-        times = self._failures.setdefault(client, collections.deque(maxlen=FAILURES))
-        while times and times[0] + WINDOW_S < time.monotonic():
-            times.popleft()
-        return times
+        return self._failures.setdefault(client, collections.deque(maxlen=FAILURES))
+
+
+def _wait(times: collections.deque[float], most: int) -> float:
+    """Seconds until fewer than `most` of `times` lie within the last `WINDOW_S` (the old ones
+    are dropped)."""
+    while times and times[0] + WINDOW_S < time.monotonic():
+        times.popleft()
+    if len(times) < most:
+        return 0.0
+    return max(0.0, times[0] + WINDOW_S - time.monotonic())
 
 
 def same_origin(origin: str | None, host: str | None, scheme: str) -> bool:
