@@ -25,8 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage.metrics import structural_similarity
-from tqdm import tqdm
 
 from edge import paths
 from edge.engines import InferenceEngine, open_engine
@@ -59,6 +57,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def scores(result: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """MSE (range 0..1), PSNR (dB) and SSIM of a BGR uint8 result against the truth."""
+    # Imported here: `export quantize` (run on the Jetson) imports this module through
+    # export.adapt, and requirements-jetson.txt has no scikit-image.
+    from skimage.metrics import structural_similarity
+
     a, b = result.astype(np.float64) / 255, truth.astype(np.float64) / 255
     return {
         "mse": float(np.mean((a - b) ** 2)),
@@ -181,7 +183,7 @@ def markdown(summary: Summary, count: dict[str, int]) -> str:
 
 def evaluate(
     photo_sets: dict[str, list[Path]],
-    original: Path,
+    original: Path | None,
     ours: Path,
     output: Path,
     grid_rows: int = 16,
@@ -190,20 +192,23 @@ def evaluate(
 
     Args:
         photo_sets: set name -> its photos.
+        original: the original method's ONNX model; None leaves that method out.
         grid_rows: at most this many photos of each set in its grid.
 
     Returns:
         The summary (also written as summary.json and summary.md under `output`).
     """
+    from tqdm import tqdm
+
     output = writable_dir(output)
     for photos in photo_sets.values():  # fail on a bad file before any work
         for path in photos:
             read_color_image(path)
-    methods: dict[str, Method] = {
-        "grayscale": grayscale_baseline,
-        "original": original_method(load_onnx(original)),
-        "ours": Colorizer(load_onnx(ours)).colorize,
-    }
+    methods: dict[str, Method] = {"grayscale": grayscale_baseline}
+    if original is not None:
+        methods["original"] = original_method(load_onnx(original))
+    methods["ours"] = Colorizer(load_onnx(ours)).colorize
+    shown = [m for m in methods if m != "grayscale"]
     rows: list[Row] = []
     grids: dict[str, list[list[np.ndarray]]] = {name: [] for name in photo_sets}
     todo = [(name, path) for name, photos in photo_sets.items() for path in photos]
@@ -216,9 +221,7 @@ def evaluate(
             for m, out in outputs.items()
         ]
         if len(grids[photo_set]) < grid_rows:
-            grids[photo_set].append(
-                [grayscale_baseline(gray), truth, outputs["original"], outputs["ours"]]
-            )
+            grids[photo_set].append([grayscale_baseline(gray), truth, *(outputs[m] for m in shown)])
     with (output / "metrics.csv").open("w", newline="") as stream:
         writer = csv.DictWriter(
             stream, fieldnames=["image", "set", "method", "mse", "psnr", "ssim"]
@@ -232,7 +235,8 @@ def evaluate(
     )
     count = {name: len(photos) for name, photos in photo_sets.items()}
     (output / "summary.md").write_text(markdown(summary, count))
-    labels = ["grayscale input", "color original (truth)", "original method", "ours"]
+    names = {"original": "original method", "ours": "ours"}
+    labels = ["grayscale input", "color original (truth)", *(names[m] for m in shown)]
     for index, (photo_set, rows) in enumerate(grids.items()):
         picture = picture_grid(rows, labels)
         cv2.imwrite(str(output / f"grid_{photo_set}.png"), picture)
@@ -254,6 +258,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"sets (colorizer_split.json): {', '.join(SPLITS + REPORT_SETS)}",
     )
     parser.add_argument("--original", type=Path, default=onnx_path("rgb"))
+    parser.add_argument(
+        "--no-original",
+        action="store_true",
+        help="leave the original method out (only ours and the gray input are scored)",
+    )
     parser.add_argument("--ours", type=Path, default=onnx_path("chroma"))
     parser.add_argument("--output", type=Path, default=paths.OUTPUTS / "evaluation")
     parser.set_defaults(
@@ -261,7 +270,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             {"photos": folder_photos(a.photos)}
             if a.photos
             else {name: split_photos(name) for name in a.sets.split(",")},
-            a.original,
+            None if a.no_original else a.original,
             a.ours,
             a.output,
         )

@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from edge.engines.base import InferenceEngine, TensorInfo
 from edge.engines.precision import FLAVOUR_KEY, QUANTIZE_HINT, precision_of
 from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,8 @@ class OnnxRuntimeEngine(InferenceEngine):
         foreign_isa: str = "refuse",
         flags: frozenset[str] | None = None,
     ) -> None:
+        import onnxruntime as ort  # here, so that the config can import FOREIGN_ISA cheaply
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
