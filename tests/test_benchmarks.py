@@ -308,3 +308,16 @@ def test_multicam_compares_one_process_with_one_per_camera(
     markdown = (tmp_path / "multicam.md").read_text()
     assert "| 2 | one process |" in markdown
     assert "| 2 | a process per camera |" in markdown
+
+
+def test_web_measures_viewers_and_the_page(model_overrides: list[str], tmp_path: Path) -> None:
+    args = ["web", "--fps", "5", "--viewers", "0", "1", "--window-s", "2", "--rounds", "1",
+            "--warmup", "3", "--page-s", "3", *model_overrides]  # fmt: skip
+    done = bench(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "web.json").read_text())["result"]
+    assert set(result["viewers"]) == {"0", "1"}
+    assert all(row["fps"] > 0 and row["cpu_ms_per_frame"] > 0 for row in result["viewers"].values())
+    assert result["viewers"]["1"]["viewer_fps"] > 0, "the viewer was sent no frame"
+    assert result["page"]["page_fps"] > 0, "the page drew no frame"
+    assert "| 1 |" in (tmp_path / "web.md").read_text()
