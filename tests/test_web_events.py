@@ -12,6 +12,7 @@ import pytest
 from edge.outputs.base import rotated_path
 from edge.recordings import Segment
 from edge.utc import iso
+from edge.web import events as events_module
 from edge.web.events import EventIndex, Query
 from edge.web.recordings import PRE_ROLL_S, clip_at
 
@@ -81,6 +82,18 @@ def test_rotation_replacement_and_deletion_keep_the_index_true(
     events.write_text(_event("cam0", 7).replace("run1", "r"))  # cut shorter: read again
     index.update([events])
     assert _ids(index.query(Query())) == ["r/7"]
+
+
+def test_a_limit_below_one_is_refused_and_none_returns_more_than_the_most(
+    tmp_path: Path, events: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reads `LIMIT -1` as no limit: `?limit=-1` must not list every event."""
+    with pytest.raises(ValueError, match="limit must be at least 1, not -1"):
+        Query(limit=-1)
+    monkeypatch.setattr(events_module, "MAX_RESULTS", 2)
+    index = EventIndex(tmp_path / "index.sqlite")
+    index.update([events])
+    assert _ids(index.query(Query(limit=10**9))) == ["run1/3", "run1/2"]
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

@@ -76,6 +76,13 @@ def _login(
     return _request(server, "POST", "/login", f"password={password}", source, Origin=origin)
 
 
+def _session(server: WebServer) -> str:
+    """A logged-in session's Cookie header."""
+    good = _login(server, PASSWORD)
+    assert good.status == 303
+    return (good.getheader("Set-Cookie") or "").split(";")[0]
+
+
 def test_password_file_holds_only_a_scrypt_hash_mode_0600(tmp_path: Path) -> None:
     path = tmp_path / "web" / "password"
     auth.write_password(path, PASSWORD)
@@ -146,13 +153,17 @@ def test_failed_logins_from_many_addresses_are_limited_together(server: WebServe
 def test_state_changing_requests_from_another_site_are_refused(server: WebServer) -> None:
     assert _login(server, PASSWORD, origin="http://evil.example").status == 403
     assert _login(server, PASSWORD, origin="").status == 403  # no Origin, no Referer
-    good = _login(server, PASSWORD)
-    assert good.status == 303
-    cookie = (good.getheader("Set-Cookie") or "").split(";")[0]
     socket = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Cookie": cookie}  # fmt: skip
+              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
+    socket["Cookie"] = _session(server)
     refused = _request(server, "GET", "/api/live/cam0", Origin="http://evil.example", **socket)
     assert refused.status == 403
+
+
+@pytest.mark.parametrize(("limit", "status"), [("-1", 400), ("0", 400), ("x", 400), ("5", 200)])
+def test_events_limit_below_one_is_refused(server: WebServer, limit: str, status: int) -> None:
+    response = _request(server, "GET", f"/api/events?limit={limit}", Cookie=_session(server))
+    assert response.status == status
 
 
 def test_session_cookie_is_http_only_strict_and_secure_under_tls(tmp_path: Path) -> None:

@@ -39,7 +39,11 @@ MAX_RESULTS = 500
 
 @dataclass(frozen=True)
 class Query:
-    """What the events list asks for; None: no bound."""
+    """What the events list asks for; None: no bound. At most `MAX_RESULTS` are returned.
+
+    Raises:
+        ValueError: a limit below 1.
+    """
 
     camera: str | None = None
     kind: str | None = None
@@ -47,6 +51,11 @@ class Query:
     since: float | None = None
     until: float | None = None
     limit: int = 100
+
+    def __post_init__(self) -> None:
+        # SQLite reads a negative LIMIT as none: `limit=-1` would return every event.
+        if self.limit < 1:
+            raise ValueError(f"limit must be at least 1, not {self.limit}")
 
 
 class EventIndex:
