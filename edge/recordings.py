@@ -215,6 +215,11 @@ def _one_camera(root: Path, camera: str | None) -> str:
     return cameras[0]
 
 
+def overlapping(segments: Iterable[Segment], start: float, end: float) -> list[Segment]:
+    """The segments that overlap [start, end]: what an export of that range joins."""
+    return [s for s in segments if s.end >= start and s.start <= end]
+
+
 def export(
     root: Path, start: float, end: float, output: Path, camera: str | None = None
 ) -> list[Segment]:
@@ -231,7 +236,7 @@ def export(
     if end <= start:
         raise EdgeError(f"export: the end ({iso(end)}) must come after the start ({iso(start)})")
     name = _one_camera(root, camera)
-    chosen = [s for s in list_segments(root, name) if s.end >= start and s.start <= end]
+    chosen = overlapping(list_segments(root, name), start, end)
     if not chosen:
         raise EdgeError(
             f"no recording of {name} between {iso(start)} and {iso(end)}: "

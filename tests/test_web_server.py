@@ -20,11 +20,16 @@ import pytest
 from edge.config import OutputConfig, WebConfig, load
 from edge.errors import EdgeError
 from edge.metrics import Metrics
+from edge.recordings import segment_path
+from edge.runtime import DeviceOutputs, open_sinks
 from edge.service.health import Health
 from edge.service.side_outputs import SideOutputs
+from edge.types import Frame, Packet
+from edge.utc import iso
 from edge.web import auth
 from edge.web.app import Device, WebServer, serve
 from edge.web.live import LiveFeed
+from edge.web.recordings import MAX_EXPORT_BYTES, CameraFiles
 from tests.systemd_unit import service_sandbox
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -32,9 +37,24 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PASSWORD = "a long enough secret"
 
 
-def _device() -> Device:
+def _device(cameras: dict[str, CameraFiles] | None = None) -> Device:
     metrics = {"cam0": Metrics()}
-    return Device({}, metrics, Health(metrics, None, 10.0), OutputConfig())
+    return Device(cameras or {}, metrics, Health(metrics, None, 10.0), OutputConfig())
+
+
+def _recorded(folder: Path, frames: int) -> CameraFiles:
+    """Camera cam0's folder after `frames` frames (10 FPS, 1 s segments) went to its sinks."""
+    config = load(None, [f"output.dir='{folder}'", "output.bitrate_kbps=300", "output.segment_s=1"])
+    sinks = open_sinks(config, ("Normal",), Metrics(), DeviceOutputs(config))
+    image = np.full((120, 160, 3), 40, np.uint8)
+    for index in range(frames):
+        image[:, index % 160] = 250
+        packet = Packet(Frame(index, image.copy(), time.monotonic(), index / 10, 10.0))
+        for sink in sinks:
+            sink.write(packet, 10.0)
+    for sink in sinks:
+        sink.close([])
+    return CameraFiles.of(config)
 
 
 def _config(folder: Path, **values: object) -> WebConfig:
@@ -164,6 +184,51 @@ def test_state_changing_requests_from_another_site_are_refused(server: WebServer
 def test_events_limit_below_one_is_refused(server: WebServer, limit: str, status: int) -> None:
     response = _request(server, "GET", f"/api/events?limit={limit}", Cookie=_session(server))
     assert response.status == status
+
+
+def _export(
+    web: WebServer, start: float, end: float, cookie: str, **headers: str
+) -> http.client.HTTPResponse:
+    query = f"start={iso(start)}&end={iso(end)}".replace("+", "%2B")
+    return _request(web, "GET", f"/api/export/cam0?{query}", Cookie=cookie, **headers)
+
+
+def test_an_export_is_made_once_for_the_byte_ranges_a_player_asks(tmp_path: Path) -> None:
+    camera = _recorded(tmp_path / "out", 25)
+    web = WebServer(_config(tmp_path), _device({"cam0": camera}))
+    try:
+        cookie = _session(web)
+        segments = camera.segments()
+        assert len(segments) == 3
+        start, end = segments[0].start, segments[-1].end + 1
+        assert _export(web, start, end, cookie).status == 200
+        (made,) = (tmp_path / "state" / "cache").glob("*.mp4")
+        first = made.stat()
+        assert _export(web, start, end, cookie, Range="bytes=100-199").status == 206
+        assert list((tmp_path / "state" / "cache").glob("*.mp4")) == [made]
+        again = made.stat()
+        assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    finally:
+        web.close()
+
+
+def test_an_export_longer_than_the_page_makes_is_refused(tmp_path: Path) -> None:
+    """Two segments (sparse files: no disk used) that hold more than MAX_EXPORT_BYTES."""
+    camera = CameraFiles("cam0", tmp_path / "out", "recordings", "", False)
+    folder = camera.root / "cam0"
+    folder.mkdir(parents=True)
+    start = time.time() - 3600
+    for seq in (1, 2):
+        with segment_path(folder, "cam0", start + 60 * seq, seq).open("wb") as stream:
+            stream.truncate(MAX_EXPORT_BYTES // 2 + 1)
+    web = WebServer(_config(tmp_path), _device({"cam0": camera}))
+    try:
+        cookie = _session(web)
+        refused = _export(web, start, time.time(), cookie)
+        assert refused.status == 400
+        assert not list((tmp_path / "state" / "cache").glob("*"))
+    finally:
+        web.close()
 
 
 def test_session_cookie_is_http_only_strict_and_secure_under_tls(tmp_path: Path) -> None:

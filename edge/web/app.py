@@ -35,7 +35,7 @@ from edge.utc import parse_time
 from edge.web import auth, health
 from edge.web.events import EventIndex, Query
 from edge.web.live import MAX_VIEWERS, LiveFeed
-from edge.web.recordings import CameraFiles, Media, clip_at, day_of
+from edge.web.recordings import CameraFiles, Media, TooLong, clip_at, day_of
 
 log = logging.getLogger(__name__)
 
@@ -263,11 +263,13 @@ class Site:
 
     async def export(self, request: web.Request) -> web.FileResponse:
         """The camera's recording from `start` to `end` as one MP4 (`download=1`: a file to
-        save)."""
+        save); 400 for a range longer than the page exports."""
         camera = self._camera(request)
         try:
             start, end = (parse_time(request.query.get(k, "")) for k in ("start", "end"))
             path = await self._run(lambda: self.media.export(camera, start, end))
+        except TooLong as exc:
+            raise web.HTTPBadRequest(text=f"{exc}\n") from exc
         except EdgeError as exc:
             raise web.HTTPNotFound(text=f"{exc}\n") from exc
         return self._file(path, request.query.get("download") == "1")

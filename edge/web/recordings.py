@@ -8,6 +8,8 @@ served: a name with a path in it (`../`) is no file of ours, and the page answer
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import threading
 from dataclasses import dataclass
@@ -16,14 +18,25 @@ from pathlib import Path
 
 from edge import recordings
 from edge.config import Config
+from edge.errors import EdgeError
 from edge.recordings import SEGMENT_NAME, SNAPSHOT_NAME, Segment
-from edge.utc import STAMP, stamp
+from edge.utc import STAMP, iso, stamp
 from edge.video.remux import remux
 
 PRE_ROLL_S = 5.0  # an event plays from this long before it
 CACHE_FILES = 16  # MP4 copies kept; the oldest go beyond this
+# The copies' bytes kept (the newest copy always): they lie on the device's disk, often the
+# recordings' own, where retention would otherwise delete recordings to make room for them.
+CACHE_BYTES = 2 << 30
+# The recordings one export may join: about 35 min at the default 4000 kbps. A range a click
+# can ask for (a day: tens of GB) would fill the disk and hold the remuxer for many minutes.
+MAX_EXPORT_BYTES = 1 << 30
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 TRACK_SNAPSHOT = re.compile(rf"(?P<camera>.+?)_{STAMP}_(?P<run>.+)_track(?P<track>\d+)\.jpg")
+
+
+class TooLong(EdgeError):
+    """A time range that holds more recordings than the page exports at once."""
 
 
 @dataclass(frozen=True)
@@ -122,18 +135,43 @@ class Media:
 
     def export(self, camera: CameraFiles, start: float, end: float) -> Path:
         """The camera's recording from `start` to `end` as one MP4 (as `edge recordings
-        --export`: whole segments).
+        --export`: whole segments); made once for the same segments (a player asks for byte
+        ranges of it many times).
 
         Raises:
+            TooLong: the range holds more than `MAX_EXPORT_BYTES` of recordings.
             EdgeError: no recording then, or the remuxer failed.
         """
-        path = self.folder / f"{camera.name}_{stamp(start)}_{stamp(end)}.mp4"
+        chosen = recordings.overlapping(camera.segments(), start, end)
+        if not chosen:
+            raise EdgeError(f"no recording of {camera.name} between {iso(start)} and {iso(end)}")
+        size = sum(s.size for s in chosen)
+        if size > MAX_EXPORT_BYTES:
+            raise TooLong(
+                f"{iso(start)} to {iso(end)} holds {size / 1e9:.2f} GB of {camera.name}'s "
+                f"recordings, more than the page exports at once ({MAX_EXPORT_BYTES / 1e9:.2f} "
+                "GB): choose a shorter range, or run `python -m edge recordings --export` on "
+                "the device"
+            )
+        # Named by what it joins: a segment still growing, or one more, makes a new copy.
+        joined = hashlib.sha1(repr([(s.path.name, s.size) for s in chosen]).encode())
+        name = f"{camera.name}_{stamp(chosen[0].start)}_{stamp(chosen[-1].end)}"
+        path = self.folder / f"{name}_{joined.hexdigest()[:8]}.mp4"
         with self._lock:
-            recordings.export(camera.root, start, end, path, camera.name)
-            self._prune()
+            if not path.is_file():
+                recordings.export(camera.root, start, end, path, camera.name)
+                self._prune()
             return path
 
     def _prune(self) -> None:
-        made = sorted(self.folder.glob("*.mp4"), key=lambda p: p.stat().st_mtime)
-        for old in made[:-CACHE_FILES]:
-            old.unlink(missing_ok=True)
+        """Keep the newest copies within `CACHE_FILES` and `CACHE_BYTES` (the newest always)."""
+        made = []
+        for path in self.folder.glob("*.mp4"):
+            with contextlib.suppress(FileNotFoundError):
+                made.append((path.stat(), path))
+        made.sort(key=lambda item: item[0].st_mtime, reverse=True)
+        kept = 0
+        for count, (status, path) in enumerate(made):
+            kept += status.st_size
+            if count > 0 and (count >= CACHE_FILES or kept > CACHE_BYTES):
+                path.unlink(missing_ok=True)

@@ -183,8 +183,10 @@ async function timeline() {
   }));
   const range = $("#range");
   if (found.segments.length && !range.start.value) {
-    range.start.value = utc(found.segments[0].start).slice(11);
-    range.end.value = utc(found.segments[found.segments.length - 1].end).slice(11);
+    // The day's last ten minutes at most: the server exports about half an hour at once.
+    const end = found.segments[found.segments.length - 1].end;
+    range.start.value = utc(Math.max(found.segments[0].start, end - 600)).slice(11);
+    range.end.value = utc(end).slice(11);
   }
   rangeLink();
   range.start.onchange = range.end.onchange = rangeLink;
