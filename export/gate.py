@@ -15,7 +15,7 @@ on-device runtime, imports it while building INT8 engines.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,26 +114,22 @@ def held_out_frames(metadata: Mapping[str, str], name: str) -> list[np.ndarray]:
 
 
 def engine_gate(
-    model: str,
-    candidate: InferenceEngine,
-    fp32: Path,
-    detector: Path,
-    metadata: Mapping[str, str],
-    name: str,
-) -> dict[str, Any]:
-    """The gate measured through `candidate`, the engine built from an INT8 (QDQ) model, on
-    the held-out frames of that model's own gate, against FP32 on ONNX Runtime.
+    model: str, fp32: Path, detector: Path, metadata: Mapping[str, str], name: str
+) -> Callable[[InferenceEngine], dict[str, Any]]:
+    """The gate of an INT8 (QDQ) model, to measure through the engine built from it: on the
+    held-out frames of the model's own gate, against FP32 on ONNX Runtime. The FP32 model and
+    the frames are checked and read now, before the engine is built.
 
     Args:
         model: "detector" or "embedder".
-        candidate: the opened engine.
         fp32: the FP32 model the QDQ model was quantized from.
         detector: the FP32 detector giving the embedder's boxes.
         metadata: the QDQ model's metadata.
         name: the QDQ model's file name, for messages.
 
     Returns:
-        The gate's record (`verdict`, measured MEASURED_ENGINE) with the number of frames.
+        What measures the opened engine: the gate's record (`verdict`, measured
+        MEASURED_ENGINE) with the number of frames.
 
     Raises:
         EdgeError: the FP32 model is not the one quantized, or the frames cannot be read again.
@@ -143,11 +139,20 @@ def engine_gate(
             f"{name} was not quantized from {fp32} (missing or changed), the FP32 reference its "
             f"engine is measured against: {REQUANTIZE_HINT}"
         )
+    if not detector.is_file():
+        raise EdgeError(
+            f"the FP32 detector {detector}, whose boxes the engine of {name} is measured on, is "
+            "missing: run `make track-models`"
+        )
     frames = held_out_frames(metadata, name)
-    with (
-        open_engine(detector, "onnxruntime") as detector_engine,
-        open_engine(fp32, "onnxruntime") as fp32_engine,
-    ):
-        reference = Detector(detector_engine, conf=CONFIDENCE)
-        results = agreement(model, reference, fp32_engine, candidate, frames)
-    return verdict(model, results, MEASURED_ENGINE) | {"frames": len(frames)}
+
+    def measure(candidate: InferenceEngine) -> dict[str, Any]:
+        with (
+            open_engine(detector, "onnxruntime") as detector_engine,
+            open_engine(fp32, "onnxruntime") as fp32_engine,
+        ):
+            reference = Detector(detector_engine, conf=CONFIDENCE)
+            results = agreement(model, reference, fp32_engine, candidate, frames)
+        return verdict(model, results, MEASURED_ENGINE) | {"frames": len(frames)}
+
+    return measure

@@ -46,6 +46,12 @@ assumes. Where it models a behaviour our code depends on, the source is named:
   ENABLE_UINT8_AND_ASYMMETRIC_QUANTIZATION_DLA, for DLA only, is not modelled).
   `BuilderFlag.INT8` exists as in tensorrt-stubs 10.13 ("Enable Int8 layer selection") and is
   recorded in the plan's flags like the others.
+- INT8 engines run the QDQ graph as ONNX Runtime does, float parts in FP32, so by default they
+  score exactly what `export quantize` measured. On a device they score otherwise: their float
+  parts run FP16 and TensorRT fuses Q/DQ its own way. `FakeGpu.int8_drift` is a knob standing
+  for that loss, not a model of it: Gaussian noise of that many standard deviations of each
+  output is added to what an engine built with `BuilderFlag.INT8` returns (seeded: the same
+  feeds give the same outputs), so a test can make an INT8 engine worse than its QDQ graph.
 - TensorRT 8.6 (`install(tensorrt_version="8.6.2")`, JetPack 6.0): no `DataType.INT64`, no
   `ParserError.node_name`, and `create_network(0)` makes an implicit-batch network that the
   ONNX parser refuses with "This version of the ONNX parser only supports TensorRT
@@ -63,9 +69,9 @@ assumes. Where it models a behaviour our code depends on, the source is named:
   (`scoped_context_activation`, `CUDAPP_CATCH_CLEANUP_ON_DEAD_CONTEXT`). CUDA calls need a
   current context on the calling thread.
 
-What this cannot show: FP16 numerics, real kernels, real memory limits, where DLA really places
-layers, the exact layers TensorRT makes of each ONNX node; those need a Jetson (README says what
-has run there).
+What this cannot show: FP16 numerics, how far a real INT8 engine strays from its QDQ graph,
+real kernels, real memory limits, where DLA really places layers, the exact layers TensorRT
+makes of each ONNX node; those need a Jetson (README says what has run there).
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ import json
 import math
 import sys
 import threading
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +120,7 @@ class FakeGpu:
     memory_bytes: int = int(61.4 * 2**30)
     dla_cores: int = 2
     init_error: str = ""  # CUDA's error string for a failing cuInit, e.g. "no CUDA-capable device"
+    int8_drift: float = 0.0  # noise on INT8 engines' outputs, in standard deviations (docstring)
     # Device allocations: their bytes once written, only their size before (a 1 GB activation
     # block costs no host memory here).
     memory: dict[int, bytearray | int] = field(default_factory=dict)
@@ -968,8 +976,17 @@ class IExecutionContext:
             feeds[name] = np.frombuffer(raw, array.dtype).reshape(array.shape).copy()
         outputs = [n for n, (mode, _) in self.engine.tensors.items() if mode is TensorIOMode.OUTPUT]
         for name, value in zip(outputs, self.engine.session.run(outputs, feeds), strict=True):
+            value = self._drift(value, feeds)
             _device_bytes(self.addresses[name], value.nbytes)[:] = value.tobytes()
         return True
+
+    def _drift(self, value: np.ndarray, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """`value` with FakeGpu.int8_drift's noise for an INT8 engine (see the module docstring)."""
+        if not GPU.int8_drift or "INT8" not in self.engine.header["flags"]:
+            return value
+        seed = zlib.crc32(b"".join(array.tobytes() for array in feeds.values()))
+        noise = np.random.default_rng(seed).normal(size=value.shape)
+        return (value + GPU.int8_drift * float(value.std()) * noise).astype(value.dtype)
 
 
 class Runtime:

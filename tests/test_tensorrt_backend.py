@@ -22,7 +22,7 @@ import pytest
 
 from edge.engines import InferenceEngine, open_engine
 from edge.engines.build import MODELS, BuildOptions, build_engine_file, timing_cache_path
-from edge.engines.sidecar import sidecar_path
+from edge.engines.sidecar import read_sidecar, sidecar_path
 from edge.engines.tensorrt import TensorRTEngine, split_header
 from edge.errors import EdgeError
 from edge.models.colorizer import Colorizer
@@ -31,12 +31,14 @@ from edge.models.embedder import Embedder
 from export.data import data_file
 from export.reid import sample_crops
 from tests import detect_models, fake_tensorrt
+from tests import int8_models as int8
 from tests.onnx_models import scale_model
 
 # The shared session fixtures, under their names so pytest finds them here.
 detector_onnx = detect_models.detector_onnx
 reid_onnx = detect_models.reid_onnx
 vtest_frames = detect_models.vtest_frames
+int8_models = int8.int8_models
 BATCHES = {spec.name: spec.batch for spec in MODELS}
 
 
@@ -525,3 +527,36 @@ def test_tensorrt_8_falls_back_to_onnx_runtime_with_auto(
     assert "TensorRT 8.6.2 is too old: this needs TensorRT 10 or newer: JetPack 6.1+" in caplog.text
     with pytest.raises(EdgeError, match=r"TensorRT 10 or newer: JetPack 6\.1\+$"):
         open_engine(onnx, "tensorrt")
+
+
+def test_an_int8_engine_whose_own_gate_never_ran_warns_that_only_its_qdq_graph_was_measured(
+    gpu: fake_tensorrt.FakeGpu,
+    tmp_path: Path,
+    int8_models: dict[tuple[str, str], Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Built without measuring it (`build_engine_file` without a gate), an INT8 engine's sidecar
+    copies its QDQ model's gate, marked measured "onnx-qdq"; an older version's has no gate at
+    all. Either runs, with one warning saying that only the ONNX QDQ graph was measured."""
+    engine = build(int8_models["embedder", "tensorrt"], tmp_path, "reid_int8", int8=True)
+    sidecar = read_sidecar(engine)
+    assert sidecar is not None
+    assert (sidecar.int8_gate["measured"], sidecar.int8_gate["passed"]) == ("onnx-qdq", True)
+    expected = (
+        "reid_int8.engine: only its ONNX QDQ graph passed the INT8 accuracy gate (on ONNX Runtime, "
+        "float parts in FP32), not this engine (float parts in FP16, Q/DQ fused by TensorRT): "
+        "`python -m edge engines --int8` measures it on this device"
+    )
+
+    def warnings() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), open_engine(engine) as opened:
+            assert isinstance(opened, TensorRTEngine)
+            assert opened.precision == "int8"
+        return [r.getMessage() for r in caplog.records]
+
+    assert warnings() == [expected]
+    record = json.loads(sidecar_path(engine).read_text())
+    del record["int8_gate"]  # as versions before the engine's own gate wrote it
+    sidecar_path(engine).write_text(json.dumps(record))
+    assert warnings() == [expected]

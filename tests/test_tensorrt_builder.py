@@ -22,14 +22,17 @@ from onnx import TensorProto, helper
 from edge.cli import engines, main
 from edge.engines import open_engine
 from edge.engines.build import BuildOptions, build_all, parser_errors, profile_shapes
+from edge.engines.precision import GATE_KEY
 from edge.engines.sidecar import read_sidecar, sidecar_path
 from edge.engines.tensorrt import TensorRTEngine
 from edge.errors import EdgeError
+from export.gate import CALIBRATION_KEY
 from tests import detect_models, fake_tensorrt
 from tests import int8_models as int8
 from tests.onnx_models import constant_chroma_model, scale_model
 
 detector_onnx = detect_models.detector_onnx  # the shared session fixtures, found by name
+detector_320 = detect_models.detector_320
 reid_onnx = detect_models.reid_onnx
 
 
@@ -616,14 +619,29 @@ def test_jetson_pip_commands_put_nvcc_on_path() -> None:
 int8_models = int8.int8_models  # the shared session fixture: the test models quantized
 
 
+@pytest.fixture
+def int8_reid(models: Path, detector_320: Path, int8_models: dict[tuple[str, str], Path]) -> Path:
+    """The models folder as `make int8` leaves it for the ReID model: its QDQ model (TensorRT
+    flavour, gate passed) beside the FP32 model, and the FP32 detector whose boxes its gate was
+    measured on (the fixture's 320×320). Returns the QDQ model."""
+    (models / "yolov8_detector.onnx").unlink()
+    (models / "yolov8_detector.onnx").symlink_to(detector_320)
+    quantized = models / "reid_mobilenetv2_int8.onnx"
+    shutil.copy(int8_models["embedder", "tensorrt"], quantized)
+    return quantized
+
+
+def metadata_of(model: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+
+
 def test_int8_engines_come_from_the_qdq_models_with_int8_and_fp16(
-    gpu: fake_tensorrt.FakeGpu, models: Path, int8_models: dict[tuple[str, str], Path]
+    gpu: fake_tensorrt.FakeGpu, models: Path, int8_reid: Path
 ) -> None:
     """`--int8` builds the ReID (and detector) engine from NAME_int8.onnx with the INT8 flag (and
     FP16 for the layers left in float), no calibrator; the colorizer, never quantized, stays
     FP16; the runtime's `auto` backend then runs the INT8 engine beside NAME_int8.onnx."""
-    quantized = models / "reid_mobilenetv2_int8.onnx"
-    shutil.copy(int8_models["embedder", "tensorrt"], quantized)
+    quantized = int8_reid
     built = build_all(models, BuildOptions(int8=True), only=("reid", "colorizer"))
     assert [engine.name for engine in built] == ["colorizer.engine", "reid_mobilenetv2_int8.engine"]
     header = fake_tensorrt.plan_header(models / "reid_mobilenetv2_int8.engine")
@@ -644,6 +662,102 @@ def test_int8_engines_come_from_the_qdq_models_with_int8_and_fp16(
         )
     build_all(models, BuildOptions(int8=True), only=("reid",))
     assert gpu.calls["build"] == 2, "up to date: skipped"
+
+
+def test_an_int8_engine_is_measured_on_its_gates_frames_and_records_it(
+    gpu: fake_tensorrt.FakeGpu, models: Path, int8_reid: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The built engine is measured again, as the runtime opens it, on the QDQ model's held-out
+    frames against the same FP32 reference. The double's engine runs the QDQ graph as ONNX
+    Runtime does, so it scores what `export quantize` measured: the same frames were read
+    again. An engine whose sidecar lacks that result (an older version's) is rebuilt."""
+    engine = models / "reid_mobilenetv2_int8.engine"
+    build_all(models, BuildOptions(int8=True), only=("reid",))
+    sidecar = read_sidecar(engine)
+    assert sidecar is not None
+    qdq = json.loads(metadata_of(int8_reid)[GATE_KEY])
+    assert qdq["measured"] == "onnx-qdq"
+    assert (sidecar.int8_gate["measured"], sidecar.int8_gate["passed"]) == ("engine", True)
+    assert sidecar.int8_gate["frames"] == int8.TEST_FRAMES
+    [check], [check_qdq] = sidecar.int8_gate["checks"], qdq["checks"]
+    assert check["name"] == check_qdq["name"] == "mean_cosine"
+    assert check["value"] == pytest.approx(check_qdq["value"], abs=1e-5)
+    assert not [p.name for p in models.iterdir() if p.name.startswith(".")], "no trial file left"
+
+    record = json.loads(sidecar_path(engine).read_text())
+    del record["int8_gate"]  # as versions before the engine's own gate wrote it
+    sidecar_path(engine).write_text(json.dumps(record))
+    with caplog.at_level(logging.INFO):
+        build_all(models, BuildOptions(int8=True), only=("reid",))
+    assert "(its INT8 accuracy was measured on the ONNX QDQ graph only, not through the " in (
+        caplog.text
+    )
+    assert gpu.calls["build"] == 2
+    rebuilt = read_sidecar(engine)
+    assert rebuilt is not None
+    assert rebuilt.int8_gate["measured"] == "engine"
+
+
+def test_an_int8_engine_failing_its_gate_through_tensorrt_is_refused_with_the_fix(
+    gpu: fake_tensorrt.FakeGpu,
+    models: Path,
+    int8_reid: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A passing engine is rebuilt where INT8 engines stray from their QDQ graph (the double's
+    `int8_drift`, standing for FP16 float parts and TensorRT's own Q/DQ fusion): it fails the
+    gate measured through it, is not written, the older engine is removed, and the command
+    says why and what to do in one line; `auto` then runs the QDQ model with ONNX Runtime."""
+    engine = models / "reid_mobilenetv2_int8.engine"
+    build_all(models, BuildOptions(int8=True), only=("reid",))
+    assert engine.is_file()
+    gpu.int8_drift = 0.5
+    argv = ["engines", "--models", str(models), "--int8", "--only", "reid", "--force"]
+    assert main("edge", "", [engines.register], argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"edge engines: error: reid_mobilenetv2_int8\.engine failed its INT8 accuracy gate through "
+        r"TensorRT "
+        r"\(mean_cosine 0\.\d{4} < 0\.99 vs FP32 on 4 held-out frames\), though its ONNX QDQ graph "
+        r"passed: refused, no reid_mobilenetv2_int8\.engine left; run this model in FP16 "
+        r"\(precision \"fp16\", `make engines`\) or recalibrate it \(`python -m export quantize` "
+        r"with another --method or --float, or more --frames\)",
+        error,
+    ), error
+    assert gpu.calls["build"] == 2
+    assert not engine.exists()
+    assert not sidecar_path(engine).exists()
+    assert not [p.name for p in models.iterdir() if p.name.startswith(".")], "no trial file left"
+    with caplog.at_level(logging.WARNING), open_engine(int8_reid) as opened:
+        assert not isinstance(opened, TensorRTEngine)
+    assert "no TensorRT engine reid_mobilenetv2_int8.engine beside" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("footage", r"the footage its gate was measured on, \S+gone\.avi, is not on this device"),
+        ("sha256", r"\S+vtest\.avi changed since its gate was measured on it"),
+    ],
+)
+def test_an_int8_engines_gate_needs_the_footage_it_was_gated_on(
+    gpu: fake_tensorrt.FakeGpu, models: Path, int8_reid: Path, change: str, message: str
+) -> None:
+    """The frames are read again before building: missing or changed footage is refused first."""
+    model = onnx.load(str(int8_reid))
+    props = {p.key: p.value for p in model.metadata_props}
+    calibration = json.loads(props[CALIBRATION_KEY])
+    calibration["calibration"][change] = str(models / "gone.avi") if change == "footage" else "0"
+    props[CALIBRATION_KEY] = json.dumps(calibration)
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(int8_reid))
+    with pytest.raises(
+        EdgeError,
+        match=rf"^reid_mobilenetv2_int8\.onnx: {message}.* re-quantize on this device \(`make",
+    ):
+        build_all(models, BuildOptions(int8=True), only=("reid",))
+    assert gpu.calls["build"] == 0
 
 
 def test_int8_models_without_a_passed_gate_or_for_the_cpu_are_refused(

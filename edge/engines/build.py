@@ -16,7 +16,11 @@ INT8 (`--int8`): the detector and ReID engines are built from their QDQ models
 the INT8 flag lets TensorRT run the Q/DQ-wrapped layers in INT8, and FP16 the layers left in
 float; no calibrator (implicit quantization is deprecated since TensorRT 10.1). A QDQ model
 without a passed accuracy gate in its metadata, or quantized for ONNX Runtime's CPU (unsigned,
-asymmetric), is refused before parsing.
+asymmetric), is refused before parsing. That gate measured the QDQ graph on ONNX Runtime, float
+parts in FP32; so the built engine, opened as the runtime opens it, is measured again on the
+same held-out frames against the same FP32 reference (`export.gate`: the gate's own code,
+imported only here, which needs no training package), and its result goes into the sidecar. An
+engine that fails is refused: not written, and an older engine of that name removed.
 
 On the Jetson: `python -m edge engines` (`make engines`); the device needs no training packages.
 """
@@ -28,15 +32,24 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import paths
-from edge.engines.precision import check_for_tensorrt, precision_of, precision_path
-from edge.engines.sidecar import Sidecar, Target, read_sidecar, write_engine
-from edge.engines.tensorrt import current_target, dims, import_tensorrt, numpy_dtype
+from edge.engines.base import InferenceEngine
+from edge.engines.precision import (
+    GATE_KEY,
+    MEASURED_QDQ,
+    check_for_tensorrt,
+    failed_checks,
+    precision_of,
+    precision_path,
+)
+from edge.engines.sidecar import Sidecar, Target, read_sidecar, sidecar_path, write_engine
+from edge.engines.tensorrt import TensorRTEngine, current_target, dims, import_tensorrt, numpy_dtype
 from edge.errors import EdgeError
 from edge.files import replaced_on_success, sha256, writable_dir
 
@@ -46,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Batch = tuple[int, int, int]
+# Measures an opened INT8 engine against FP32: the gate's record (`export.gate.engine_gate`).
+EngineGate = Callable[[InferenceEngine], dict[str, Any]]
 # The ReID profile's largest batch. Activation memory grows with the batch and the backend keeps
 # what its largest call needed, so a frame with more crops is split (the embedder splits by the
 # engine's largest batch) instead of holding memory for 100-256 crops for good.
@@ -60,19 +75,20 @@ LAYER_NAMES_HINT = (
 @dataclass(frozen=True)
 class ModelSpec:
     """A model the runtime runs: its ONNX file, the batch range (min, opt, max) it serves and
-    whether `export quantize` makes an INT8 model of it."""
+    the `export quantize --model` that makes an INT8 model of it ("": none)."""
 
     name: str
     onnx: str
     batch: Batch
-    quantized: bool = False
+    quantized: str = ""
 
 
 MODELS = (
     ModelSpec("colorizer", paths.COLORIZER_FILE, (1, 1, 4)),
-    ModelSpec("detector", paths.DETECTOR_FILE, (1, 1, 1), quantized=True),
-    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, REID_MAX_BATCH), quantized=True),
+    ModelSpec("detector", paths.DETECTOR_FILE, (1, 1, 1), quantized="detector"),
+    ModelSpec("reid", paths.EMBEDDER_FILE, (1, 8, REID_MAX_BATCH), quantized="embedder"),
 )
+UNMEASURED = "its INT8 accuracy was measured on the ONNX QDQ graph only, not through the engine"
 
 
 def reid_batch(max_detections: int) -> Batch:
@@ -330,6 +346,7 @@ def build_engine_file(
     target: Target,
     verbose: bool = False,
     name: str = "",
+    gate: EngineGate | None = None,
 ) -> Sidecar:
     """Build `engine` from `onnx`, update the timing cache, then write the engine and its sidecar
     together.
@@ -339,10 +356,13 @@ def build_engine_file(
     Args:
         verbose: TensorRT's verbose log on stderr (it names every layer the parser creates).
         name: the model's name in messages (default: the ONNX file's stem).
+        gate: for an INT8 engine, the accuracy gate to measure through it before it is written;
+            None: its sidecar records the QDQ model's gate (measured MEASURED_QDQ).
 
     Raises:
         EdgeError: TensorRT cannot parse the model (with the node and message it gives), an
-            option does not fit the model or device, or the build fails.
+            option does not fit the model or device, the build fails, or the INT8 engine fails
+            `gate` (then no engine of that name is left).
     """
     import tensorrt as trt
 
@@ -373,6 +393,8 @@ def build_engine_file(
     with replaced_on_success(cache) as temporary:
         temporary.write_bytes(config.get_timing_cache().serialize())
     inputs, outputs = _network_io(network)
+    # The QDQ model's gate (checked above: passed), replaced by the engine's own when measured.
+    qdq_gate = {**json.loads(metadata[GATE_KEY]), "measured": MEASURED_QDQ} if options.int8 else {}
     sidecar = Sidecar(
         onnx_file=onnx.name,
         onnx_sha256=sha256(onnx),
@@ -385,9 +407,45 @@ def build_engine_file(
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         onnx_metadata=metadata,
         placement=placement,
+        int8_gate=qdq_gate,
     )
+    if options.int8 and gate is not None:
+        sidecar = replace(sidecar, int8_gate=_measure(bytes(plan), engine, sidecar, gate))
+        _refuse_failed(engine, sidecar.int8_gate)
     write_engine(engine, bytes(plan), sidecar)
     return sidecar
+
+
+def _measure(plan: bytes, engine: Path, sidecar: Sidecar, gate: EngineGate) -> dict[str, Any]:
+    """Open the plan as the runtime does and measure `gate` through it, from a file beside
+    `engine` that the runtime never opens."""
+    trial = engine.with_name(f".{engine.name}.trial")
+    try:
+        trial.write_bytes(plan)
+        with TensorRTEngine(trial, sidecar) as opened:
+            return gate(opened)
+    finally:
+        trial.unlink(missing_ok=True)
+
+
+def _refuse_failed(engine: Path, gate: dict[str, Any]) -> None:
+    """Remove any engine of this name and raise when the gate measured through it failed.
+
+    Raises:
+        EdgeError: one line naming the failed checks and the fixes.
+    """
+    failed = failed_checks(gate)
+    if failed is None:
+        return
+    sidecar_path(engine).unlink(missing_ok=True)  # first, as write_engine does
+    engine.unlink(missing_ok=True)
+    raise EdgeError(
+        f"{engine.name} failed its INT8 accuracy gate through TensorRT ({failed} on "
+        f"{gate['frames']} held-out frames), though its ONNX QDQ graph passed: refused, no "
+        f'{engine.name} left; run this model in FP16 (precision "fp16", `make engines`) or '
+        "recalibrate it (`python -m export quantize` with another --method or --float, or more "
+        "--frames)"
+    )
 
 
 def rebuild_reason(engine: Path, onnx: Path, options: BuildOptions, target: Target) -> str | None:
@@ -407,6 +465,8 @@ def rebuild_reason(engine: Path, onnx: Path, options: BuildOptions, target: Targ
         return f"it {problem}"
     if sidecar.flags != options.flags():
         return "build options changed"
+    if sidecar.int8_unmeasured():
+        return UNMEASURED
     return None
 
 
@@ -438,6 +498,22 @@ def _model_options(
         )
         chosen = replace(chosen, dla_core=None)
     return chosen
+
+
+def _engine_gate(spec: ModelSpec, onnx: Path) -> EngineGate:
+    """The accuracy gate of the INT8 engine of `spec` built from `onnx` (its QDQ model), with
+    the FP32 models beside it as the reference; its frames are read before the build.
+
+    Raises:
+        EdgeError: the QDQ model is refused, or its gate cannot be measured again here.
+    """
+    from export.gate import engine_gate  # the gate's own code (see the module docstring)
+
+    metadata = onnx_metadata(onnx)
+    check_for_tensorrt(metadata, onnx.name)  # its own refusal first, before reading frames
+    models_dir = onnx.parent
+    fp32, detector = models_dir / spec.onnx, models_dir / paths.DETECTOR_FILE
+    return engine_gate(spec.quantized, fp32, detector, metadata, onnx.name)
 
 
 def build_all(
@@ -490,7 +566,7 @@ def build_all(
     ready = []
     for number, spec in enumerate(specs, 1):
         step = f"[{number}/{len(specs)}] {spec.name}"
-        int8 = options.int8 and spec.quantized
+        int8 = options.int8 and bool(spec.quantized)
         onnx = precision_path(models_dir / spec.onnx, "int8" if int8 else "fp32")
         if not onnx.is_file():
             log.warning("%s: %s not found, skipped (export it first)", step, onnx)
@@ -504,10 +580,18 @@ def build_all(
             log.info("%s: %s is up to date, skipped", step, engine.name)
         else:
             log.info("%s: building %s from %s (%s)", step, engine.name, onnx.name, reason)
+            gate = _engine_gate(spec, onnx) if int8 else None
             sidecar = build_engine_file(
-                onnx, engine, model_options, cache, target, verbose, spec.name
+                onnx, engine, model_options, cache, target, verbose, spec.name, gate
             )
             log.info("%s: built %s in %.1f s", step, engine.name, sidecar.build_seconds)
+            if gate is not None:
+                log.info(
+                    "%s: %s passed its INT8 accuracy gate through TensorRT: %s",
+                    step,
+                    engine.name,
+                    ", ".join(f"{c['name']} {c['value']:.4f}" for c in sidecar.int8_gate["checks"]),
+                )
         ready.append(engine)
     if not ready:
         raise EdgeError(f"no ONNX model found in {models_dir}: run `make models` first")

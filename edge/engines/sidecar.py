@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.engines.precision import MEASURED_ENGINE
 from edge.errors import EdgeError
 
 REBUILD_HINT = "rebuild it on this device with `make engines`"
@@ -90,6 +91,15 @@ class Sidecar:
     # Where the network's layers run: {"layers": n, "dla_layers": d} for a DLA build, as
     # TensorRT's builder reports it (IBuilderConfig.can_run_on_DLA); {} for a GPU build.
     placement: dict[str, int] = field(default_factory=dict)
+    # An INT8 engine's accuracy gate ({} for the others): measured through the engine itself on
+    # the device (measured MEASURED_ENGINE), else its QDQ model's, copied (MEASURED_QDQ);
+    # sidecars of older versions have none.
+    int8_gate: dict[str, Any] = field(default_factory=dict)
+
+    def int8_unmeasured(self) -> bool:
+        """Whether this is an INT8 engine whose own accuracy was never measured: its gate ran
+        on the QDQ graph only (ONNX Runtime, float parts in FP32), not through the engine."""
+        return self.precision == "int8" and self.int8_gate.get("measured") != MEASURED_ENGINE
 
     def foreign_to(self, current: Target) -> str | None:
         """Why an engine built for `self.target` cannot run on `current`, or None when it can."""

@@ -223,6 +223,13 @@ def check_engine(engine: Path, onnx: Path | None = None) -> Sidecar | None:
         log.warning("%s %s: it runs; `make engines` tunes it for this mode", engine.name, elsewhere)
     if onnx is not None and sidecar.stale_for(sha256(onnx)):
         raise UnusableEngine(f"{engine.name} was built from another {onnx.name}: {REBUILD_HINT}")
+    if sidecar.int8_unmeasured():
+        log.warning(
+            "%s: only its ONNX QDQ graph passed the INT8 accuracy gate (on ONNX Runtime, float "
+            "parts in FP32), not this engine (float parts in FP16, Q/DQ fused by TensorRT): "
+            "`python -m edge engines --int8` measures it on this device",
+            engine.name,
+        )
     return sidecar
 
 
@@ -256,7 +263,7 @@ def open_tensorrt(path: Path, required: bool) -> InferenceEngine | None:
         return None
     try:
         sidecar = check_engine(engine, onnx)
-        if onnx != path and sidecar is not None and sidecar.precision != "fp16":
+        if onnx not in (None, path) and sidecar is not None and sidecar.precision != "fp16":
             raise UnusableEngine(
                 f"{engine.name} is an {sidecar.precision.upper()} engine, but {path.name} asks "
                 "for FP16: build the FP16 engine with `make engines` (without --fp32)"
