@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -794,3 +795,13 @@ def test_tensorrts_parser_refuses_unsigned_or_asymmetric_quantization(
     parser = trt.OnnxParser(trt.Builder(logger).create_network(0), logger)
     assert not parser.parse_from_file(str(int8_models["embedder", "cpu"]))
     assert "UINT8 quantization is unsupported" in parser_errors(parser)
+
+
+def test_the_gate_the_builder_imports_needs_no_training_package() -> None:
+    """The builder, part of the on-device runtime, imports `export.gate` for INT8 builds: it
+    must not bring TensorFlow, torch, ultralytics or scikit-image (all installed here)."""
+    training = ("torch", "tensorflow", "keras", "ultralytics", "skimage")
+    code = f"import sys, export.gate; print([m for m in {training!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
