@@ -545,7 +545,9 @@ def build_all(
 
     Raises:
         EdgeError: TensorRT is missing or older than 10, a name is unknown, the options do not
-            fit together, no model is found, or a build fails.
+            fit together, no model is found, a build fails, or an INT8 engine fails its
+            accuracy gate measured through it or cannot be measured (its FP32 reference or the
+            footage of its QDQ model's gate is missing or changed).
     """
     import_tensorrt()
     options.check()
