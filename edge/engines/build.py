@@ -393,6 +393,9 @@ def build_engine_file(
     with replaced_on_success(cache) as temporary:
         temporary.write_bytes(config.get_timing_cache().serialize())
     inputs, outputs = _network_io(network)
+    blob = bytes(plan)
+    # The builder's memory goes back before an INT8 engine runs (an 8 GB Orin shares it).
+    del plan, config, parser, network, builder
     # The QDQ model's gate (checked above: passed), replaced by the engine's own when measured.
     qdq_gate = {**json.loads(metadata[GATE_KEY]), "measured": MEASURED_QDQ} if options.int8 else {}
     sidecar = Sidecar(
@@ -410,9 +413,9 @@ def build_engine_file(
         int8_gate=qdq_gate,
     )
     if options.int8 and gate is not None:
-        sidecar = replace(sidecar, int8_gate=_measure(bytes(plan), engine, sidecar, gate))
+        sidecar = replace(sidecar, int8_gate=_measure(blob, engine, sidecar, gate))
         _refuse_failed(engine, sidecar.int8_gate)
-    write_engine(engine, bytes(plan), sidecar)
+    write_engine(engine, blob, sidecar)
     return sidecar
 
 
