@@ -27,7 +27,7 @@ from edge.errors import EdgeError
 from edge.files import sha256
 from edge.models.detector import Detector
 from edge.models.embedder import Embedder
-from export.adapt import evenly, open_footage
+from export.adapt import Footage, evenly, open_footage
 from export.agreement import detector_agreement, embedder_cosines
 
 # Gate checks per model: (result key, lower limit).
@@ -83,9 +83,9 @@ def agreement(
     }
 
 
-def held_out_frames(metadata: Mapping[str, str], name: str) -> list[np.ndarray]:
-    """The held-out frames the QDQ model's gate was measured on, read again from the footage
-    its metadata records.
+def held_out(metadata: Mapping[str, str], name: str) -> tuple[Footage, list[int]]:
+    """The footage the QDQ model's gate was measured on, as its metadata records it, and the
+    indices of its held-out frames.
 
     Raises:
         EdgeError: the metadata records no footage, or the footage is missing or changed.
@@ -110,15 +110,16 @@ def held_out_frames(metadata: Mapping[str, str], name: str) -> list[np.ndarray]:
             f"{name}: {path} changed since its gate was measured on it: {REQUANTIZE_HINT}"
         )
     # `quantize` took evenly spaced frames from `first` to the end: the same indices again.
-    return [frame for _, frame in footage.frames(evenly(first, last + 1, count))]
+    return footage, evenly(first, last + 1, count)
 
 
 def engine_gate(
     model: str, fp32: Path, detector: Path, metadata: Mapping[str, str], name: str
 ) -> Callable[[InferenceEngine], dict[str, Any]]:
     """The gate of an INT8 (QDQ) model, to measure through the engine built from it: on the
-    held-out frames of the model's own gate, against FP32 on ONNX Runtime. The FP32 model and
-    the frames are checked and read now, before the engine is built.
+    held-out frames of the model's own gate, against FP32 on ONNX Runtime. The FP32 models and
+    the footage are checked now, before the engine is built; the frames are read when measuring
+    (not held in memory while TensorRT builds).
 
     Args:
         model: "detector" or "embedder".
@@ -144,9 +145,10 @@ def engine_gate(
             f"the FP32 detector {detector}, whose boxes the engine of {name} is measured on, is "
             "missing: run `make track-models`"
         )
-    frames = held_out_frames(metadata, name)
+    footage, indices = held_out(metadata, name)
 
     def measure(candidate: InferenceEngine) -> dict[str, Any]:
+        frames = [frame for _, frame in footage.frames(indices)]
         with (
             open_engine(detector, "onnxruntime") as detector_engine,
             open_engine(fp32, "onnxruntime") as fp32_engine,
