@@ -4,16 +4,20 @@ running, the config's [web] checks, and a live feed that does nothing while nobo
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import functools
 import http.client
 import ssl
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 
@@ -228,6 +232,50 @@ def test_an_export_longer_than_the_page_makes_is_refused(tmp_path: Path) -> None
         assert refused.status == 400
         assert not list((tmp_path / "state" / "cache").glob("*"))
     finally:
+        web.close()
+
+
+def test_a_new_password_ends_every_session(server: WebServer, tmp_path: Path) -> None:
+    cookie = _session(server)
+    assert _request(server, "GET", "/api/cameras", Cookie=cookie).status == 200
+    auth.write_password(tmp_path / "password", "another long secret")
+    assert _request(server, "GET", "/api/cameras", Cookie=cookie).status == 401
+    assert _login(server, PASSWORD).status == 401
+
+
+def test_a_live_socket_closes_when_its_session_ends(tmp_path: Path) -> None:
+    """A viewer logged out (or whose session expired) stops getting frames."""
+    feed = LiveFeed("cam0")
+    device = _device({"cam0": CameraFiles("cam0", tmp_path / "out", "recordings", "", False)})
+    device.feeds = {"cam0": feed}
+    web = WebServer(_config(tmp_path), device)
+    stop = threading.Event()
+
+    def camera() -> None:
+        while not stop.wait(0.05):
+            feed.offer(np.zeros((48, 64, 3), np.uint8), time.time())
+
+    async def watch(cookie: str) -> aiohttp.WSMessage:
+        origin = f"http://127.0.0.1:{web.port}"
+        async with (
+            aiohttp.ClientSession(headers={"Cookie": cookie}) as client,
+            client.ws_connect(f"{origin}/api/live/cam0", origin=origin) as socket,
+        ):
+            assert (await socket.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY
+            logout = functools.partial(_request, web, "POST", "/logout", Origin=origin)
+            assert (await asyncio.to_thread(logout, Cookie=cookie)).status == 303
+            deadline = time.monotonic() + 5  # frames come every 0.05 s until it closes
+            while (message := await socket.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY:
+                if time.monotonic() > deadline:
+                    break
+            return message
+
+    threading.Thread(target=camera, daemon=True).start()
+    try:
+        closed = asyncio.run(watch(_session(web)))
+        assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 1008)
+    finally:
+        stop.set()
         web.close()
 
 

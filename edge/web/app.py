@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from edge.config import OutputConfig, WebConfig
 from edge.errors import EdgeError
@@ -78,7 +78,7 @@ class Site:
         self.index = EventIndex(state / "events.sqlite")
         self.media = Media(state / "cache")
         self.media.folder.mkdir(parents=True, exist_ok=True)
-        self.sessions = auth.Sessions(config.session_h * 3600)
+        self.sessions = auth.Sessions(config.session_h * 3600, self.password_file)
         self.limiter = auth.LoginLimiter()
         self.pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="web")
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
@@ -310,7 +310,8 @@ class Site:
         await socket.prepare(request)
         self.sockets.add(socket)
         feed.viewers += 1
-        sender = asyncio.create_task(_send_frames(feed, socket))
+        token = request.cookies.get(auth.COOKIE)
+        sender = asyncio.create_task(_send_frames(feed, socket, lambda: self.sessions.valid(token)))
         try:
             async for message in socket:  # the page sends nothing; this notices the close
                 if message.type == WSMsgType.ERROR:
@@ -329,12 +330,19 @@ def _login_form(
     return web.Response(text=page, status=status, content_type="text/html", headers=headers)
 
 
-async def _send_frames(feed: LiveFeed, socket: web.WebSocketResponse) -> None:
-    """Send each newest frame once the previous send is done (a slow client skips frames)."""
+async def _send_frames(
+    feed: LiveFeed, socket: web.WebSocketResponse, logged_in: Callable[[], bool]
+) -> None:
+    """Send each newest frame once the previous send is done (a slow client skips frames), while
+    the session that opened the socket lasts (logged out, expired or ended by a new password:
+    the socket is closed)."""
     seq = 0
     while not socket.closed:
         frame = await feed.next(seq)
         seq = frame.seq
+        if not logged_in():
+            await socket.close(code=WSCloseCode.POLICY_VIOLATION, message=b"logged out")
+            return
         try:
             await socket.send_bytes(frame.message())
         except (ConnectionError, RuntimeError):

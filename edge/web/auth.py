@@ -100,14 +100,17 @@ def read_password(path: Path) -> str:
 
 
 class Sessions:
-    """Logged-in sessions: random tokens that expire `lifetime_s` after login."""
+    """Logged-in sessions: random tokens that expire `lifetime_s` after login, and all end when
+    the password file changes (a new password locks out whoever had the old one)."""
 
-    def __init__(self, lifetime_s: float) -> None:
-        self.lifetime_s = lifetime_s
+    def __init__(self, lifetime_s: float, password_file: Path) -> None:
+        self.lifetime_s, self.password_file = lifetime_s, password_file
         self._expiry: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._password = self._password_now()
 
     def new(self) -> str:
         """A new session's token."""
+        self._check_password()
         token = secrets.token_urlsafe(32)
         self._expiry[token] = time.monotonic() + self.lifetime_s
         while len(self._expiry) > MAX_SESSIONS:
@@ -116,6 +119,7 @@ class Sessions:
 
     def valid(self, token: str | None) -> bool:
         """Whether `token` is a live session (an expired one is forgotten)."""
+        self._check_password()
         if not token or token not in self._expiry:
             return False
         if self._expiry[token] < time.monotonic():
@@ -126,6 +130,21 @@ class Sessions:
     def end(self, token: str | None) -> None:
         """Log the session out."""
         self._expiry.pop(token or "", None)
+
+    def _check_password(self) -> None:
+        """End every session if the password file is no longer the one they logged in with
+        (one stat, no read: `passwd` replaces the file, a new inode)."""
+        now = self._password_now()
+        if now != self._password:
+            self._expiry.clear()
+            self._password = now
+
+    def _password_now(self) -> tuple[int, int, int] | None:
+        try:
+            status = self.password_file.stat()
+        except OSError:
+            return None
+        return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 class LoginLimiter:
