@@ -111,6 +111,17 @@ def test_a_missing_or_corrupt_index_is_rebuilt(tmp_path: Path, events: Path, dam
     assert _ids(index.query(Query())) == ["run1/3", "run1/2", "run1/1"]
 
 
+def test_an_index_damaged_while_open_is_rebuilt(tmp_path: Path, events: Path) -> None:
+    path = tmp_path / "index.sqlite"
+    index = EventIndex(path)
+    index.update([events])
+    with path.open("r+b") as stream:  # the same file, its pages overwritten
+        stream.write(b"this is not a database" * 400)
+    index.update([events])
+    assert _ids(index.query(Query())) == ["run1/3", "run1/2", "run1/1"]
+    assert index.classes() == ["Normal"]
+
+
 def _segment(start: float, end: float) -> Segment:
     return Segment("cam0", Path(f"cam0_{start}.mkv"), start, end, 1000)
 

@@ -16,10 +16,10 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edge.recordings import event_time
 
@@ -35,6 +35,7 @@ CREATE INDEX events_utc ON events (utc);
 CREATE TABLE files (path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL);
 """
 MAX_RESULTS = 500
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,34 @@ class EventIndex:
 
     def update(self, files: Iterable[Path]) -> None:
         """Take in what the events files gained since the last update; forget files gone."""
+        wanted = {str(path): path for path in files}
         with self._lock:
-            wanted = {str(path): path for path in files}
-            # Files gone, replaced or cut short are forgotten before any is read: after a
-            # rotation the full piece (the old file, renamed) is then read in again whole.
-            for name, inode, offset in self._db.execute("SELECT * FROM files").fetchall():
-                if name not in wanted or not _same_file(wanted[name], inode, offset):
-                    self._forget(name)
-            for name, path in wanted.items():
-                self._read(name, path)
-            self._db.commit()
+            self._repairing(lambda: self._update(wanted))
+
+    def _update(self, wanted: dict[str, Path]) -> None:
+        # Files gone, replaced or cut short are forgotten before any is read: after a
+        # rotation the full piece (the old file, renamed) is then read in again whole.
+        for name, inode, offset in self._db.execute("SELECT * FROM files").fetchall():
+            if name not in wanted or not _same_file(wanted[name], inode, offset):
+                self._forget(name)
+        for name, path in wanted.items():
+            self._read(name, path)
+        self._db.commit()
+
+    def _repairing(self, work: Callable[[], T]) -> T:
+        """`work`, done again on a rebuilt index if the file turns out damaged while open (a
+        power cut on storage that loses writes): the events files are the record, and a
+        damaged index must not fail every query until the next restart."""
+        try:
+            return work()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, disk full: not damage
+                raise
+            log.warning("events index %s damaged (%s): rebuilding it", self.path, exc)
+            self._db.close()
+            self.path.unlink(missing_ok=True)
+            self._db = self._open()
+            return work()
 
     def _forget(self, name: str) -> None:
         self._db.execute("DELETE FROM events WHERE file = ?", (name,))
@@ -140,14 +159,16 @@ class EventIndex:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY utc DESC, rowid DESC LIMIT ?"
+        limit = min(query.limit, MAX_RESULTS)
         with self._lock:
-            rows = self._db.execute(sql, (*args, min(query.limit, MAX_RESULTS))).fetchall()
+            rows = self._repairing(lambda: self._db.execute(sql, (*args, limit)).fetchall())
         return [json.loads(record) for (record,) in rows]
 
     def classes(self) -> list[str]:
         """Every class an event names."""
+        sql = "SELECT DISTINCT class FROM events ORDER BY class"
         with self._lock:
-            rows = self._db.execute("SELECT DISTINCT class FROM events ORDER BY class").fetchall()
+            rows = self._repairing(lambda: self._db.execute(sql).fetchall())
         return [name for (name,) in rows if name]
 
     def close(self) -> None:
