@@ -208,7 +208,7 @@ def _api_paths(folder: Path) -> list[str]:
     write_password(folder / "password", PASSWORD)
     config = WebConfig(password_file=str(folder / "password"), state_dir=str(folder / "state"))
     metrics = {"walk": Metrics()}
-    site = Site(config, Device({}, metrics, Health(metrics, None, 10.0), OutputConfig()), False)
+    site = Site(config, Device({}, metrics, Health(metrics, None, 10.0), OutputConfig()))
     try:
         paths = {route.resource.canonical for route in site.app().router.routes()}  # type: ignore[union-attr]
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from edge.config import OutputConfig, WebConfig, load
 from edge.errors import EdgeError
@@ -30,7 +31,7 @@ from edge.service.health import Health
 from edge.service.side_outputs import SideOutputs
 from edge.types import Frame, Packet
 from edge.utc import iso
-from edge.web import auth
+from edge.web import auth, proxy
 from edge.web.app import Device, WebServer, serve
 from edge.web.live import LiveFeed
 from edge.web.recordings import MAX_EXPORT_BYTES, CameraFiles
@@ -279,6 +280,55 @@ def test_a_live_socket_closes_when_its_session_ends(tmp_path: Path) -> None:
         web.close()
 
 
+def _cookie_flags(response: http.client.HTTPResponse) -> set[str]:
+    return {part.strip().lower() for part in (response.getheader("Set-Cookie") or "").split(";")}
+
+
+def test_behind_a_tls_proxy_on_this_device_logins_work_per_browser(server: WebServer) -> None:
+    """As Caddy or nginx in front of host 127.0.0.1 pass it on: the browser's https origin and
+    host, its scheme and address in X-Forwarded-*. The login is not refused as another site,
+    the cookie is Secure, and one browser's failures do not lock out another."""
+
+    def login(password: str, browser: str) -> http.client.HTTPResponse:
+        headers = {
+            "Host": "jetson.local",
+            "Origin": "https://jetson.local",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-For": f"198.51.100.7, {browser}",
+        }
+        return _request(server, "POST", "/login", f"password={password}", **headers)
+
+    for _ in range(auth.FAILURES):
+        assert login("wrong password", "192.0.2.10").status == 401
+    assert login(PASSWORD, "192.0.2.10").status == 429
+    good = login(PASSWORD, "192.0.2.11")
+    assert good.status == 303
+    assert {"secure", "httponly", "samesite=strict"} <= _cookie_flags(good)
+
+
+class _Peer:
+    """A connection from `address`: all that aiohttp asks a transport for here."""
+
+    def __init__(self, address: tuple[object, ...]) -> None:
+        self.address = address
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.address if name == "peername" else default
+
+
+@pytest.mark.parametrize(
+    ("peer", "believed"),
+    [(("127.0.0.1", 5000), True), (("::1", 5000, 0, 0), True), (("192.0.2.9", 5000), False)],
+)
+def test_forwarded_headers_are_believed_only_from_this_device(
+    peer: tuple[object, ...], believed: bool
+) -> None:
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.0.0.1, 10.0.0.2"}
+    request = make_mocked_request("POST", "/login", headers, transport=_Peer(peer))
+    expected = ("https", "10.0.0.2") if believed else ("http", peer[0])
+    assert (proxy.scheme(request), proxy.client(request)) == expected
+
+
 def test_session_cookie_is_http_only_strict_and_secure_under_tls(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
@@ -297,11 +347,8 @@ def test_session_cookie_is_http_only_strict_and_secure_under_tls(tmp_path: Path)
                      "Origin": f"https://127.0.0.1:{web.port}"},
         )  # fmt: skip
         response = connection.getresponse()
-        flags = {
-            part.strip().lower() for part in (response.getheader("Set-Cookie") or "").split(";")
-        }
         assert response.status == 303
-        assert {"httponly", "secure", "samesite=strict"} <= flags
+        assert {"httponly", "secure", "samesite=strict"} <= _cookie_flags(response)
     finally:
         web.close()
 

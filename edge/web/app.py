@@ -32,7 +32,7 @@ from edge.service.health import Health
 from edge.service.metrics_http import healthz
 from edge.service.side_outputs import SideOutputs
 from edge.utc import parse_time
-from edge.web import auth, health
+from edge.web import auth, health, proxy
 from edge.web.events import EventIndex, Query
 from edge.web.live import MAX_VIEWERS, LiveFeed
 from edge.web.recordings import CameraFiles, Media, TooLong, clip_at, day_of
@@ -70,8 +70,8 @@ class Device:
 class Site:
     """The routes and their state (sessions, login limiter, events index, media cache)."""
 
-    def __init__(self, config: WebConfig, device: Device, tls: bool) -> None:
-        self.config, self.device, self.tls = config, device, tls
+    def __init__(self, config: WebConfig, device: Device) -> None:
+        self.config, self.device = config, device
         self.password_file = Path(config.password_file)
         auth.read_password(self.password_file)  # none set: the page cannot start
         state = Path(config.state_dir)
@@ -118,7 +118,8 @@ class Site:
         origin = request.headers.get("Origin") or request.headers.get("Referer")
         changes = request.method not in ("GET", "HEAD")
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-        if (changes or upgrade) and not auth.same_origin(origin, request.host, request.scheme):
+        scheme = proxy.scheme(request)
+        if (changes or upgrade) and not auth.same_origin(origin, request.host, scheme):
             raise web.HTTPForbidden(text="refused: a request from another site\n")
         if request.path in PUBLIC or self.sessions.valid(request.cookies.get(auth.COOKIE)):
             response: web.StreamResponse = await handler(request)
@@ -146,7 +147,7 @@ class Site:
     async def login(self, request: web.Request) -> web.Response:
         """Check the password: a session cookie on success; the form again with 401 (wrong
         password) or 429 (too many failures from this address, or from all together) otherwise."""
-        client = request.remote or "?"
+        client = proxy.client(request)
         wait = self.limiter.begin(client)
         if wait > 0:
             message = f"Too many failed logins: try again in {wait:.0f} s."
@@ -164,7 +165,7 @@ class Site:
             self.sessions.new(),
             httponly=True,
             samesite="Strict",
-            secure=self.tls,
+            secure=proxy.scheme(request) == "https",
             path="/",
         )
         raise response
@@ -361,7 +362,7 @@ class WebServer:
         """
         context = _tls(config)
         try:
-            self.site = Site(config, device, tls=context is not None)
+            self.site = Site(config, device)
         except OSError as exc:
             raise EdgeError(
                 f"cannot write the web state folder {config.state_dir}: {exc.strerror} "
