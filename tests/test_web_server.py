@@ -25,7 +25,7 @@ from aiohttp.test_utils import make_mocked_request
 from edge.config import OutputConfig, WebConfig, load
 from edge.errors import EdgeError
 from edge.metrics import Metrics
-from edge.recordings import segment_path
+from edge.recordings import Segment, segment_path
 from edge.runtime import DeviceOutputs, open_sinks
 from edge.service.health import Health
 from edge.service.side_outputs import SideOutputs
@@ -47,19 +47,38 @@ def _device(cameras: dict[str, CameraFiles] | None = None) -> Device:
     return Device(cameras or {}, metrics, Health(metrics, None, 10.0), OutputConfig())
 
 
+class _Camera:
+    """Camera cam0's outputs (120x160 at 10 FPS, `segment_s` segments), fed frames by hand."""
+
+    def __init__(self, folder: Path, segment_s: float) -> None:
+        config = load(
+            None,
+            [f"output.dir='{folder}'", "output.bitrate_kbps=300", f"output.segment_s={segment_s}"],
+        )
+        self.sinks = open_sinks(config, ("Normal",), Metrics(), DeviceOutputs(config))
+        self.files = CameraFiles.of(config)
+        self.fed = 0
+
+    def feed(self, frames: int) -> None:
+        image = np.full((120, 160, 3), 40, np.uint8)
+        for index in range(self.fed, self.fed + frames):
+            image[:, index % 160] = 250
+            packet = Packet(Frame(index, image.copy(), time.monotonic(), index / 10, 10.0))
+            for sink in self.sinks:
+                sink.write(packet, 10.0)
+        self.fed += frames
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close([])
+
+
 def _recorded(folder: Path, frames: int) -> CameraFiles:
-    """Camera cam0's folder after `frames` frames (10 FPS, 1 s segments) went to its sinks."""
-    config = load(None, [f"output.dir='{folder}'", "output.bitrate_kbps=300", "output.segment_s=1"])
-    sinks = open_sinks(config, ("Normal",), Metrics(), DeviceOutputs(config))
-    image = np.full((120, 160, 3), 40, np.uint8)
-    for index in range(frames):
-        image[:, index % 160] = 250
-        packet = Packet(Frame(index, image.copy(), time.monotonic(), index / 10, 10.0))
-        for sink in sinks:
-            sink.write(packet, 10.0)
-    for sink in sinks:
-        sink.close([])
-    return CameraFiles.of(config)
+    """Camera cam0's folder after `frames` frames in 1 s segments."""
+    camera = _Camera(folder, 1)
+    camera.feed(frames)
+    camera.close()
+    return camera.files
 
 
 def _config(folder: Path, **values: object) -> WebConfig:
@@ -214,6 +233,42 @@ def test_an_export_is_made_once_for_the_byte_ranges_a_player_asks(tmp_path: Path
         again = made.stat()
         assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
     finally:
+        web.close()
+
+
+def _written(camera: CameraFiles, size: int) -> Segment:
+    """The camera's one segment once it holds more than `size` bytes (the encoder writes
+    from its own thread)."""
+    deadline = time.monotonic() + 10
+    while not (found := camera.segments()) or found[0].size <= size:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+    (segment,) = found
+    return segment
+
+
+def test_a_growing_segment_gives_one_copy_per_url(tmp_path: Path) -> None:
+    """The open segment, listed at one size, grows before the player's next byte range: the
+    same URL must give the same bytes."""
+    camera = _Camera(tmp_path / "out", 60)
+    web = WebServer(_config(tmp_path), _device({"cam0": camera.files}))
+    try:
+        cookie = _session(web)
+        camera.feed(20)
+        segment = _written(camera.files, 0)
+        url = f"/api/segments/cam0/{segment.path.name}?v={segment.size}"
+        assert _request(web, "GET", url, Cookie=cookie).status == 200
+        (made,) = (tmp_path / "state" / "cache").glob("*.mp4")
+        first = made.stat()
+        camera.feed(20)
+        _written(camera.files, segment.size)
+        assert _request(web, "GET", url, Cookie=cookie, Range="bytes=100-199").status == 206
+        assert list((tmp_path / "state" / "cache").glob("*.mp4")) == [made]
+        assert made.stat().st_ino == first.st_ino
+        bigger = url.replace(f"v={segment.size}", f"v={segment.size + 10**9}")
+        assert _request(web, "GET", bigger, Cookie=cookie).status == 404  # no such size yet
+    finally:
+        camera.close()
         web.close()
 
 

@@ -246,7 +246,7 @@ class Site:
         if found is None:
             raise web.HTTPNotFound(text="no recording of that moment\n")
         segment, offset = found
-        url = f"/api/segments/{camera.name}/{segment.path.name}"
+        url = f"/api/segments/{camera.name}/{segment.path.name}?v={segment.size}"
         return web.json_response({"url": url, "offset": offset, "start": segment.start})
 
     async def recordings(self, request: web.Request) -> web.Response:
@@ -276,14 +276,19 @@ class Site:
         return self._file(path, request.query.get("download") == "1")
 
     async def segment(self, request: web.Request) -> web.FileResponse:
-        """A segment as MP4 (remuxed, not re-encoded; byte ranges served)."""
+        """A segment as MP4 (remuxed, not re-encoded; byte ranges served); `v`: its size when
+        listed, so that every request of one URL gets one copy of a segment still growing."""
         camera = self._camera(request)
         name = request.match_info["name"]
+        try:
+            size = int(request.query["v"]) if "v" in request.query else None
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text="v: a segment's size in bytes\n") from exc
         found = await self._run(lambda: camera.segment(name))
-        if found is None:
+        if found is None or (size is not None and not 0 <= size <= found.size):
             raise web.HTTPNotFound(text="no such segment\n")
         try:
-            path = await self._run(lambda: self.media.segment(found))
+            path = await self._run(lambda: self.media.segment(found, size))
         except EdgeError as exc:
             raise web.HTTPNotFound(text=f"{exc}\n") from exc
         return self._file(path, request.query.get("download") == "1")

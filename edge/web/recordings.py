@@ -120,13 +120,18 @@ class Media:
         self.folder = folder
         self._lock = threading.Lock()
 
-    def segment(self, segment: Segment) -> Path:
-        """The segment as MP4; made again while it is still growing (the open segment).
+    def segment(self, segment: Segment, size: int | None = None) -> Path:
+        """The segment as MP4, the copy of it when it held `size` bytes (default: now).
+
+        A player asks for byte ranges of one URL many times: while the segment is still being
+        written, each must get the same copy, not a longer one remuxed anew whose bytes lie
+        elsewhere (the MP4's index comes last). The first request for a size makes the copy,
+        of what is written by then.
 
         Raises:
             EdgeError: the remuxer cannot read or write it.
         """
-        path = self.folder / f"{segment.path.stem}_{segment.size}.mp4"
+        path = self.folder / f"{segment.path.stem}_{segment.size if size is None else size}.mp4"
         with self._lock:
             if not path.is_file():
                 remux([segment.path], path)

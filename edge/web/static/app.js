@@ -156,7 +156,7 @@ async function timeline() {
   const dayStart = Date.parse(`${found.day}T00:00:00Z`) / 1000;
   const playSegment = (segment, offset) => {
     $("#recording-caption").textContent = `${camera}, ${utc(segment.start + offset)} UTC`;
-    load($("#recording-video"), `/api/segments/${camera}/${segment.name}`, offset);
+    load($("#recording-video"), `/api/segments/${camera}/${segment.name}?v=${segment.size}`, offset);
   };
   for (const segment of found.segments) {
     const block = document.createElement("div");
@@ -178,7 +178,7 @@ async function timeline() {
     $("span", item).textContent = `${utc(segment.start).slice(11)} to ${utc(segment.end).slice(11)}, ` +
       `${(segment.size / 1e6).toFixed(1)} MB`;
     $("button", item).onclick = () => playSegment(segment, 0);
-    $("a", item).href = `/api/segments/${camera}/${segment.name}?download=1`;
+    $("a", item).href = `/api/segments/${camera}/${segment.name}?v=${segment.size}&download=1`;
     return item;
   }));
   const range = $("#range");
