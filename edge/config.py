@@ -82,7 +82,8 @@ class DetectorConfig:
 
     model: str = f"artifacts/models/{paths.DETECTOR_FILE}"
     backend: str = field(default="auto", metadata=_choices(*BACKENDS))
-    confidence: float = field(default=0.25, metadata=_range(0, 1))
+    # Least box confidence; boxes below tracker.high_confidence only continue tracks
+    confidence: float = field(default=0.2, metadata=_range(0, 1))
     iou: float = field(default=0.7, metadata=_range(0, 1))
     # []: every class. Default: the offline model's upright people; its `Fall` class fires
     # mostly on things lying on the grass.
@@ -112,14 +113,14 @@ class TrackerConfig:
     reid_model: str = f"artifacts/models/{paths.EMBEDDER_FILE}"  # .onnx, or a TensorRT .engine
     reid_precision: str = field(default="fp32", metadata=_choices(*PRECISIONS))  # as detector's
     max_age: int = field(default=30, metadata=_range(1, 100000))
-    n_init: int = field(default=3, metadata=_range(1, 1000))
+    n_init: int = field(default=2, metadata=_range(1, 1000))
     # Association (see edge.models.tracker and docs/tracking.md for what each is measured to do)
     max_cosine_distance: float = field(default=0.2, metadata=_range(0.01, 2))
     max_iou_distance: float = field(default=0.7, metadata=_range(0.01, 2))  # most 1-IoU to match
     nn_budget: int = field(default=100, metadata=_range(1, 10000))  # features per track
     # Detections below high_confidence (down to detector.confidence) only continue tracks
-    high_confidence: float = field(default=0.0, metadata=_range(0, 1))
-    birth_confidence: float = field(default=0.0, metadata=_range(0, 1))  # least to start a track
+    high_confidence: float = field(default=0.4, metadata=_range(0, 1))
+    birth_confidence: float = field(default=0.5, metadata=_range(0, 1))  # least to start a track
     ema_alpha: float = field(default=0.0, metadata=_range(0, 0.999))  # 0: a gallery of nn_budget
 
 

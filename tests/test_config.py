@@ -109,7 +109,7 @@ def test_example_cameras_take_shared_defaults_and_their_own_keys() -> None:
         0.35,
         300.0,
     )
-    assert (gate.detector.confidence, gate.output.segment_s) == (0.25, 60.0)
+    assert (gate.detector.confidence, gate.output.segment_s) == (0.2, 60.0)
     assert (dock.detector.classes, dock.colorizer.mode, dock.output.video) == ([], "off", "")
     assert len({c.detector.model for c in configs}) == 1
 
