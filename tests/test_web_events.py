@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,22 @@ def test_a_missing_or_corrupt_index_is_rebuilt(tmp_path: Path, events: Path, dam
     index = EventIndex(path)
     index.update([events])
     assert _ids(index.query(Query())) == ["run1/3", "run1/2", "run1/1"]
+
+
+def test_indexing_a_file_takes_memory_by_line_not_by_file(tmp_path: Path) -> None:
+    """An events piece is up to 64 MiB: read whole, with its rows, it took ~6x that beside the
+    pipeline."""
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(_event("cam0", n) for n in range(5_000)))  # about 0.7 MB
+    index = EventIndex(tmp_path / "index.sqlite")
+    tracemalloc.start()
+    try:
+        index.update([path])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(index.query(Query(limit=10**6))) == events_module.MAX_RESULTS
+    assert peak < path.stat().st_size / 4, peak
 
 
 def test_an_index_damaged_while_open_is_rebuilt(tmp_path: Path, events: Path) -> None:
