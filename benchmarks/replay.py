@@ -6,7 +6,9 @@ runtime reads it (GStreamer, BGR or GRAY8), keeping every class and every box ab
 confidence floor, and stores them under `artifacts/cache/detections/`. The detector's NMS is
 per class and greedy, so filtering the cached boxes by class and by a confidence at or above
 the floor gives exactly the boxes a detector with those settings finds. `replay` feeds them to a
-tracker frame by frame, as the pipeline does (`coast` on frames the detector skips).
+tracker frame by frame, as the pipeline does (`coast` on frames the detector skips). A lower
+NMS IoU, or NMS across classes, is replayed by running that NMS again over the cached boxes: near,
+not equal, to the detector's own (a box the cache's NMS dropped can no longer drop another).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from edge.config import DetectorConfig, SourceConfig, TrackerConfig
 from edge.detections import Detections
 from edge.engines import open_engine
 from edge.metrics import Metrics
-from edge.models.detector import Detector
+from edge.models.detector import CLASS_OFFSET, Detector, nms
 from edge.models.embedder import Embedder
 from edge.models.tracker import Tracker
 from edge.types import Packet
@@ -55,14 +57,38 @@ class CachedFrames:
     frames: list[Detections]
     names: tuple[str, ...]
 
-    def select(self, confidence: float, classes: Sequence[int] | None) -> list[Detections]:
-        """Each frame's boxes a detector with this confidence and these classes finds."""
+    def select(
+        self,
+        confidence: float,
+        classes: Sequence[int] | None,
+        iou: float = DetectorConfig().iou,
+        merge_classes: bool = False,
+    ) -> list[Detections]:
+        """Each frame's boxes a detector with this confidence, these classes and this NMS IoU
+        finds; `merge_classes` makes every box one class, NMS across classes included.
+
+        Raises:
+            ValueError: confidence below the cache's floor, or IoU above the cache's.
+        """
         if confidence < FLOOR:
             raise ValueError(f"confidence {confidence} is below the cache's floor {FLOOR}")
-        return [
+        if iou > DetectorConfig().iou:
+            raise ValueError(f"NMS IoU {iou} is above the cache's {DetectorConfig().iou}")
+        found = [
             d[(d.confidence > confidence) & (np.isin(d.class_id, classes) if classes else True)]
             for d in self.frames
         ]
+        if iou == DetectorConfig().iou and not merge_classes:
+            return found
+        return [_suppressed(d, iou, merge_classes) for d in found]
+
+
+def _suppressed(found: Detections, iou: float, merge_classes: bool) -> Detections:
+    """The boxes NMS at `iou` keeps (per class; every box one class when merged), in order."""
+    if merge_classes:
+        found = replace(found, class_id=np.zeros(len(found), np.int64))
+    shifted = found.xyxy + (found.class_id * CLASS_OFFSET)[:, None]
+    return found[np.sort(nms(shifted, found.confidence, iou, len(found)))]
 
 
 def cached_detections(
@@ -92,13 +118,14 @@ def cached_detections(
             count=len(found),
             names=np.array(detector.names),
         )
-    with np.load(path) as data:
-        rows = [data["index"] == i for i in range(int(data["count"]))]
-        return CachedFrames([
-            Detections(data["xyxy"][r], data["confidence"][r], data["class_id"][r],
-                       {"embedding": data["embedding"][r]})
-            for r in rows
-        ], tuple(str(n) for n in data["names"]))  # fmt: skip
+    with np.load(path) as stored:
+        data = {name: stored[name] for name in stored.files}  # each read decompresses
+    rows = [data["index"] == i for i in range(int(data["count"]))]
+    return CachedFrames([
+        Detections(data["xyxy"][r], data["confidence"][r], data["class_id"][r],
+                   {"embedding": data["embedding"][r]})
+        for r in rows
+    ], tuple(str(n) for n in data["names"]))  # fmt: skip
 
 
 def _detect(

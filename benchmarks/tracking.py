@@ -5,10 +5,11 @@ the runtime (as `edge track` runs it) on the color video and as a GRAY8 camera (
 input), each with its frame rate; `section.key=value` arguments change the config of both runs.
 `--methods` adds the association methods tried for the default (`docs/tracking.md`), replayed on
 detections cached per frame (`benchmarks.replay`), at detector.interval 0 and 1: every method
-sees the same boxes, and a rerun takes seconds. With `--tracks` it scores an existing
-MOTChallenge file instead (e.g. motmetrics' TUD-Campus sample, whose published scores check
-the metric code). Ground-truth rows marked 0 in column 7 are ignore regions: tracks on them are
-neither hits nor false positives (`benchmarks.mot_metrics.drop_ignored`).
+sees the same boxes, and a rerun takes minutes (`--methods-only`: without the runs). With
+`--tracks` it scores an existing MOTChallenge file instead (e.g. motmetrics' TUD-Campus sample,
+whose published scores check the metric code). Ground-truth rows marked 0 in column 7 are
+ignore regions: tracks on them are neither hits nor false positives
+(`benchmarks.mot_metrics.drop_ignored`).
 """
 
 from __future__ import annotations
@@ -106,21 +107,53 @@ def track_video(args: argparse.Namespace, color_format: str, mot_path: Path) -> 
 
 @dataclass(frozen=True)
 class Method:
-    """One way of tracking tried on frames 1-400: config overrides on top of the defaults."""
+    """One way of tracking tried on frames 1-400: config overrides on top of the defaults;
+    `merge_classes` makes both detector classes one class, with NMS across them."""
 
     name: str
     settings: Mapping[str, Any]
+    merge_classes: bool = False
 
 
-# Each row changes one thing from the row it names (docs/tracking.md says what each does).
+def _tried(base: str, settings: Mapping[str, Any], **changes: Any) -> list[Method]:
+    """One method per change of one key from `settings` (named `base`): `key=[values]`."""
+    return [
+        Method(f"{base}, {key.replace('__', '.')} {value}",
+               {**settings, key.replace("__", "."): value})
+        for key, values in changes.items()
+        for value in values
+    ]  # fmt: skip
+
+
+# The defaults before the measurement (part 1): DeepSORT alone.
 BEFORE = {"detector.confidence": 0.25, "detector.classes": ["Normal"], "tracker.max_age": 30,
           "tracker.n_init": 3, "tracker.max_cosine_distance": 0.2, "tracker.max_iou_distance": 0.7,
           "tracker.nn_budget": 100, "tracker.high_confidence": 0.0,
           "tracker.birth_confidence": 0.0, "tracker.ema_alpha": 0.0}  # fmt: skip
+BYTE = "ByteTrack second association"
+# Every method tried, the losers too: one key changed at a time from the old defaults, then the
+# second association's thresholds, then one key at a time from the new defaults.
 METHODS = [
     Method("before: DeepSORT, Normal, confidence 0.25", BEFORE),
-    Method("today's defaults", {}),
-]
+    Method("before, both classes (Normal, Fall)", {**BEFORE, "detector.classes": []}),
+    *_tried("before", BEFORE, detector__confidence=[0.2, 0.35, 0.45],
+            tracker__n_init=[1, 5], tracker__max_age=[10, 60],
+            tracker__max_cosine_distance=[0.1, 0.3, 0.4], tracker__ema_alpha=[0.9]),
+    Method("before, birth 0.5 (no second association)",
+           {**BEFORE, "detector.confidence": 0.2, "tracker.birth_confidence": 0.5}),
+    *[Method(f"{BYTE}: confidence {c}, high {h}, birth {b}, n_init 3",
+             {**BEFORE, "detector.confidence": c, "tracker.high_confidence": h,
+              "tracker.birth_confidence": b})
+      for c, h, b in [(0.1, 0.3, 0.5), (0.1, 0.4, 0.5), (0.1, 0.5, 0.6), (0.2, 0.3, 0.5),
+                      (0.2, 0.4, 0.4), (0.2, 0.4, 0.5), (0.2, 0.4, 0.6), (0.2, 0.5, 0.5)]],
+    Method("defaults (after)", {}),
+    *_tried("defaults", {}, tracker__n_init=[3, 4, 5], tracker__max_age=[10, 20, 50],
+            tracker__ema_alpha=[0.8, 0.9, 0.95], tracker__max_cosine_distance=[0.15, 0.3],
+            tracker__max_iou_distance=[0.5, 0.8], tracker__nn_budget=[20],
+            detector__iou=[0.5, 0.6], detector__classes=[[]]),
+    Method("defaults, both classes merged as one (NMS across them)", {"detector.classes": []},
+           merge_classes=True),
+]  # fmt: skip
 
 
 def replay_method(
@@ -130,7 +163,9 @@ def replay_method(
     milliseconds per frame."""
     config = load(None, [f"{k}={json.dumps(v)}" for k, v in method.settings.items()])
     classes = [names.index(c) for c in config.detector.classes] or None
-    frames = cache.select(config.detector.confidence, classes)
+    frames = cache.select(
+        config.detector.confidence, classes, config.detector.iou, method.merge_classes
+    )
     tracker = Tracker.from_config(config.tracker)
     started = time.perf_counter()
     tracks = replay(every_nth(frames, interval), tracker)
@@ -186,7 +221,7 @@ def run_tracking(args: argparse.Namespace) -> list[dict[str, Any]]:
         tracks = load_truth(args.tracks)
         runs.append({"run": f"the tracker file {args.tracks}", "frames": len(tracks),
                      "metrics": scores(args.gt, tracks)})  # fmt: skip
-    else:
+    elif not args.methods_only:
         for color_format in args.formats:
             suffix = "" if color_format == args.formats[0] else f"-{color_format.lower()}"
             mot = report.output / f"{args.name}{suffix}.mot.txt"
@@ -197,8 +232,9 @@ def run_tracking(args: argparse.Namespace) -> list[dict[str, Any]]:
                          "fps": done["fps"], "metrics": metrics})  # fmt: skip
             report.add("runs", runs)
     report.add("runs", runs)
-    report.add("metrics", runs[0]["metrics"])
-    if args.methods:
+    if runs:
+        report.add("metrics", runs[0]["metrics"])
+    if args.methods or args.methods_only:
         run_methods(args, report)
     report.finish(markdown(report.data))
     return runs
@@ -216,6 +252,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="source.format of each run: the color video, and as a monochrome camera",
     )  # fmt: skip
     parser.add_argument("--methods", action="store_true", help="replay the methods table too")
+    parser.add_argument(
+        "--methods-only", action="store_true", help="replay the methods table without the runs"
+    )
     parser.add_argument("--detector", type=Path, default=DetectorConfig().model)
     parser.add_argument("--reid", type=Path, default=TrackerConfig().reid_model)
     parser.add_argument("--backend", default="auto", help="inference backend")
