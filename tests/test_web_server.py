@@ -414,6 +414,7 @@ def test_session_cookie_is_http_only_strict_and_secure_under_tls(tmp_path: Path)
         ("no password", "no web password set"),
         ("port taken", "cannot serve the web page on 127.0.0.1"),
         ("bad certificate", "cannot load web.cert_file"),
+        ("state unwritable", "cannot write the web state folder /proc/self: unable to open"),
     ],
 )
 def test_a_page_that_cannot_start_is_degraded_not_fatal(
@@ -424,6 +425,8 @@ def test_a_page_that_cannot_start_is_degraded_not_fatal(
         config = WebConfig(password_file=str(tmp_path / "missing"), state_dir=str(tmp_path))
     elif change == "port taken":
         config = _config(tmp_path, port=server.port)
+    elif change == "state unwritable":  # no file can be made there, as on a read-only mount
+        config = _config(tmp_path, state_dir="/proc/self")
     else:
         (tmp_path / "cert.pem").write_text("not a certificate")
         config = _config(tmp_path, cert_file=str(tmp_path / "cert.pem"), key_file="k.pem")

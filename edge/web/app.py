@@ -14,6 +14,7 @@ import concurrent.futures
 import functools
 import html
 import logging
+import sqlite3
 import ssl
 import threading
 import time
@@ -362,16 +363,16 @@ class WebServer:
         """Check the password file and TLS files, bind, start serving.
 
         Raises:
-            EdgeError: no password set, a TLS file unreadable, the state folder unwritable or
-                the address cannot be bound.
+            EdgeError: no password set, a TLS file unreadable, the state folder or its events
+                index unwritable, or the address cannot be bound.
         """
         context = _tls(config)
         try:
             self.site = Site(config, device)
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:  # SQLite's own: a read-only or full disk
             raise EdgeError(
-                f"cannot write the web state folder {config.state_dir}: {exc.strerror} "
-                "(see web.state_dir)"
+                f"cannot write the web state folder {config.state_dir}: "
+                f"{getattr(exc, 'strerror', None) or exc} (see web.state_dir)"
             ) from exc
         self._loop = asyncio.new_event_loop()
         self._runner = web.AppRunner(self.site.app(), handle_signals=False, access_log=None)
