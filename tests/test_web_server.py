@@ -299,6 +299,23 @@ def test_a_new_password_ends_every_session(server: WebServer, tmp_path: Path) ->
     assert _login(server, PASSWORD).status == 401
 
 
+def test_a_password_file_removed_while_serving_is_named_at_login(
+    server: WebServer, tmp_path: Path
+) -> None:
+    (tmp_path / "password").unlink()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request(
+        "POST", "/login", body=f"password={PASSWORD}",
+        headers={"Content-Type": "application/x-www-form-urlencoded",
+                 "Origin": f"http://127.0.0.1:{server.port}"},
+    )  # fmt: skip
+    response = connection.getresponse()
+    assert response.status == 503
+    assert "run `python -m edge web passwd`" in response.read().decode()
+    for _ in range(auth.FAILURES):  # not counted as failed guesses
+        assert _login(server, PASSWORD).status == 503
+
+
 def test_a_live_socket_closes_when_its_session_ends(tmp_path: Path) -> None:
     """A viewer logged out (or whose session expired) stops getting frames."""
     feed = LiveFeed("cam0")

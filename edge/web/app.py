@@ -147,7 +147,8 @@ class Site:
 
     async def login(self, request: web.Request) -> web.Response:
         """Check the password: a session cookie on success; the form again with 401 (wrong
-        password) or 429 (too many failures from this address, or from all together) otherwise."""
+        password), 429 (too many failures from this address, or from all together) or 503 (no
+        password file) otherwise."""
         client = proxy.client(request)
         wait = self.limiter.begin(client)
         if wait > 0:
@@ -155,7 +156,12 @@ class Site:
             return _login_form(message, 429, {"Retry-After": str(int(wait) + 1)})
         form = await request.post()
         password = str(form.get("password", ""))
-        stored = await self._run(lambda: auth.read_password(self.password_file))
+        try:
+            stored = await self._run(lambda: auth.read_password(self.password_file))
+        except EdgeError as exc:  # removed or damaged since the start: say so, not a 500
+            self.limiter.succeeded(client)
+            log.warning("web: login refused: %s", exc)
+            return _login_form(f"No login possible: {exc}", 503)
         if not await self._run(lambda: auth.verify_password(stored, password)):
             log.warning("web: failed login from %s", client)
             return _login_form("Wrong password.", 401)
