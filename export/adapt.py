@@ -54,9 +54,8 @@ from edge.models.colorizer import (
 )
 from edge.video.files import frame_rate, read_frames
 from export.evaluate import grayscale_baseline, picture_grid, psnr
-from export.onnx_export import fp16_path, keras_to_onnx, load_keras, to_fp16
+from export.onnx_export import fp16_path, general_keras, keras_to_onnx, load_keras, to_fp16
 from export.tiles import TILE, folder_photos, read_color_image, runtime_sample
-from export.train import keras_path
 
 log = logging.getLogger(__name__)
 MIN_LEARN_FRAMES = 8  # frames before the split needed to learn from
@@ -490,7 +489,7 @@ def adapt(
     """
     started = time.monotonic()
     recipe = recipe or Recipe()
-    base = base or keras_path("chroma")
+    base = base or general_keras()
     if not 0 < holdout < 1:
         raise EdgeError(
             f"--holdout must be between 0 and 1 (the share of frames, from the end, kept to "
@@ -582,7 +581,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--output", type=Path, required=True, help="adapted model, NAME.onnx")
     parser.add_argument(
-        "--base", type=Path, default=keras_path("chroma"), help="general Keras chroma model"
+        "--base",
+        type=Path,
+        help="general Keras chroma model (default: the one `export train` made, else the "
+        "shipped models/colorizer_chroma.keras)",
     )
     parser.add_argument(
         "--frames",

@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 OPSET = 17
 TOLERANCE = 1e-4  # max |ONNX - Keras| allowed on real validation tiles
 ONNX_NAMES = {"rgb": "colorizer_rgb", "chroma": "colorizer"}
+# The released general colorizer, committed with its card (docs/colorizer-model-card.md)
+SHIPPED_CHROMA = Path(__file__).resolve().parent.parent / "models" / "colorizer_chroma.keras"
+
+
+def general_keras(models_dir: Path | None = None) -> Path:
+    """The general Keras chroma model: the one `export train` made, else the shipped one."""
+    trained = keras_path("chroma", models_dir)
+    return trained if trained.is_file() else SHIPPED_CHROMA
 
 
 def onnx_path(kind: str, fp16: bool = False, models_dir: Path | None = None) -> Path:
@@ -138,21 +146,34 @@ def _match_float_casts(model: onnx.ModelProto) -> None:
             to.i = onnx.TensorProto.FLOAT16
 
 
-def export_all(models_dir: Path | None = None) -> list[Path]:
-    """Export both colorizers to ONNX and ours also to FP16; return the written paths."""
+def export_chroma(source: Path, models_dir: Path | None = None) -> list[Path]:
+    """Export our Keras chroma model `source` to `colorizer.onnx` and its FP16 copy in
+    `models_dir`; return the written paths."""
     models_dir = writable_dir(models_dir or paths.MODELS)
-    written = []
-    for kind in ONNX_NAMES:
-        target = onnx_path(kind, models_dir=models_dir)
-        keras_to_onnx(kind, keras_path(kind, models_dir), target)
-        written.append(target)
-    fp16 = onnx_path("chroma", fp16=True, models_dir=models_dir)
-    to_fp16(onnx_path("chroma", models_dir=models_dir), fp16)
-    return [*written, fp16]
+    target = onnx_path("chroma", models_dir=models_dir)
+    keras_to_onnx("chroma", source, target)
+    return [target, to_fp16(target, onnx_path("chroma", fp16=True, models_dir=models_dir))]
+
+
+def export_all(models_dir: Path | None = None) -> list[Path]:
+    """Export both trained colorizers in `models_dir` to ONNX and ours also to FP16; return the
+    written paths."""
+    models_dir = writable_dir(models_dir or paths.MODELS)
+    original = onnx_path("rgb", models_dir=models_dir)
+    keras_to_onnx("rgb", keras_path("rgb", models_dir), original)
+    return [original, *export_chroma(keras_path("chroma", models_dir), models_dir)]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `onnx` command."""
     parser = subparsers.add_parser("onnx", help="export the trained colorizers to ONNX (+FP16)")
     parser.add_argument("--models", type=Path, default=paths.MODELS, help="models folder")
-    parser.set_defaults(func=lambda a: export_all(a.models))
+    parser.add_argument(
+        "--chroma",
+        type=Path,
+        help="export only this Keras chroma model (e.g. the shipped "
+        f"models/{SHIPPED_CHROMA.name}) into the models folder",
+    )
+    parser.set_defaults(
+        func=lambda a: export_chroma(a.chroma, a.models) if a.chroma else export_all(a.models)
+    )

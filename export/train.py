@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -64,6 +65,23 @@ RECIPES = {
 def keras_path(kind: str, models_dir: Path | None = None) -> Path:
     """Where `train` stores a model of this kind."""
     return (models_dir or paths.MODELS) / f"colorizer_{kind}.keras"
+
+
+def save_keras(model, target: Path) -> None:  # type: ignore[no-untyped-def]
+    """Save `model` as `.keras` with its members deflated (Keras stores them uncompressed):
+    lossless, and an eighth smaller for the chroma model (12.3 → 10.8 MB)."""
+    with replaced_on_success(target) as temporary:
+        stored = temporary.with_name(f"{temporary.stem}.stored.keras")
+        try:
+            model.save(stored)
+            with (
+                zipfile.ZipFile(stored) as source,
+                zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out,
+            ):
+                for member in source.infolist():
+                    out.writestr(member.filename, source.read(member))
+        finally:
+            stored.unlink(missing_ok=True)
 
 
 def gray_of(tiles: np.ndarray) -> np.ndarray:
@@ -216,8 +234,7 @@ def train(
     seconds = time.monotonic() - started
     if kind == "chroma":
         model = imagenet_colorizer(model, encoder)
-    with replaced_on_success(target) as temporary:
-        model.save(temporary)
+    save_keras(model, target)
     record = {
         "kind": kind,
         "epochs": epochs,
