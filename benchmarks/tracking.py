@@ -81,12 +81,12 @@ def scores(
     gt: Path, tracks: Mapping[int, FrameBoxes], frames: int | None = None
 ) -> dict[str, float]:
     """MOT metrics of tracks against the ground truth (its ignore rows not scored), on frames
-    up to `frames` (None: all)."""
-    truth, ignored = (
-        {f: b for f, b in load_mot(gt, ignored=flag).items() if frames is None or f <= frames}
-        for flag in (False, True)
+    up to `frames` (None: all); tracks beyond them are not scored either."""
+    truth, ignored, tracked = (
+        {f: b for f, b in boxes.items() if frames is None or f <= frames}
+        for boxes in (load_mot(gt, ignored=False), load_mot(gt, ignored=True), tracks)
     )
-    return summarize({"run": accumulate(truth, tracks, ignored=ignored)})["run"]
+    return summarize({"run": accumulate(truth, tracked, ignored=ignored)})["run"]
 
 
 def track_video(args: argparse.Namespace, color_format: str, mot_path: Path) -> dict[str, Any]:

@@ -68,6 +68,10 @@ def model_overrides(
         f"tracker.reid_model='{reid_onnx}'",
         f"colorizer.model='{colorizer}'",
         "pipeline.log_every_s=0",
+        # At 320 px the detector scores the video's people at most ~0.3, under the defaults'
+        # birth_confidence (measured at 640): its tracks are born from 0.25, as before issue 27.
+        "tracker.high_confidence=0.25",
+        "tracker.birth_confidence=0.25",
     ]
 
 

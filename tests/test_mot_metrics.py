@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 from benchmarks.mot_metrics import accumulate, drop_ignored, iou_distance, load_mot, summarize
+from benchmarks.replay import CachedFrames
+from benchmarks.tracking import scores
+from edge.detections import Detections
 from export.data import data_file
 
 # motmetrics' own expected values for these files (its tests/test_metrics.py).
@@ -81,3 +84,31 @@ def test_load_mot_splits_scored_and_ignored_rows(tmp_path: Path) -> None:
     }
     assert {f: ids.tolist() for f, (ids, _) in load_mot(gt, ignored=True).items()} == {1: [2]}
     assert len(load_mot(gt)[1][0]) == 2
+
+
+def test_tracks_beyond_the_scored_frames_are_not_false_positives(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,10,20,40,1\n2,1,12,10,20,40,1\n")
+    box = np.array([[10.0, 10.0, 20.0, 40.0]])
+    tracks = {f: (np.array([5]), box) for f in (1, 2, 3)}  # frame 3: past the ground truth
+    assert scores(gt, tracks, 2)["num_false_positives"] == 0
+    assert scores(gt, tracks)["num_false_positives"] == 1
+
+
+def _cached(xyxy: list[list[float]], confidence: list[float], class_id: list[int]) -> CachedFrames:
+    embeddings = np.eye(len(xyxy), 4, dtype=np.float32)
+    found = Detections(np.array(xyxy, np.float32), np.array(confidence, np.float32),
+                       np.array(class_id, np.int64), {"embedding": embeddings})  # fmt: skip
+    return CachedFrames([found], ("Normal", "Fall"))
+
+
+def test_replayed_nms_lower_iou_and_merged_classes() -> None:
+    # Two boxes of different classes with IoU 0.6; a third of the first's class, IoU 0.7 with it.
+    cache = _cached([[0, 0, 10, 10], [0, 0, 10, 6], [0, 0, 10, 7]], [0.9, 0.8, 0.7], [0, 1, 0])
+    assert len(cache.select(0.5, None)[0]) == 3  # as the cached (IoU 0.7, per class) NMS left them
+    assert cache.select(0.5, None, iou=0.65)[0].confidence.tolist() == pytest.approx([0.9, 0.8])
+    merged = cache.select(0.5, None, iou=0.5, merge_classes=True)[0]
+    assert merged.confidence.tolist() == pytest.approx([0.9])
+    assert merged.class_id.tolist() == [0]
+    with pytest.raises(ValueError, match="above the cache's"):
+        cache.select(0.5, None, iou=0.8)

@@ -148,6 +148,7 @@ def test_track_and_run_write_the_same_mot_rows(
     assert main("edge", "", COMMANDS, run_args) == 0
     track_args = _track_args(detector_320, reid_onnx, tmp_path / "track", Path(video))
     track_args[track_args.index("--max-frames") + 1] = "40"
+    track_args += ["--high-confidence", "0.25", "--birth-confidence", "0.25"]  # as model_overrides
     assert main("edge", "", COMMANDS, track_args) == 0
     run_rows = run_file(tmp_path / "run", "tracks.mot.txt").read_text().splitlines()
     track_rows = (tmp_path / "track" / "tracks.txt").read_text().splitlines()

@@ -34,6 +34,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-age", type=int, default=TRACKER.max_age, help="frames a lost track lives"
     )
     parser.add_argument("--n-init", type=int, default=TRACKER.n_init, help="frames to confirm")
+    parser.add_argument(
+        "--high-confidence", type=float, default=TRACKER.high_confidence,
+        help="boxes below it only continue tracks (ByteTrack's second association)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--birth-confidence", type=float, default=TRACKER.birth_confidence,
+        help="least box confidence that starts a track",
+    )  # fmt: skip
     parser.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: all)")
     parser.add_argument("--events", type=Path, help="JSONL events (default: artifacts/outputs/)")
     parser.add_argument("--mot", type=Path, help="MOTChallenge file (default: artifacts/outputs/)")
@@ -54,6 +62,8 @@ def _run(args: argparse.Namespace) -> None:
         "tracker.reid_model": str(args.reid),
         "tracker.max_age": args.max_age,
         "tracker.n_init": args.n_init,
+        "tracker.high_confidence": args.high_confidence,
+        "tracker.birth_confidence": args.birth_confidence,
         "pipeline.threads": args.threads,
     }
     events = args.events or paths.OUTPUTS / f"{args.video.stem}.tracks.jsonl"
