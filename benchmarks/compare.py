@@ -6,7 +6,9 @@ runtime pipeline (`benchmarks latency` with the video, events and MOT outputs of
 video as a grayscale camera delivers it and colorize every frame. Frames per second and p95
 latency of each and their ratio (goal: ours ≥ 3× naive), each pipeline in its own process, best
 of `--rounds`. Ours' latency is capture to output, so it includes the time a frame waits in the
-stage queues.
+stage queues. The report names the INT8 instruction set the CPU offers (`vnni`, or `avx2` for x86
+without VNNI, e.g. under `python -m benchmarks.emulate_avx2`), which INT8 models' speed and
+accuracy depend on.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from benchmarks.report import (
     table,
 )
 from edge import paths
+from edge.engines.onnxruntime import cpu_flags, cpu_isa
 from edge.errors import EdgeError
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,7 @@ def markdown(data: Mapping[str, Any]) -> str:
         machine_line(data),
         "",
         f"Ours with config overrides: {' '.join(data['config']['overrides']) or 'none'}.",
+        f"INT8 instruction set of the CPU as both sides see it: {data['int8_isa']}.",
         "",
         table(["pipeline", "FPS", "p95 latency ms", f"× naive (goal ≥ {GOAL:g})"], rows),
     ])  # fmt: skip
@@ -115,6 +119,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
         return summary
     require_model("colorizer (.keras)", args.keras)  # fail before the first round, not inside it
     report = Report(args.name, args.output, arguments(args))
+    report.add("int8_isa", cpu_isa(cpu_flags()))  # the children inherit an emulated CPU
     best = best_of_rounds(["naive", "ours"], args.rounds, lambda key: child(key, args))
     report.add("stages_ms", best)
     naive_fps = 1000 / best["naive"]["total"]["mean"]

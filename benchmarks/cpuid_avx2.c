@@ -1,4 +1,4 @@
-/* Preloaded by `python -m benchmarks.emulate_isa`: this process and its children see, through
+/* Preloaded by `python -m benchmarks.emulate_avx2`: this process and its children see, through
  * the CPUID instruction, a CPU with AVX2 but neither AVX-512 nor VNNI, as ONNX Runtime's MLAS
  * dispatch (`onnxruntime/core/mlas/lib/platform.cpp`) reads it, so it picks its AVX2 kernels.
  *

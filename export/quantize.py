@@ -9,8 +9,9 @@ Weights are quantized per channel. Two flavours:
   weights for the instruction set of the CPU it is for (`--isa`, default: this one's; recorded in
   the metadata, `edge.engines.onnxruntime`): signed 8-bit symmetric ("s8") for VNNI; for x86
   without VNNI, whose U8S8 kernels add pairs of products in 16 bits that saturate
-  (`VPMADDUBSW`), DEFAULT_WEIGHTS["avx2"] (7-bit "s7", ONNX Runtime's reduce_range, or unsigned
-  asymmetric "u8": U8U8 kernels), which cannot saturate;
+  (`VPMADDUBSW`), unsigned asymmetric "u8" (U8U8 kernels, which add in 32 bits), the one that
+  passes the gate there (7-bit "s7", ONNX Runtime's reduce_range, cannot saturate either but
+  misses it on both models);
 - `tensorrt`: what TensorRT's explicit quantization takes: signed INT8 activations and weights,
   symmetric, every zero point 0, biases left in float (onnx-tensorrt `docs/operators.md`:
   QuantizeLinear's `y_zero_point` and DequantizeLinear's `x_zero_point` must be zero, and
@@ -77,8 +78,9 @@ METHODS = ("minmax", "moving-average", "entropy", "percentile")
 FLAVOURS = ("cpu", "tensorrt")
 # Weights: signed 8-bit, signed 7-bit (reduce_range), unsigned 8-bit asymmetric (U8U8 kernels).
 WEIGHTS = ("s8", "s7", "u8")
-# The `cpu` flavour's weights per instruction set (measured: docs/int8-isa.md).
-DEFAULT_WEIGHTS = {"vnni": "s8", "avx2": "s7"}
+# The `cpu` flavour's weights per instruction set (measured on the 640×640 detector and the
+# embedder: benchmarks/results/x86-2core-int8-isa.md).
+DEFAULT_WEIGHTS = {"vnni": "s8", "avx2": "u8"}
 DEFAULT_FRAMES = 200
 DEFAULT_TEST_FRAMES = 40
 DEFAULT_HOLDOUT = 0.5
@@ -146,9 +148,9 @@ FLOAT_PARTS: dict[str, dict[str, Callable[[onnx.ModelProto], list[str]]]] = {
 }
 DEFAULT_FLOAT = {"detector": "head", "embedder": "stem"}
 # Measured on the sample video (docs/tensorrt.md, INT8): with 200 frames the detector passes the
-# gate with moving-average min-max (widest margin) or percentile only; min-max suffices for the
-# embedder.
-DEFAULT_METHOD = {"detector": "moving-average", "embedder": "minmax"}
+# gate with moving-average min-max (widest margin) or percentile only; the embedder with min-max
+# on s8 weights only, with moving-average on s8 and u8 (benchmarks/results/x86-2core-int8-isa.md).
+DEFAULT_METHOD = {"detector": "moving-average", "embedder": "moving-average"}
 
 
 def float_nodes(model: onnx.ModelProto, kind: str, part: str) -> list[str]:
@@ -529,8 +531,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--method",
         choices=METHODS,
         default="",
-        help="calibration method (default: moving-average for the detector, minmax for the "
-        "embedder)",
+        help="calibration method (default: moving-average)",
     )
     parser.add_argument(
         "--flavour",

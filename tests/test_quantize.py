@@ -30,7 +30,13 @@ from edge.errors import EdgeError
 from edge.models.detector import Detector
 from edge.models.embedder import Embedder
 from edge.runtime import load_models
-from export.quantize import FLOAT_PARTS, default_flavour, float_nodes, report_path
+from export.quantize import (
+    DEFAULT_WEIGHTS,
+    FLOAT_PARTS,
+    default_flavour,
+    float_nodes,
+    report_path,
+)
 from tests import detect_models
 from tests import int8_models as int8
 
@@ -121,14 +127,22 @@ def test_a_model_without_a_gate_is_refused(
         open_engine(ungated)
 
 
-def int8_weight_range(model: Path) -> int:
-    """The largest magnitude of the model's INT8 weights."""
+# Per weights choice: the type of the quantized weights and the largest magnitude they reach.
+WEIGHT_CODES = {
+    "s8": (TensorProto.INT8, 127),
+    "s7": (TensorProto.INT8, 64),
+    "u8": (TensorProto.UINT8, 255),
+}
+
+
+def weight_range(model: Path, data_type: int) -> int:
+    """The largest magnitude of the model's quantized weights of `data_type` (0 if none)."""
     graph = onnx.load(str(model)).graph
-    weights = [i for i in graph.initializer if i.data_type == TensorProto.INT8]
+    weights = [i for i in graph.initializer
+               if i.data_type == data_type and not i.name.endswith("_zero_point")]  # fmt: skip
     return max(
-        int(np.abs(onnx.numpy_helper.to_array(w).astype(np.int32)).max())
-        for w in weights
-        if not w.name.endswith("_zero_point")
+        (int(np.abs(onnx.numpy_helper.to_array(w).astype(np.int32)).max()) for w in weights),
+        default=0,
     )
 
 
@@ -136,18 +150,21 @@ def test_the_cpu_flavour_records_the_instruction_set_it_is_for(
     int8_models: dict[tuple[str, str], Path],
 ) -> None:
     """Made for this CPU, the cpu flavour has the weights of its instruction set; for x86
-    without VNNI (--isa avx2) 7-bit weights (reduce_range), whose u8×s7 pair sums fit the 16 bits
-    of VPMADDUBSW. The metadata and report say which, and on which CPU the gate ran."""
+    without VNNI (--isa avx2) DEFAULT_WEIGHTS["avx2"], whose products VPMADDUBSW cannot saturate.
+    The metadata and report say which, and on which CPU the gate ran; the weights are of that
+    type and range, with none of the other 8-bit type."""
     here = cpu_isa(cpu_flags())
-    expected = {"vnni": ("s8", 127), "avx2": ("s7", 64)}
     for flavour, isa in (("cpu", here), ("cpu-avx2", "avx2")):
         path = int8_models["embedder", flavour]
         report = json.loads(report_path(path).read_text())
-        assert onnx_metadata(path)[ISA_KEY] == isa
+        weights = DEFAULT_WEIGHTS[isa]
+        assert onnx_metadata(path)[ISA_KEY] == ("vnni" if weights == "s8" else "avx2")
         assert (report["isa"], report["weights"], report["gate_isa"]) == (
-            isa, expected[isa][0], here
+            onnx_metadata(path)[ISA_KEY], weights, here
         )  # fmt: skip
-        assert int8_weight_range(path) == expected[isa][1]
+        data_type, magnitude = WEIGHT_CODES[weights]
+        other = TensorProto.UINT8 if data_type == TensorProto.INT8 else TensorProto.INT8
+        assert (weight_range(path, data_type), weight_range(path, other)) == (magnitude, 0)
     assert ISA_KEY not in onnx_metadata(int8_models["embedder", "tensorrt"])
 
 
@@ -211,20 +228,25 @@ def test_the_default_flavour_is_cpu_where_only_the_tensorrt_stubs_are() -> None:
     assert default_flavour() == "cpu"
 
 
-# Run on the emulated CPU: U8S8 products of 255 × 127 and 255 × 64, K = 64, in 8 rows.
+# Run on the emulated CPU: U8S8 products of 255 × 127 and 255 × 64, and U8U8 of 255 × 255,
+# K = 64, in 8 rows.
 SATURATION = """
 import json, numpy as np, onnx, onnxruntime as ort
 from onnx import TensorProto as T, helper, numpy_helper
 from edge.engines.onnxruntime import cpu_flags, cpu_isa
-weights = np.tile(np.array([[127, 64]], np.int8), (64, 1))
+signed = np.tile(np.array([[127, 64]], np.int8), (64, 1))
+unsigned = np.full((64, 1), 255, np.uint8)
 graph = helper.make_graph(
-    [helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "g",
+    [helper.make_node("MatMulInteger", ["a", "s"], ["y"]),
+     helper.make_node("MatMulInteger", ["a", "u"], ["z"])], "g",
     [helper.make_tensor_value_info("a", T.UINT8, [8, 64])],
-    [helper.make_tensor_value_info("y", T.INT32, [8, 2])], [numpy_helper.from_array(weights, "w")])
+    [helper.make_tensor_value_info("y", T.INT32, [8, 2]),
+     helper.make_tensor_value_info("z", T.INT32, [8, 1])],
+    [numpy_helper.from_array(signed, "s"), numpy_helper.from_array(unsigned, "u")])
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-y = session.run(None, {"a": np.full((8, 64), 255, np.uint8)})[0][0]
-print(json.dumps({"isa": cpu_isa(cpu_flags()), "y": y.tolist()}))
+y, z = session.run(None, {"a": np.full((8, 64), 255, np.uint8)})
+print(json.dumps({"isa": cpu_isa(cpu_flags()), "y": y[0].tolist() + z[0].tolist()}))
 """
 
 
@@ -232,15 +254,16 @@ print(json.dumps({"isa": cpu_isa(cpu_flags()), "y": y.tolist()}))
     os.geteuid() != 0 or "cpuid_fault" not in cpu_flags() or not shutil.which("gcc"),
     reason="benchmarks.emulate_avx2 needs root, CPUID faulting and gcc",
 )
-def test_without_vnni_onnx_runtime_saturates_8_bit_weights_and_not_7_bit() -> None:
+def test_without_vnni_onnx_runtime_saturates_8_bit_weights_not_7_bit_nor_unsigned() -> None:
     """On the emulated CPU without VNNI, ONNX Runtime's U8S8 kernel adds u8×s8 pairs in 16 bits:
-    255×127×2 saturates at 32767, 255×64×2 does not; the runtime reads that CPU as avx2."""
+    255×127×2 saturates at 32767, 255×64×2 does not, nor do U8U8's 255×255 products (added in
+    32 bits); the runtime reads that CPU as avx2."""
     from benchmarks.emulate_avx2 import command_line
 
-    exact = [64 * 255 * 127, 64 * 255 * 64]
+    exact = [64 * 255 * 127, 64 * 255 * 64, 64 * 255 * 255]
     command = command_line([sys.executable, "-c", SATURATION])
     emulated = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
-    assert emulated == {"isa": "avx2", "y": [32 * 32767, exact[1]]}
+    assert emulated == {"isa": "avx2", "y": [32 * 32767, *exact[1:]]}
     if cpu_isa(cpu_flags()) == "vnni":
         native = subprocess.run([sys.executable, "-c", SATURATION], capture_output=True, check=True)
         assert json.loads(native.stdout) == {"isa": "vnni", "y": exact}
