@@ -8,6 +8,7 @@ import asyncio
 import concurrent.futures
 import functools
 import http.client
+import socket
 import ssl
 import stat
 import subprocess
@@ -31,7 +32,7 @@ from edge.service.health import Health
 from edge.service.side_outputs import SideOutputs
 from edge.types import Frame, Packet
 from edge.utc import iso
-from edge.web import auth, proxy
+from edge.web import auth, limits, proxy
 from edge.web.app import Device, WebServer, serve
 from edge.web.live import LiveFeed
 from edge.web.recordings import MAX_EXPORT_BYTES, CameraFiles
@@ -399,6 +400,30 @@ def test_forwarded_headers_are_believed_only_from_this_device(
     request = make_mocked_request("POST", "/login", headers, transport=_Peer(peer))
     expected = ("https", "10.0.0.2") if believed else ("http", peer[0])
     assert (proxy.scheme(request), proxy.client(request)) == expected
+
+
+def _idle(web: WebServer) -> socket.socket:
+    """A connection that sends nothing."""
+    return socket.create_connection(("127.0.0.1", web.port), timeout=30)
+
+
+def test_connections_are_bounded_so_clients_cannot_take_the_cameras_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each connection is a file descriptor of the cameras' process: past MAX_CONNECTIONS a new
+    one is answered 503 and closed, and one that sends no request is closed after IDLE_S."""
+    monkeypatch.setattr(limits, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(limits, "IDLE_S", 1.0)
+    web = WebServer(_config(tmp_path), _device())
+    try:
+        held = [_idle(web) for _ in range(4)]
+        time.sleep(0.2)  # all four made
+        refused = _idle(web)
+        assert refused.recv(100).startswith(b"HTTP/1.1 503")
+        assert all(connection.recv(1) == b"" for connection in held)  # closed when idle
+        assert _request(web, "GET", "/login").status == 200
+    finally:
+        web.close()
 
 
 def test_session_cookie_is_http_only_strict_and_secure_under_tls(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from edge.service.health import Health
 from edge.service.metrics_http import healthz
 from edge.service.side_outputs import SideOutputs
 from edge.utc import parse_time
-from edge.web import auth, health, proxy
+from edge.web import auth, health, limits, proxy
 from edge.web.events import EventIndex, Query
 from edge.web.live import MAX_VIEWERS, LiveFeed
 from edge.web.recordings import CameraFiles, Media, TooLong, clip_at, day_of
@@ -381,11 +381,18 @@ class WebServer:
                 f"{getattr(exc, 'strerror', None) or exc} (see web.state_dir)"
             ) from exc
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(self.site.app(), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            self.site.app(), handle_signals=False, access_log=None, keepalive_timeout=limits.IDLE_S
+        )
         try:
             self._loop.run_until_complete(self._runner.setup())
-            tcp = web.TCPSite(self._runner, config.host, config.port, ssl_context=context)
-            self._loop.run_until_complete(tcp.start())
+            server = self._runner.server
+            assert server is not None  # made by setup()
+            listening = self._loop.create_server(
+                limits.bounded(server), config.host, config.port, ssl=context,
+                ssl_handshake_timeout=limits.HANDSHAKE_S if context else None,
+            )  # fmt: skip
+            self._server = self._loop.run_until_complete(listening)
         except OSError as exc:
             self._loop.run_until_complete(self._runner.cleanup())
             self._loop.close()
@@ -393,7 +400,7 @@ class WebServer:
                 f"cannot serve the web page on {config.host}:{config.port} ({exc.strerror}): "
                 "change web.host / web.port"
             ) from exc
-        self.port: int = self._runner.addresses[0][1]  # the one picked when port is 0
+        self.port: int = self._server.sockets[0].getsockname()[1]  # the one picked for port 0
         for feed in device.feeds.values():
             feed.bind(self._loop)
         self._thread = threading.Thread(target=self._loop.run_forever, name="web", daemon=True)
@@ -403,7 +410,7 @@ class WebServer:
 
     def close(self) -> None:
         """Close the viewers' sockets, stop serving, release the port."""
-        cleanup = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        cleanup = asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
         try:
             cleanup.result(timeout=10)
         except (concurrent.futures.TimeoutError, OSError) as exc:
@@ -419,6 +426,10 @@ class WebServer:
             time.sleep(0.01)
         if not self._loop.is_running():
             self._loop.close()
+
+    async def _stop(self) -> None:
+        self._server.close()  # no new connection; the runner then closes the open ones
+        await self._runner.cleanup()
 
 
 def _tls(config: WebConfig) -> ssl.SSLContext | None:
