@@ -8,17 +8,20 @@ page are saved to docs/images/ for docs/web.md.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from selenium.common.exceptions import TimeoutException
@@ -33,8 +36,10 @@ from benchmarks.web import chromium, log_in
 from edge.config import OutputConfig, WebConfig
 from edge.metrics import Metrics
 from edge.service.health import Health
-from edge.web.app import Device, Site
+from edge.web.app import Device, Site, WebServer
 from edge.web.auth import write_password
+from edge.web.live import LiveFeed
+from edge.web.recordings import CameraFiles
 from export.data import data_file
 
 PASSWORD = "correct horse battery"
@@ -347,3 +352,52 @@ def test_events_api_filters_by_camera_and_class(device: Running, cookie: str) ->
     assert times == sorted(times, reverse=True)
     status, body = device.get("/api/events?camera=ball&class=Normal", cookie=cookie)
     assert json.loads(body)["events"] == []
+
+
+def test_live_view_comes_back_after_a_drop_and_logs_in_again_when_the_session_ends(
+    tmp_path: Path,
+) -> None:
+    """A tablet left on Live for months: a socket dropped (network, proxy) opens again by
+    itself, and a session that ended (a new password, a restart) shows the login; both left
+    the page on "disconnected" for good. The server runs in-process with a fed live feed."""
+    write_password(tmp_path / "password", PASSWORD)
+    config = WebConfig(
+        enabled=True, port=0, password_file=str(tmp_path / "password"),
+        state_dir=str(tmp_path / "state"),
+    )  # fmt: skip
+    metrics = {"cam0": Metrics()}
+    feed = LiveFeed("cam0")
+    files = {"cam0": CameraFiles("cam0", tmp_path / "out", "recordings", "", False)}
+    health = Health(metrics, None, 10.0)
+    server = WebServer(config, Device(files, metrics, health, OutputConfig(), feeds={"cam0": feed}))
+    stop = threading.Event()
+
+    def camera() -> None:
+        image = np.zeros((48, 64, 3), np.uint8)
+        while not stop.wait(0.1):
+            feed.offer(image, time.time())
+
+    threading.Thread(target=camera, daemon=True).start()
+    driver = chromium()
+    frames = "return (window.liveStats || {}).cam0 || {}"
+    try:
+        driver.get(f"http://127.0.0.1:{server.port}/")
+        WebDriverWait(driver, 10).until(lambda b: b.find_elements(By.ID, "password"))
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "submit").click()
+        WebDriverWait(driver, 20).until(lambda b: b.execute_script(frames).get("frames", 0) > 3)
+        driver.execute_script("window.liveStats.cam0.dropped = true")
+        for socket in list(server.site.sockets):  # as a network drop would
+            asyncio.run_coroutine_threadsafe(socket.close(), server._loop).result(10)
+        WebDriverWait(driver, 20).until(
+            lambda b: (
+                not (stats := b.execute_script(frames)).get("dropped")
+                and stats.get("frames", 0) > 3
+            )
+        )
+        write_password(tmp_path / "password", "a new password here")  # every session ends
+        WebDriverWait(driver, 20).until(lambda b: b.current_url.endswith("/login"))
+    finally:
+        driver.quit()
+        stop.set()
+        server.close()

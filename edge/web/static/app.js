@@ -49,12 +49,17 @@ pages.live = {
   },
 };
 
-function watch(camera, canvas, caption) {
+// A camera's live view; a socket that closes while Live shows (a network drop, a restart) is
+// opened again, first after a second, then up to 30 s apart while the server cannot be
+// reached; a session that ended goes to the login (`api` does, on the 401).
+function watch(camera, canvas, caption, retryS = 1) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}/api/live/${camera}`);
   socket.binaryType = "arraybuffer";
   const stats = (window.liveStats[camera] = { frames: 0, latencies: [] });
   let drawing = false;
+  let opened = false;
+  socket.onopen = () => { opened = true; };
   socket.onmessage = async (message) => {
     if (drawing) { return; } // still drawing the previous one: skip this frame
     drawing = true;
@@ -70,7 +75,18 @@ function watch(camera, canvas, caption) {
     caption.textContent = `${latency.toFixed(0)} ms behind`;
     drawing = false;
   };
-  socket.onclose = () => { caption.textContent = "disconnected"; };
+  socket.onclose = () => {
+    caption.textContent = "disconnected";
+    const index = sockets.indexOf(socket);
+    if (index < 0) { return; } // closed on leaving Live
+    sockets.splice(index, 1);
+    const wait = opened ? 1 : Math.min(2 * retryS, 30);
+    setTimeout(() => {
+      if (current !== "live") { return; }
+      api("/api/cameras").catch(() => {}); // a session that ended: to the login
+      watch(camera, canvas, caption, wait);
+    }, wait * 1000);
+  };
   sockets.push(socket);
 }
 
