@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import motmetrics as mm
 import numpy as np
 
 from benchmarks.mot_metrics import FrameBoxes, accumulate, load_mot, summarize
@@ -37,6 +38,7 @@ from benchmarks.report import (
 )
 from edge import paths
 from edge.config import DetectorConfig, TrackerConfig, load, parse_override
+from edge.detections import Detections
 from edge.errors import EdgeError
 from edge.models.tracker import Tracker
 from edge.runtime import run, tracking_config
@@ -82,11 +84,46 @@ def scores(
 ) -> dict[str, float]:
     """MOT metrics of tracks against the ground truth (its ignore rows not scored), on frames
     up to `frames` (None: all); tracks beyond them are not scored either."""
+    return summarize({"run": _accumulate(gt, tracks, frames)})["run"]
+
+
+def _accumulate(
+    gt: Path, tracks: Mapping[int, FrameBoxes], frames: int | None
+) -> mm.MOTAccumulator:
+    """`scores`' matching, frame by frame."""
     truth, ignored, tracked = (
         {f: b for f, b in boxes.items() if frames is None or f <= frames}
         for boxes in (load_mot(gt, ignored=False), load_mot(gt, ignored=True), tracks)
     )
-    return summarize({"run": accumulate(truth, tracked, ignored=ignored)})["run"]
+    return accumulate(truth, tracked, ignored=ignored)
+
+
+MATCHED = ["MATCH", "SWITCH"]  # motmetrics' events of a pair (a switch also adds others)
+
+
+def box_agreement(gt: Path, frames: Sequence[Detections]) -> dict[str, float]:
+    """The detector's boxes scored as if each were its own track (their F1, 2 TP / (2 TP + FP +
+    FN), bounds the IDF1 of a tracker that reports them as they are), and the median width and
+    height of a box over the ground-truth box it is paired with."""
+    boxes = {
+        n: (
+            n * 10000 + np.arange(len(d)),
+            np.hstack([d.xyxy[:, :2], d.xyxy[:, 2:] - d.xyxy[:, :2]]),
+        )
+        for n, d in enumerate(frames, start=1)
+        if len(d)
+    }
+    events = _accumulate(gt, boxes, len(frames)).mot_events
+    pairs = events[events.Type.isin(MATCHED)]
+    truth = load_mot(gt, ignored=False)
+    ratios = np.array([
+        boxes[f][1][boxes[f][0] == h][0, 2:] / truth[f][1][truth[f][0] == o][0, 2:]
+        for (f, _), o, h in zip(pairs.index, pairs.OId, pairs.HId, strict=True)
+    ])  # fmt: skip
+    tp, fp, fn = len(pairs), int((events.Type == "FP").sum()), int((events.Type == "MISS").sum())
+    return {"tp": tp, "fp": fp, "fn": fn, "f1": 2 * tp / (2 * tp + fp + fn),
+            "width_ratio": float(np.median(ratios[:, 0])),
+            "height_ratio": float(np.median(ratios[:, 1]))}  # fmt: skip
 
 
 def track_video(args: argparse.Namespace, color_format: str, mot_path: Path) -> dict[str, Any]:
@@ -178,6 +215,11 @@ def run_methods(args: argparse.Namespace, report: Report) -> None:
     rows = []
     for color_format in args.formats:
         cache = cached_detections(args.video, args.frames, color_format, args.detector, args.reid)
+        for name, settings in (("before", BEFORE), ("defaults", {})):
+            config = load(None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
+            classes = [cache.names.index(c) for c in config.detector.classes] or None
+            found = cache.select(config.detector.confidence, classes, config.detector.iou)
+            report.add(f"boxes-{color_format}-{name}", box_agreement(args.gt, found))
         for method in METHODS:
             for interval in (0, 1):
                 metrics = replay_method(cache, method, args.gt, interval, cache.names)
@@ -202,6 +244,16 @@ def markdown(data: Mapping[str, Any]) -> str:
               [[r["run"], r["frames"], r.get("fps", "-"), *cells(r["metrics"])]
                for r in data.get("runs", [])]),
     ]  # fmt: skip
+    agreement = [(key.split("-", 2)[1:], b) for key, b in data.items() if key.startswith("boxes-")]
+    if agreement:
+        lines += [
+            "The detector's boxes, each scored as its own track (IoU >= 0.5): their F1 bounds the "
+            "IDF1 of a tracker that reports them as they are; width and height: median of box / "
+            "ground-truth box.", "",
+            table(["format", "config", "TP", "FP", "FN", "F1", "width ratio", "height ratio"],
+                  [[fmt, name, b["tp"], b["fp"], b["fn"], b["f1"], b["width_ratio"],
+                    b["height_ratio"]] for (fmt, name), b in agreement]),
+        ]  # fmt: skip
     if data.get("methods"):
         lines += [
             "Methods, replayed on the same cached detections (tracker ms per frame only):", "",
