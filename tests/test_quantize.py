@@ -30,11 +30,16 @@ from edge.errors import EdgeError
 from edge.models.detector import Detector
 from edge.models.embedder import Embedder
 from edge.runtime import load_models
+from export import quantize as quantize_module
+from export.data import data_file
+from export.gate import verdict
 from export.quantize import (
     DEFAULT_WEIGHTS,
     FLOAT_PARTS,
+    Recipe,
     default_flavour,
     float_nodes,
+    quantize,
     report_path,
 )
 from tests import detect_models
@@ -76,9 +81,12 @@ def test_quantized_models_run_and_carry_precision_flavour_and_gate(
             embeddings = Embedder(engine)(frame, boxes)
             assert embeddings.shape == (2, 1280)
             assert np.allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-4)
-    assert json.loads(report_path(path).read_text())["gate"] == gate
-    # cpu: unsigned activations, signed weights, INT32 biases; tensorrt: signed, float biases
-    cpu = {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32}
+    report = json.loads(report_path(path).read_text())
+    assert report["gate"] == gate
+    # cpu: unsigned activations, signed weights (unsigned for u8), INT32 biases; tensorrt:
+    # signed, float biases
+    weights = TensorProto.UINT8 if report["weights"] == "u8" else TensorProto.INT8
+    cpu = {weights, TensorProto.UINT8, TensorProto.INT32}
     expected = cpu if flavour == "cpu" else {TensorProto.INT8}
     assert zero_point_types(path) == expected
 
@@ -157,7 +165,11 @@ def test_the_cpu_flavour_records_the_instruction_set_it_is_for(
     for flavour, isa in (("cpu", here), ("cpu-avx2", "avx2")):
         path = int8_models["embedder", flavour]
         report = json.loads(report_path(path).read_text())
-        weights = DEFAULT_WEIGHTS[isa]
+        weights = report["weights"]
+        assert weights in DEFAULT_WEIGHTS[isa]
+        assert [r["weights"] for r in report["rejected_weights"]] == list(
+            DEFAULT_WEIGHTS[isa][: DEFAULT_WEIGHTS[isa].index(weights)]
+        ), "the defaults were tried in order until one passed"
         assert onnx_metadata(path)[ISA_KEY] == ("vnni" if weights == "s8" else "avx2")
         assert (report["isa"], report["weights"], report["gate_isa"]) == (
             onnx_metadata(path)[ISA_KEY], weights, here
@@ -352,3 +364,42 @@ def test_drift_holds_int8_against_fp32_with_the_gates_limits(
     }
     assert status == (0 if all(v["ok"] for v in verdicts.values()) else 2)
     assert "# INT8 drift against FP32" in (tmp_path / "bench" / "drift.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "tried"),
+    [
+        (Recipe(isa="vnni"), ["s8", "u8"]),
+        (Recipe(isa="avx2"), ["u8"]),
+        (Recipe(isa="vnni", weights="s8"), ["s8"]),  # asked for: no other is tried
+        (Recipe(flavour="tensorrt"), ["s8"]),
+    ],
+)
+def test_weights_tried_in_turn(recipe: Recipe, tried: list[str]) -> None:
+    candidates = recipe.candidates("detector", frozenset())
+    assert [c.weights for c in candidates] == tried
+
+
+def test_the_next_default_weights_are_made_when_the_first_fail_the_gate(
+    detector_320: Path, reid_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s8 failing its gate (forced here: it misses the 640×640 detector's on the EPYC), the
+    model is made again with u8 weights from the same calibration, and the report says so."""
+    gates: list[dict[str, object]] = []
+
+    def first_fails(model: str, results: dict[str, object], measured: str) -> dict[str, object]:
+        gate = verdict(model, results, measured)
+        if not gates:
+            failed = [{**check, "ok": False} for check in gate["checks"]]
+            gate = {**gate, "passed": False, "checks": failed}
+        gates.append(gate)
+        return gate
+
+    monkeypatch.setattr(quantize_module, "verdict", first_fails)
+    output = tmp_path / "embedder_int8.onnx"
+    report = quantize("embedder", reid_onnx, data_file("vtest.avi"), output, Recipe(isa="vnni"),
+                      4, 4, detector_model=detector_320)  # fmt: skip
+    assert len(gates) == 2
+    assert [r["weights"] for r in report["rejected_weights"]] == ["s8"]
+    assert (report["weights"], report["isa"], report["gate"]["passed"]) == ("u8", "avx2", True)
+    assert onnx_metadata(output)[ISA_KEY] == "avx2"  # u8 runs as it was gated on any x86 CPU
