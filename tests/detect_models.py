@@ -26,6 +26,10 @@ DETECTOR_ONNX = paths.MODELS / "test_yolov8_detector_640.onnx"
 # through the pipeline in CI time.
 DETECTOR_320 = paths.MODELS / "test_yolov8_detector_320.onnx"
 REID_ONNX = paths.MODELS / "test_reid_mobilenetv2.onnx"
+# At 320 px the detector scores the video's people at most ~0.3, under the defaults'
+# birth_confidence (measured at 640): the tracker settings that let its tracks be born from 0.25,
+# as before issue 27.
+TRACKER_320 = {"high_confidence": 0.25, "birth_confidence": 0.25}
 
 
 @pytest.fixture(scope="session")
@@ -68,10 +72,7 @@ def model_overrides(
         f"tracker.reid_model='{reid_onnx}'",
         f"colorizer.model='{colorizer}'",
         "pipeline.log_every_s=0",
-        # At 320 px the detector scores the video's people at most ~0.3, under the defaults'
-        # birth_confidence (measured at 640): its tracks are born from 0.25, as before issue 27.
-        "tracker.high_confidence=0.25",
-        "tracker.birth_confidence=0.25",
+        *(f"tracker.{key}={value}" for key, value in TRACKER_320.items()),
     ]
 
 

@@ -9,6 +9,7 @@ page are saved to docs/images/ for docs/web.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import signal
@@ -41,6 +42,7 @@ from edge.web.auth import write_password
 from edge.web.live import LiveFeed
 from edge.web.recordings import CameraFiles
 from export.data import data_file
+from tests.detect_models import TRACKER_320
 
 PASSWORD = "correct horse battery"
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
@@ -70,11 +72,13 @@ class Running:
 def _config(folder: Path, models: tuple[Path, Path], ports: tuple[int, int, int]) -> str:
     detector, reid = models
     rtsp_port, web_port, metrics_port = ports
+    tracker_320 = "\n".join(f"{key} = {value}" for key, value in TRACKER_320.items())
     return f"""
 [detector]
 model = "{detector}"
 [tracker]
 reid_model = "{reid}"
+{tracker_320}
 [colorizer]
 mode = "off"
 [output]
@@ -283,19 +287,23 @@ def _assert_plays(page: WebDriver, video: WebElement) -> None:
 def test_event_shows_its_snapshot_and_plays_its_recording(page: WebDriver, device: Running) -> None:
     # A walker of the sample video is tracked within seconds (more on a loaded machine); its
     # segment must exist too.
-    deadline = time.monotonic() + 120
-    items: list = []
-    while time.monotonic() < deadline and not items:
-        page.get(device.url + "/#events")
-        time.sleep(1)
-        items = [
+    def walkers(browser: WebDriver) -> list[WebElement]:
+        return [
             item
-            for item in page.find_elements(By.CSS_SELECTOR, "#event-list li")
+            for item in browser.find_elements(By.CSS_SELECTOR, "#event-list li")
             if "walk: Normal" in item.text
-            and page.execute_script(
+            and browser.execute_script(
                 "return arguments[0].querySelector('img').naturalWidth > 0", item
             )
         ]
+
+    deadline = time.monotonic() + 120
+    items: list[WebElement] = []
+    while time.monotonic() < deadline and not items:
+        page.get(device.url + "/#events")
+        # the list and its pictures load after the page: slowly on a loaded machine
+        with contextlib.suppress(TimeoutException):
+            items = WebDriverWait(page, 10).until(walkers)
     assert items, "no event of the sample video with its snapshot"
     items[-1].click()  # the oldest listed: its segment is closed
     _assert_plays(page, page.find_element(By.ID, "event-video"))
