@@ -71,7 +71,7 @@ assumes. Where it models a behaviour our code depends on, the source is named:
 
 What this cannot show: FP16 numerics, how far a real INT8 engine strays from its QDQ graph,
 real kernels, real memory limits, where DLA really places layers, the exact layers TensorRT
-makes of each ONNX node; those need a Jetson (README says what has run there).
+makes of each ONNX node; those need a Jetson (docs/tensorrt.md says what has run there).
 """
 
 from __future__ import annotations

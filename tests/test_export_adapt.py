@@ -1,7 +1,7 @@
 """`export adapt` end to end: real clips cut from the sample video, a tiny real Keras model trained
 for one epoch, tf2onnx, ONNX Runtime. The tests check the machinery (the split in time, the files,
-the metadata, scores of what the runtime outputs, refusals); README reports the quality reached on
-the whole sample video.
+the metadata, scores of what the runtime outputs, refusals); docs/colorizer.md reports the quality
+reached on the whole sample video.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Models here are trained for one epoch on a few samples: the tests check the machinery (shapes,
 Keras/ONNX parity, FP16 variant, the training mix, the loss, reports, errors), not the quality,
-which README reports from `make demo`'s full training.
+which docs/colorizer.md and the model card report from full training runs.
 """
 
 from __future__ import annotations

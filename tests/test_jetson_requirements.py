@@ -1,7 +1,7 @@
-"""What README tells a Jetson owner to run works with requirements-jetson.txt alone.
+"""The Jetson commands of README and docs/tensorrt.md work with requirements-jetson.txt alone.
 
 A fresh virtualenv gets only requirements-jetson.txt (pip from PyPI; about 2 minutes here, as
-PyGObject builds from source on x86, hence `slow`) and runs each of README's Jetson commands as
+PyGObject builds from source on x86, hence `slow`) and runs each of those Jetson commands as
 far as `--help` and its first real step. pycuda is left out: it compiles against CUDA, which
 this machine lacks (on the Jetson it compiles against JetPack's), so the TensorRT commands stop
 at their first step with the one-line error for a missing pycuda; TensorRT comes with JetPack.

@@ -605,6 +605,7 @@ def test_jetson_pip_commands_put_nvcc_on_path() -> None:
     root = Path(__file__).resolve().parent.parent
     for file, target in (
         ("README.md", "-r requirements-jetson.txt"),
+        ("docs/tensorrt.md", "-r requirements-jetson.txt"),
         ("Makefile", "-r requirements-jetson.txt"),
         ("deploy/install.sh", '-r "$APP_DIR/$requirements"'),
     ):
