@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.mot_metrics import accumulate, drop_ignored, iou_distance, load_mot, summarize
 from benchmarks.replay import CachedFrames
-from benchmarks.tracking import scores
+from benchmarks.tracking import box_agreement, scores
 from edge.detections import Detections
 from export.data import data_file
 
@@ -112,3 +112,16 @@ def test_replayed_nms_lower_iou_and_merged_classes() -> None:
     assert merged.class_id.tolist() == [0]
     with pytest.raises(ValueError, match="above the cache's"):
         cache.select(0.5, None, iou=0.8)
+
+
+def test_box_agreement_scores_each_box_as_its_own_track(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,10,20,40,1\n2,1,10,10,20,40,1\n")
+    wide = [[8.0, 10.0, 32.0, 50.0]]  # 1.2 times as wide as the ground truth, IoU 0.83
+    elsewhere = [[200.0, 10.0, 220.0, 50.0]]
+    frames = [_cached(boxes, [0.9], [0]).frames[0] for boxes in (wide, elsewhere)]
+    agreement = box_agreement(gt, frames)
+    assert (agreement["tp"], agreement["fp"], agreement["fn"]) == (1, 1, 1)
+    assert agreement["f1"] == pytest.approx(0.5)
+    assert agreement["width_ratio"] == pytest.approx(1.2)
+    assert agreement["height_ratio"] == pytest.approx(1.0)
