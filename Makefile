@@ -147,7 +147,10 @@ MOT_SAMPLE := artifacts/data/motmetrics/TUD-Campus
 bench: models $(CAMERA_MODEL)
 	$(PY) -m benchmarks latency --frames 300
 	$(PY) -m benchmarks drift --camera-colorizer $(CAMERA_MODEL)
-	$(PY) -m benchmarks tracking --gt $(MOT_SAMPLE)/gt.txt --tracks $(MOT_SAMPLE)/test.txt
+	$(PY) -m benchmarks tracking --gt $(MOT_SAMPLE)/gt.txt --tracks $(MOT_SAMPLE)/test.txt \
+		--name tracking-tud
+	$(PY) -m benchmarks tracking --methods
+	$(PY) -m benchmarks motion
 	$(PY) -m benchmarks compare --frames 100 --rounds 2
 	$(PY) -m benchmarks interval
 	$(PY) -m benchmarks mqtt
