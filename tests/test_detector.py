@@ -22,7 +22,9 @@ PARITY_IOU = 0.95
 
 @pytest.fixture(scope="module")
 def detector(detector_onnx: Path) -> Detector:
-    return Detector(open_engine(detector_onnx))
+    # ultralytics' own thresholds, which the parity test compares at (the runtime's default
+    # confidence is tuned for tracking: edge.config)
+    return Detector(open_engine(detector_onnx), conf=0.25, iou=0.7)
 
 
 @pytest.mark.parametrize(
