@@ -410,7 +410,7 @@ def quantize(
     cache = _calibration_cache((fp32, detector_model), footage, learn, recipe)
     writable_dir(cache.parent)
     rejected: list[dict[str, Any]] = []  # weights tried first whose gate failed
-    for recipe in attempts:
+    for attempt, recipe in enumerate(attempts, 1):
         with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
             quantized = Path(tmp) / output.name
@@ -427,13 +427,13 @@ def quantize(
             results = evaluate(model, fp32, quantized, detector_model, held_out)
             gate = verdict(model, results, MEASURED_QDQ)
             checks = gate["checks"]
-            if not gate["passed"] and recipe is not attempts[-1]:
+            if not gate["passed"] and attempt < len(attempts):
                 log.warning(
                     "%s: %s weights failed the INT8 gate (%s): trying %s weights",
                     model,
                     recipe.weights,
                     failed_checks(gate),
-                    attempts[attempts.index(recipe) + 1].weights,
+                    attempts[attempt].weights,
                 )
                 rejected.append({"weights": recipe.weights, "checks": checks})
                 continue
