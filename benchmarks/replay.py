@@ -8,7 +8,8 @@ per class and greedy, so filtering the cached boxes by class and by a confidence
 the floor gives exactly the boxes a detector with those settings finds. `replay` feeds them to a
 tracker frame by frame, as the pipeline does (`coast` on frames the detector skips). A lower
 NMS IoU, or NMS across classes, is replayed by running that NMS again over the cached boxes: near,
-not equal, to the detector's own (a box the cache's NMS dropped can no longer drop another).
+not equal, to the detector's own (a box the cache's NMS dropped can no longer drop another). The
+optical flow on skipped frames needs the frames themselves: `gray_frames` decodes them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from edge.engines import open_engine
 from edge.metrics import Metrics
 from edge.models.detector import CLASS_OFFSET, Detector, nms
 from edge.models.embedder import Embedder
+from edge.models.flow import gray
 from edge.models.tracker import Tracker
 from edge.types import Packet
 from edge.video.capture import FrameSource
@@ -143,12 +145,28 @@ def _detect(
         yield found.with_data(embedding=embedder(bgr, found.xyxy))
 
 
-def replay(frames: Sequence[Detections | None], tracker: Tracker) -> dict[int, FrameBoxes]:
+def gray_frames(video: Path, frames: int, color_format: str = "BGR") -> list[np.ndarray]:
+    """The first `frames` frames of the video as the runtime reads them, in gray (as the
+    tracker's optical flow takes them)."""
+    source = FrameSource(
+        replace(SourceConfig(), uri=str(video.resolve()), format=color_format, max_frames=frames),
+        Metrics(),
+    )
+    return [gray(frame.image) for frame in source.frames()]
+
+
+def replay(
+    frames: Sequence[Detections | None],
+    tracker: Tracker,
+    images: Sequence[np.ndarray] | None = None,
+) -> dict[int, FrameBoxes]:
     """Track cached detections (None: a frame the detector skipped) into MOT boxes per frame
-    (numbered from 1, left-top-width-height), as the runtime's MOT sink writes them."""
+    (numbered from 1, left-top-width-height), as the runtime's MOT sink writes them; `images`
+    are the frames (`gray_frames`), for the optical flow on skipped frames."""
     boxes: dict[int, FrameBoxes] = {}
     for number, found in enumerate(frames, start=1):
-        update = tracker.update(found) if found is not None else tracker.coast()
+        image = images[number - 1] if images is not None else None
+        update = tracker.update(found, image) if found is not None else tracker.coast(image)
         if update.tracks:
             xyxy = np.array([t.xyxy for t in update.tracks])
             boxes[number] = (

@@ -122,6 +122,7 @@ class TrackerConfig:
     high_confidence: float = field(default=0.4, metadata=_range(0, 1))
     birth_confidence: float = field(default=0.5, metadata=_range(0, 1))  # least to start a track
     ema_alpha: float = field(default=0.0, metadata=_range(0, 0.999))  # 0: a gallery of nn_budget
+    flow: bool = True  # follow tracks by optical flow on the frames detector.interval skips
 
 
 @dataclass(frozen=True)

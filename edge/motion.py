@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.config import DetectorConfig
+from edge.models import flow
 
 DEFAULTS = DetectorConfig()
 
@@ -53,7 +54,7 @@ class MotionGate:
 
     def moving(self, image: npt.NDArray[np.uint8]) -> bool:
         """Whether this frame (BGR or GRAY8) moves; the first frame of a stream always does."""
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        gray = flow.gray(image)
         width = max(round(gray.shape[1] * self.height / gray.shape[0]), 1)
         small = cv2.resize(gray, (width, self.height), interpolation=cv2.INTER_AREA)
         blurred: npt.NDArray[np.float32] = cv2.GaussianBlur(small, (3, 3), 0).astype(np.float32)

@@ -453,9 +453,9 @@ class Pipeline:
         if packet.still:
             packet.update = tracker.hold()
         elif detections is not None:
-            packet.update = tracker.update(detections)
+            packet.update = tracker.update(detections, packet.frame.image)
         else:
-            packet.update = tracker.coast()
+            packet.update = tracker.coast(packet.frame.image)
         _timed(camera, packet, "track", started)
         return packet
 

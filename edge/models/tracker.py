@@ -13,6 +13,12 @@ just-missed tracks) with two additions from later trackers, each measured on PET
 `high_confidence` only continue confirmed tracks that the first pass left unmatched (by IoU; they
 never start a track), and StrongSORT's running average (EMA) of a track's embeddings in place of
 a gallery of its last `nn_budget` ones.
+
+On frames the detector skips (`coast`), optical flow (`edge.models.flow`) moves each track that
+was matched at the last detected frame by how its pixels moved, and the Kalman filter takes that
+as a measurement of where the track is: DeepStream's trackers do the same between inference
+intervals. It keeps the box on the person instead of on a constant-velocity guess, so the next
+detected frame matches by IoU and appearance from the right place.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from deep_sort_realtime.deep_sort.tracker import Tracker as DeepSortTracker
 
 from edge.config import TrackerConfig
 from edge.detections import Detections
+from edge.models.flow import box_shifts, gray
 from edge.types import Track, TrackEvent, TrackUpdate
 
 log = logging.getLogger(__name__)
@@ -100,6 +107,8 @@ class Tracker:
         birth_confidence: the least confidence of a detection that starts a track.
         ema_alpha: weight of a track's old appearance in its running average; 0 keeps a
             gallery of `nn_budget` embeddings instead.
+        flow: follow tracks with optical flow on the frames the detector skips (`coast` with
+            the frame); False leaves them to the Kalman filter's prediction.
         first_id: the id of the first track (ids that earlier runs used are skipped).
 
     Raises:
@@ -116,6 +125,7 @@ class Tracker:
         high_confidence: float = DEFAULTS.high_confidence,
         birth_confidence: float = DEFAULTS.birth_confidence,
         ema_alpha: float = DEFAULTS.ema_alpha,
+        flow: bool = DEFAULTS.flow,
         first_id: int = 1,
     ) -> None:
         counts = (("max_age", max_age), ("n_init", n_init), ("nn_budget", nn_budget))
@@ -155,6 +165,8 @@ class Tracker:
         self._live: dict[int, Track] = {}  # confirmed tracks not yet ended
         self._matched_before: set[int] = set()
         self._reported: list[Track] = []  # the tracks of the last frame, which `hold` repeats
+        self.flow = flow
+        self._previous: npt.NDArray[np.uint8] | None = None  # the last frame update/coast saw
 
     @classmethod
     def from_config(cls, config: TrackerConfig, first_id: int = 1) -> Tracker:
@@ -168,11 +180,15 @@ class Tracker:
             high_confidence=config.high_confidence,
             birth_confidence=config.birth_confidence,
             ema_alpha=config.ema_alpha,
+            flow=config.flow,
             first_id=first_id,
         )
 
-    def update(self, detections: Detections) -> TrackUpdate:
-        """Advance one frame with its detections, which carry `data["embedding"]`.
+    def update(
+        self, detections: Detections, image: npt.NDArray[np.uint8] | None = None
+    ) -> TrackUpdate:
+        """Advance one frame with its detections, which carry `data["embedding"]`; `image`
+        (BGR or GRAY8) is the frame, which the flow of the next skipped frame starts from.
 
         Raises:
             ValueError: the detections have no embeddings.
@@ -180,6 +196,7 @@ class Tracker:
         if "embedding" not in detections.data:
             raise ValueError("detections need data['embedding'] from the ReID embedder")
         self.frame += 1
+        self._previous = image
         wh = detections.xyxy[:, 2:] - detections.xyxy[:, :2]
         detections = detections[np.all(wh > 0, axis=1)]
         xyxy = detections.xyxy
@@ -197,25 +214,54 @@ class Tracker:
         self._reported = [t for t in confirmed if t.time_since_update == 0]
         return TrackUpdate(self.frame, self._reported, events)
 
-    def coast(self) -> TrackUpdate:
-        """Advance one frame the detector skipped: Kalman prediction only, no events.
+    def coast(self, image: npt.NDArray[np.uint8] | None = None) -> TrackUpdate:
+        """Advance one frame the detector skipped (`image`: that frame, BGR or GRAY8): the
+        Kalman prediction, corrected by optical flow where `flow` is on; no events.
 
-        The tracks matched at the last detected frame are reported at their predicted boxes, so
-        they are drawn and written on every frame; a missed match is only judged at the next
-        detected frame. A skipped frame is not a miss: `time_since_update` (and so `max_age`)
-        counts detected frames, which also keeps deep-sort's IoU matching, which it allows only
-        one update after the last match, working for new tracks.
+        The tracks matched at the last detected frame are reported, so they are drawn and
+        written on every frame; a missed match is only judged at the next detected frame. A
+        skipped frame is not a miss: `time_since_update` (and so `max_age`) counts detected
+        frames, which also keeps deep-sort's IoU matching, which it allows only one update after
+        the last match, working for new tracks.
         """
         self.frame += 1
-        self._tracker.predict()
-        for raw in self._tracker.tracks:
-            raw.time_since_update -= 1
-        self._reported = [
-            self._snapshot(raw)
+        followed = [
+            raw
             for raw in self._tracker.tracks
             if raw.is_confirmed() and int(raw.track_id) in self._matched_before
         ]
+        before = [(raw.mean[:4].copy(), raw.to_ltrb()) for raw in followed]
+        self._tracker.predict()
+        for raw in self._tracker.tracks:
+            raw.time_since_update -= 1
+        previous, self._previous = self._previous, image
+        if (
+            self.flow
+            and followed
+            and image is not None
+            and previous is not None
+            and previous.shape[:2] == image.shape[:2]  # not across a change of resolution
+        ):
+            self._follow(followed, before, gray(previous), gray(image))
+        self._reported = [self._snapshot(raw) for raw in followed]
         return TrackUpdate(self.frame, self._reported, [])
+
+    def _follow(
+        self,
+        tracks: list[Any],
+        before: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]],
+        previous: npt.NDArray[np.uint8],
+        image: npt.NDArray[np.uint8],
+    ) -> None:
+        """Measure each track where its box's pixels moved to (its box in the frame before,
+        shifted by the flow) and update its Kalman filter with that."""
+        shifts = box_shifts(previous, image, np.array([box for _, box in before]))
+        kf = self._tracker.kf
+        for raw, (xyah, _), shift in zip(tracks, before, shifts, strict=True):
+            if not np.isnan(shift).any():
+                measured = xyah.copy()
+                measured[:2] += shift
+                raw.mean, raw.covariance = kf.update(raw.mean, raw.covariance, measured)
 
     def hold(self) -> TrackUpdate:
         """Advance one frame in which nothing moved (motion gating): the tracks reported last

@@ -1,0 +1,64 @@
+"""Optical flow that carries boxes across the frames the detector skips (`detector.interval`).
+
+What DeepStream's KLT and NvDCF trackers do between inference intervals, in its simplest form:
+a grid of points inside each box is followed from one gray frame to the next with pyramidal
+Lucas-Kanade (OpenCV), each point checked by following it back, and the box moves by the median
+shift of the points that come back to where they started. A box whose points do not track
+(too few survive, e.g. the person is hidden) gets no shift, and the tracker keeps its Kalman
+prediction for it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+GRID = (4, 6)  # points across and down each box
+INSET = (0.25, 0.15)  # share of width and height left out at each side: the body, not background
+WINDOW = (15, 15)  # Lucas-Kanade window, pixels
+LEVELS = 2  # pyramid levels above the full image
+MAX_RETURN_ERROR = 1.0  # pixels between a point and where following it back lands
+MIN_POINTS = 5  # points that must survive for a box to move
+
+
+def gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A BGR or GRAY8 frame as one gray channel."""
+    if image.ndim == 2:
+        return image
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), np.uint8)
+
+
+def box_shifts(
+    before: npt.NDArray[np.uint8], after: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.floating]
+) -> npt.NDArray[np.float64]:
+    """How far each (x1, y1, x2, y2) box moved from gray frame `before` to `after`: (n, 2) dx,
+    dy per box, NaN where too few of its points tracked there and back."""
+    shifts = np.full((len(xyxy), 2), np.nan)
+    if not len(xyxy):
+        return shifts
+    start = np.concatenate([_grid(box) for box in xyxy]).reshape(-1, 1, 2)
+    ahead, found, _ = cv2.calcOpticalFlowPyrLK(
+        before, after, start, None, winSize=WINDOW, maxLevel=LEVELS
+    )
+    back, returned, _ = cv2.calcOpticalFlowPyrLK(
+        after, before, ahead, None, winSize=WINDOW, maxLevel=LEVELS
+    )
+    error = np.linalg.norm(back - start, axis=2)[:, 0]
+    good = (found[:, 0] == 1) & (returned[:, 0] == 1) & (error < MAX_RETURN_ERROR)
+    moved = (ahead - start)[:, 0]
+    per_box = GRID[0] * GRID[1]
+    for index in range(len(xyxy)):
+        rows = slice(index * per_box, (index + 1) * per_box)
+        if good[rows].sum() >= MIN_POINTS:
+            shifts[index] = np.median(moved[rows][good[rows]], axis=0)
+    return shifts
+
+
+def _grid(box: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """The points followed inside one box."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    inset_x, inset_y = INSET[0] * (x2 - x1), INSET[1] * (y2 - y1)
+    xs = np.linspace(x1 + inset_x, x2 - inset_x, GRID[0])
+    ys = np.linspace(y1 + inset_y, y2 - inset_y, GRID[1])
+    return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
