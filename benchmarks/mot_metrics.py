@@ -1,4 +1,5 @@
-"""MOT metrics (MOTA, IDF1, ID switches, ...) with motmetrics' accumulator and metrics.
+"""MOT metrics (MOTA, IDF1, ID switches, ...) with motmetrics' accumulator and metrics, and
+TrackEval's HOTA, DetA and AssA (`trackers.eval`, Roboflow's port of TrackEval's code).
 
 motmetrics 1.4.0 computes its IoU distance with `np.asfarray`, which numpy 2 removed, so the
 distance matrix is computed here and handed to its accumulator.
@@ -6,12 +7,13 @@ distance matrix is computed here and handed to its accumulator.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import motmetrics as mm
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from trackers.eval import compute_hota_metrics
 
 # A frame's boxes: object ids (n,) and boxes (n, 4) as left, top, width, height.
 FrameBoxes = tuple[np.ndarray, np.ndarray]
@@ -82,17 +84,46 @@ def accumulate(
     """Match ground truth and tracker output frame by frame (IoU >= 1 - max_distance); tracker
     boxes on `ignored` ground truth (`drop_ignored`) are not scored."""
     accumulator = mm.MOTAccumulator(auto_id=False)
+    for frame, (gt_ids, gt_boxes), (hyp_ids, hyp_boxes) in scored_frames(
+        truth, hypotheses, max_distance, ignored
+    ):
+        distances = iou_distance(gt_boxes, hyp_boxes, max_distance)
+        accumulator.update(list(gt_ids), list(hyp_ids), distances, frameid=frame)
+    return accumulator
+
+
+def scored_frames(
+    truth: Mapping[int, FrameBoxes],
+    hypotheses: Mapping[int, FrameBoxes],
+    max_distance: float = 0.5,
+    ignored: Mapping[int, FrameBoxes] | None = None,
+) -> Iterator[tuple[int, FrameBoxes, FrameBoxes]]:
+    """Each frame with ground truth or tracker boxes: its number, ground truth, and tracker
+    boxes less those on `ignored` ground truth (`drop_ignored`)."""
     for frame in sorted(set(truth) | set(hypotheses)):
-        gt_ids, gt_boxes = truth.get(frame, NONE)
-        hyp_ids, hyp_boxes = drop_ignored(
+        hypothesis = drop_ignored(
             truth.get(frame, NONE),
             (ignored or {}).get(frame, NONE),
             hypotheses.get(frame, NONE),
             max_distance,
         )
-        distances = iou_distance(gt_boxes, hyp_boxes, max_distance)
-        accumulator.update(list(gt_ids), list(hyp_ids), distances, frameid=frame)
-    return accumulator
+        yield frame, truth.get(frame, NONE), hypothesis
+
+
+def hota(
+    truth: Mapping[int, FrameBoxes],
+    hypotheses: Mapping[int, FrameBoxes],
+    ignored: Mapping[int, FrameBoxes] | None = None,
+) -> dict[str, float]:
+    """HOTA, DetA and AssA (TrackEval's, averaged over IoU thresholds 0.05-0.95) on the frames
+    and tracker boxes `accumulate` scores: those on `ignored` ground truth are dropped first."""
+    frames = [(t, h) for _, t, h in scored_frames(truth, hypotheses, ignored=ignored)]
+    result = compute_hota_metrics(
+        [t[0] for t, _ in frames],
+        [h[0] for _, h in frames],
+        [1 - iou_distance(t[1], h[1], max_distance=1.0) for t, h in frames],
+    )
+    return {"hota": result["HOTA"], "deta": result["DetA"], "assa": result["AssA"]}
 
 
 def summarize(accumulators: Mapping[str, mm.MOTAccumulator]) -> dict[str, dict[str, float]]:

@@ -26,7 +26,7 @@ from typing import Any
 import motmetrics as mm
 import numpy as np
 
-from benchmarks.mot_metrics import FrameBoxes, accumulate, load_mot, summarize
+from benchmarks.mot_metrics import FrameBoxes, accumulate, hota, load_mot, summarize
 from benchmarks.replay import CachedFrames, cached_detections, every_nth, replay
 from benchmarks.report import (
     Report,
@@ -82,20 +82,30 @@ def load_truth(path: Path) -> dict[int, FrameBoxes]:
 def scores(
     gt: Path, tracks: Mapping[int, FrameBoxes], frames: int | None = None
 ) -> dict[str, float]:
-    """MOT metrics of tracks against the ground truth (its ignore rows not scored), on frames
-    up to `frames` (None: all); tracks beyond them are not scored either."""
-    return summarize({"run": _accumulate(gt, tracks, frames)})["run"]
+    """MOT metrics (motmetrics') and HOTA, DetA, AssA (TrackEval's) of tracks against the ground
+    truth (its ignore rows not scored), on frames up to `frames` (None: all); tracks beyond them
+    are not scored either."""
+    truth, ignored, tracked = _scored(gt, tracks, frames)
+    motmetrics = summarize({"run": accumulate(truth, tracked, ignored=ignored)})["run"]
+    return {**motmetrics, **hota(truth, tracked, ignored)}
 
 
 def _accumulate(
     gt: Path, tracks: Mapping[int, FrameBoxes], frames: int | None
 ) -> mm.MOTAccumulator:
     """`scores`' matching, frame by frame."""
-    truth, ignored, tracked = (
+    truth, ignored, tracked = _scored(gt, tracks, frames)
+    return accumulate(truth, tracked, ignored=ignored)
+
+
+def _scored(
+    gt: Path, tracks: Mapping[int, FrameBoxes], frames: int | None
+) -> tuple[dict[int, FrameBoxes], ...]:
+    """The scored ground truth, its ignore regions and the tracks, on frames up to `frames`."""
+    return tuple(
         {f: b for f, b in boxes.items() if frames is None or f <= frames}
         for boxes in (load_mot(gt, ignored=False), load_mot(gt, ignored=True), tracks)
     )
-    return accumulate(truth, tracked, ignored=ignored)
 
 
 MATCHED = ["MATCH", "SWITCH"]  # motmetrics' events of a pair (a switch also adds others)
@@ -230,12 +240,13 @@ def run_methods(args: argparse.Namespace, report: Report) -> None:
 
 def markdown(data: Mapping[str, Any]) -> str:
     """The tracking scores as Markdown."""
-    header = ["MOTA", "IDF1", "ID switches", "FP", "FN", "fragmentations", "recall", "precision"]
+    header = ["MOTA", "IDF1", "HOTA", "DetA", "AssA", "ID switches", "FP", "FN",
+              "fragmentations", "recall", "precision"]  # fmt: skip
 
     def cells(m: Mapping[str, float]) -> list[object]:
-        return [m["mota"], m["idf1"], int(m["num_switches"]), int(m["num_false_positives"]),
-                int(m["num_misses"]), int(m["num_fragmentations"]), m["recall"],
-                m["precision"]]  # fmt: skip
+        return [m["mota"], m["idf1"], *(m.get(k, "-") for k in ("hota", "deta", "assa")),
+                int(m["num_switches"]), int(m["num_false_positives"]), int(m["num_misses"]),
+                int(m["num_fragmentations"]), m["recall"], m["precision"]]  # fmt: skip
 
     lines = [
         f"# Tracking quality: {'/'.join(Path(data['config']['gt']).parts[-2:])}", "",

@@ -1,4 +1,5 @@
-"""Our MOT metric code (own IoU distance, motmetrics' accumulator) on motmetrics' TUD files."""
+"""Our MOT metric code (own IoU distance, motmetrics' accumulator) on motmetrics' TUD files, and
+HOTA (TrackEval's, from `trackers.eval`) on hand-made tracks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.mot_metrics import accumulate, drop_ignored, iou_distance, load_mot, summarize
+from benchmarks.mot_metrics import (
+    accumulate,
+    drop_ignored,
+    hota,
+    iou_distance,
+    load_mot,
+    summarize,
+)
 from benchmarks.replay import CachedFrames
 from benchmarks.tracking import box_agreement, scores
 from edge.detections import Detections
@@ -125,3 +133,58 @@ def test_box_agreement_scores_each_box_as_its_own_track(tmp_path: Path) -> None:
     assert agreement["f1"] == pytest.approx(0.5)
     assert agreement["width_ratio"] == pytest.approx(1.2)
     assert agreement["height_ratio"] == pytest.approx(1.0)
+
+
+def _walk(ids: list[int], shift: float = 0.0) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """One person walking right over len(ids) frames, tracked as `ids` frame by frame; the
+    tracker's box `shift` pixels to the right of the person's."""
+    return {
+        f: (np.array([i]), np.array([[10.0 * f + shift, 0.0, 10.0, 20.0]]))
+        for f, i in enumerate(ids, start=1)
+    }
+
+
+def test_hota_of_perfect_tracks_is_one() -> None:
+    truth = _walk([1] * 10)
+    assert hota(truth, _walk([7] * 10)) == pytest.approx({"hota": 1.0, "deta": 1.0, "assa": 1.0})
+
+
+def test_hota_of_a_track_split_halfway_keeps_detection_and_halves_association() -> None:
+    # Each of the two ids covers half the person's frames: every pair's association score is
+    # 5 / (10 + 5 - 5) = 0.5, so AssA 0.5 and HOTA sqrt(DetA * AssA).
+    got = hota(_walk([1] * 10), _walk([7] * 5 + [8] * 5))
+    assert got == pytest.approx({"hota": 0.5**0.5, "deta": 1.0, "assa": 0.5})
+
+
+def test_hota_falls_as_boxes_drift() -> None:
+    truth = _walk([1] * 10)
+    near, far = (hota(truth, _walk([7] * 10, shift))["hota"] for shift in (1.0, 3.0))
+    assert far < near < 1.0
+    # IoU 0.82 (shift 1) pairs at 16 of the 19 thresholds 0.05-0.95, IoU 0.54 at 10 of them.
+    assert near == pytest.approx(16 / 19)
+    assert far == pytest.approx(10 / 19)
+
+
+def test_hota_drops_tracks_on_ignored_ground_truth_as_motmetrics_scoring_does(
+    tmp_path: Path,
+) -> None:
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,10,20,40,1\n1,2,100,10,20,40,0\n2,1,10,10,20,40,1\n")
+    tracks = {1: (np.array([5, 6]), np.array([[10.0, 10, 20, 40], [101.0, 10, 20, 40]])),
+              2: (np.array([5]), np.array([[10.0, 10, 20, 40]]))}  # fmt: skip
+    got = scores(gt, tracks)
+    assert (got["hota"], got["deta"], got["assa"]) == pytest.approx((1.0, 1.0, 1.0))
+    assert got["num_false_positives"] == 0
+    scored = load_mot(gt, ignored=False)
+    assert hota(scored, tracks)["deta"] == pytest.approx(2 / 3)  # 2 TP, 1 FP without the rule
+
+
+def test_scores_keep_motmetrics_numbers_beside_hota(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.txt"
+    gt.write_text("".join(f"{f},1,{10 * f},0,10,20,1\n" for f in range(1, 11)))
+    tracks = _walk([7] * 5 + [8] * 5)
+    got = scores(gt, tracks)
+    expected = summarize({"run": accumulate(load_mot(gt), tracks)})["run"]
+    assert {k: got[k] for k in expected} == expected
+    assert (got["mota"], got["num_switches"], got["hota"]) == pytest.approx((0.9, 1, 0.5**0.5))
+
