@@ -25,7 +25,9 @@ from typing import Any
 
 import motmetrics as mm
 import numpy as np
+from trackers.core.base import BaseTracker
 
+from benchmarks.library_trackers import LIBRARY, replay_library
 from benchmarks.mot_metrics import FrameBoxes, accumulate, hota, load_mot, summarize
 from benchmarks.replay import CachedFrames, cached_detections, every_nth, replay
 from benchmarks.report import (
@@ -236,6 +238,25 @@ def run_methods(args: argparse.Namespace, report: Report) -> None:
                 rows.append({"method": method.name, "format": color_format,
                              "interval": interval, "metrics": metrics})  # fmt: skip
                 report.add("methods", rows)
+        for name, factory, confidence in LIBRARY:
+            classes = [cache.names.index(c) for c in DetectorConfig().classes] or None
+            found = cache.select(confidence, classes)
+            for interval in (0, 1):
+                metrics = replay_library_method(found, factory(), args.gt, interval)
+                rows.append({"method": name, "format": color_format, "interval": interval,
+                             "metrics": metrics})  # fmt: skip
+                report.add("methods", rows)
+
+
+def replay_library_method(
+    frames: Sequence[Detections], tracker: BaseTracker, gt: Path, interval: int
+) -> dict[str, float]:
+    """Score a library tracker (`benchmarks.library_trackers`) on cached detections at a
+    detector interval; adds its milliseconds per frame."""
+    started = time.perf_counter()
+    tracks = replay_library(every_nth(frames, interval), tracker)
+    seconds = time.perf_counter() - started
+    return {**scores(gt, tracks, len(frames)), "tracker_ms": 1000 * seconds / len(frames)}
 
 
 def markdown(data: Mapping[str, Any]) -> str:

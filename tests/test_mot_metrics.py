@@ -1,13 +1,17 @@
 """Our MOT metric code (own IoU distance, motmetrics' accumulator) on motmetrics' TUD files, and
-HOTA (TrackEval's, from `trackers.eval`) on hand-made tracks."""
+HOTA (TrackEval's, from `trackers.eval`) on hand-made tracks, and the library trackers'
+replay."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from trackers.core.base import BaseTracker
 
+from benchmarks.library_trackers import LIBRARY, replay_library
 from benchmarks.mot_metrics import (
     accumulate,
     drop_ignored,
@@ -16,7 +20,7 @@ from benchmarks.mot_metrics import (
     load_mot,
     summarize,
 )
-from benchmarks.replay import CachedFrames
+from benchmarks.replay import CachedFrames, every_nth
 from benchmarks.tracking import box_agreement, scores
 from edge.detections import Detections
 from export.data import data_file
@@ -188,3 +192,32 @@ def test_scores_keep_motmetrics_numbers_beside_hota(tmp_path: Path) -> None:
     assert {k: got[k] for k in expected} == expected
     assert (got["mota"], got["num_switches"], got["hota"]) == pytest.approx((0.9, 1, 0.5**0.5))
 
+
+def _walking_detections(count: int) -> list[Detections]:
+    """One person walking right 2 pixels a frame, detected at confidence 0.9 on every frame."""
+    return [
+        Detections(np.array([[2.0 * f, 0, 2.0 * f + 10, 20]], np.float32),
+                   np.array([0.9], np.float32), np.array([0], np.int64))
+        for f in range(1, count + 1)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "factory", "confidence"), LIBRARY, ids=lambda v: str(v)[:30])
+def test_library_trackers_keep_one_id_and_report_the_detections_boxes(
+    name: str, factory: Callable[[], BaseTracker], confidence: float
+) -> None:
+    frames = _walking_detections(8)
+    tracks = replay_library(frames, factory())
+    assert 4 in tracks  # confirmed within a few frames
+    assert {int(i) for ids, _ in tracks.values() for i in ids} == {0}
+    for f, (_, boxes) in tracks.items():
+        assert boxes.tolist() == [[2.0 * f, 0, 10, 20]]  # the frame's own detection, ltwh
+
+
+def test_library_trackers_hold_their_last_output_on_skipped_frames() -> None:
+    _, factory, _ = LIBRARY[0]
+    tracks = replay_library(every_nth(_walking_detections(9), 1), factory())
+    for skipped in (4, 6, 8):
+        assert tracks[skipped][0].tolist() == tracks[skipped - 1][0].tolist()
+        assert tracks[skipped][1].tolist() == tracks[skipped - 1][1].tolist()
+    assert tracks[5][1].tolist() != tracks[4][1].tolist()  # the next detected frame moves on
