@@ -29,7 +29,7 @@ from trackers.core.base import BaseTracker
 
 from benchmarks.library_trackers import LIBRARY, replay_library
 from benchmarks.mot_metrics import FrameBoxes, accumulate, hota, load_mot, summarize
-from benchmarks.replay import CachedFrames, cached_detections, every_nth, replay
+from benchmarks.replay import CachedFrames, cached_detections, every_nth, gray_frames, replay
 from benchmarks.report import (
     Report,
     add_output_arguments,
@@ -199,17 +199,22 @@ METHODS = [
     *_tried("defaults", {}, tracker__n_init=[3, 4, 5], tracker__max_age=[10, 20, 50],
             tracker__ema_alpha=[0.8, 0.9, 0.95], tracker__max_cosine_distance=[0.15, 0.3],
             tracker__max_iou_distance=[0.5, 0.8], tracker__nn_budget=[20],
-            detector__iou=[0.5, 0.6], detector__classes=[[]]),
+            detector__iou=[0.5, 0.6], detector__classes=[[]], tracker__flow=[False]),
     Method("defaults, both classes merged as one (NMS across them)", {"detector.classes": []},
            merge_classes=True),
 ]  # fmt: skip
 
 
 def replay_method(
-    cache: CachedFrames, method: Method, gt: Path, interval: int, names: Sequence[str]
+    cache: CachedFrames,
+    method: Method,
+    gt: Path,
+    interval: int,
+    names: Sequence[str],
+    images: Sequence[np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Score one method on cached detections at a detector interval; adds the tracker's
-    milliseconds per frame."""
+    """Score one method on cached detections at a detector interval (`images`: the frames in
+    gray, for the optical flow on skipped frames); adds the tracker's milliseconds per frame."""
     config = load(None, [f"{k}={json.dumps(v)}" for k, v in method.settings.items()])
     classes = [names.index(c) for c in config.detector.classes] or None
     frames = cache.select(
@@ -217,7 +222,7 @@ def replay_method(
     )
     tracker = Tracker.from_config(config.tracker)
     started = time.perf_counter()
-    tracks = replay(every_nth(frames, interval), tracker)
+    tracks = replay(every_nth(frames, interval), tracker, images)
     seconds = time.perf_counter() - started
     return {**scores(gt, tracks, len(frames)), "tracker_ms": 1000 * seconds / len(frames)}
 
@@ -227,6 +232,7 @@ def run_methods(args: argparse.Namespace, report: Report) -> None:
     rows = []
     for color_format in args.formats:
         cache = cached_detections(args.video, args.frames, color_format, args.detector, args.reid)
+        images = gray_frames(args.video, args.frames, color_format)
         for name, settings in (("before", BEFORE), ("defaults", {})):
             config = load(None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
             classes = [cache.names.index(c) for c in config.detector.classes] or None
@@ -234,7 +240,7 @@ def run_methods(args: argparse.Namespace, report: Report) -> None:
             report.add(f"boxes-{color_format}-{name}", box_agreement(args.gt, found))
         for method in METHODS:
             for interval in (0, 1):
-                metrics = replay_method(cache, method, args.gt, interval, cache.names)
+                metrics = replay_method(cache, method, args.gt, interval, cache.names, images)
                 rows.append({"method": method.name, "format": color_format,
                              "interval": interval, "metrics": metrics})  # fmt: skip
                 report.add("methods", rows)
