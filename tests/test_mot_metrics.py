@@ -21,7 +21,7 @@ from benchmarks.mot_metrics import (
     summarize,
 )
 from benchmarks.replay import CachedFrames, every_nth
-from benchmarks.tracking import box_agreement, scores
+from benchmarks.tracking import appearance_auc, box_agreement, narrowed, scores
 from edge.detections import Detections
 from export.data import data_file
 
@@ -137,6 +137,26 @@ def test_box_agreement_scores_each_box_as_its_own_track(tmp_path: Path) -> None:
     assert agreement["f1"] == pytest.approx(0.5)
     assert agreement["width_ratio"] == pytest.approx(1.2)
     assert agreement["height_ratio"] == pytest.approx(1.0)
+    assert np.isnan(agreement["appearance_auc"])  # one pair: nothing to compare
+
+
+def test_appearance_auc_ranks_same_person_pairs_against_other_people() -> None:
+    people = np.array([1, 2, 1, 2])
+    frames = np.array([1, 1, 21, 21])  # each person seen again 20 frames later
+    apart = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    assert appearance_auc(apart, people, frames) == pytest.approx(1.0)
+    swapped = apart[[0, 1, 3, 2]]  # 20 frames later each looks like the other did
+    assert appearance_auc(swapped, people, frames) < 0.5
+    alike = np.ones((4, 2))
+    assert appearance_auc(alike, people, frames) == pytest.approx(0.5)
+
+
+def test_narrowed_scales_widths_about_the_centre() -> None:
+    tracks = {1: (np.array([7]), np.array([[10.0, 5.0, 30.0, 40.0]]))}
+    ((ids, boxes),) = narrowed(tracks, 0.5).values()
+    assert ids.tolist() == [7]
+    assert boxes.tolist() == [[17.5, 5.0, 15.0, 40.0]]
+    assert tracks[1][1].tolist() == [[10.0, 5.0, 30.0, 40.0]]  # the input is left as it was
 
 
 def _walk(ids: list[int], shift: float = 0.0) -> dict[int, tuple[np.ndarray, np.ndarray]]:
