@@ -232,7 +232,8 @@ def _tried(base: str, settings: Mapping[str, Any], **changes: Any) -> list[Metho
 BEFORE = {"detector.confidence": 0.25, "detector.classes": ["Normal"], "tracker.max_age": 30,
           "tracker.n_init": 3, "tracker.max_cosine_distance": 0.2, "tracker.max_iou_distance": 0.7,
           "tracker.nn_budget": 100, "tracker.high_confidence": 0.0,
-          "tracker.birth_confidence": 0.0, "tracker.ema_alpha": 0.0}  # fmt: skip
+          "tracker.birth_confidence": 0.0, "tracker.ema_alpha": 0.0,
+          "tracker.flow": False}  # fmt: skip
 BYTE = "ByteTrack second association"
 # Every method tried, the losers too: one key changed at a time from the old defaults, then the
 # second association's thresholds, then one key at a time from the new defaults.

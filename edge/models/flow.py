@@ -3,8 +3,9 @@
 What DeepStream's KLT and NvDCF trackers do between inference intervals, in its simplest form:
 a grid of points inside each box is followed from one gray frame to the next with pyramidal
 Lucas-Kanade (OpenCV), each point checked by following it back, and the box moves by the median
-shift of the points that come back to where they started. A box whose points do not track
-(too few survive, e.g. the person is hidden) gets no shift, and the tracker keeps its Kalman
+shift of the points that come back to where they started and scales by the median change of the
+distances between them (MedianFlow's estimate). A box whose points do not track (too few
+survive, e.g. the person is hidden) gets no estimate, and the tracker keeps its Kalman
 prediction for it.
 """
 
@@ -29,14 +30,14 @@ def gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), np.uint8)
 
 
-def box_shifts(
+def box_motions(
     before: npt.NDArray[np.uint8], after: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.floating]
 ) -> npt.NDArray[np.float64]:
-    """How far each (x1, y1, x2, y2) box moved from gray frame `before` to `after`: (n, 2) dx,
-    dy per box, NaN where too few of its points tracked there and back."""
-    shifts = np.full((len(xyxy), 2), np.nan)
+    """How each (x1, y1, x2, y2) box moved from gray frame `before` to `after`: (n, 3) dx, dy and
+    scale per box, NaN where too few of its points tracked there and back."""
+    motions = np.full((len(xyxy), 3), np.nan)
     if not len(xyxy):
-        return shifts
+        return motions
     start = np.concatenate([_grid(box) for box in xyxy]).reshape(-1, 1, 2)
     ahead, found, _ = cv2.calcOpticalFlowPyrLK(
         before, after, start, None, winSize=WINDOW, maxLevel=LEVELS
@@ -51,8 +52,19 @@ def box_shifts(
     for index in range(len(xyxy)):
         rows = slice(index * per_box, (index + 1) * per_box)
         if good[rows].sum() >= MIN_POINTS:
-            shifts[index] = np.median(moved[rows][good[rows]], axis=0)
-    return shifts
+            kept = good[rows]
+            motions[index, :2] = np.median(moved[rows][kept], axis=0)
+            motions[index, 2] = _scale(start[rows][kept, 0], ahead[rows][kept, 0])
+    return motions
+
+
+def _scale(start: npt.NDArray[np.float32], end: npt.NDArray[np.float32]) -> float:
+    """The median ratio of the distances between every two points after and before."""
+    pairs = np.triu_indices(len(start), k=1)
+    apart = np.linalg.norm(start[pairs[0]] - start[pairs[1]], axis=1)
+    moved_apart = np.linalg.norm(end[pairs[0]] - end[pairs[1]], axis=1)
+    usable = apart > 1.0
+    return float(np.median(moved_apart[usable] / apart[usable])) if usable.any() else 1.0
 
 
 def _grid(box: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:

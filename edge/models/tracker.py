@@ -37,7 +37,7 @@ from deep_sort_realtime.deep_sort.tracker import Tracker as DeepSortTracker
 
 from edge.config import TrackerConfig
 from edge.detections import Detections
-from edge.models.flow import box_shifts, gray
+from edge.models.flow import box_motions, gray
 from edge.types import Track, TrackEvent, TrackUpdate
 
 log = logging.getLogger(__name__)
@@ -234,15 +234,12 @@ class Tracker:
         self._tracker.predict()
         for raw in self._tracker.tracks:
             raw.time_since_update -= 1
-        previous, self._previous = self._previous, image
-        if (
-            self.flow
-            and followed
-            and image is not None
-            and previous is not None
-            and previous.shape[:2] == image.shape[:2]  # not across a change of resolution
-        ):
-            self._follow(followed, before, gray(previous), gray(image))
+        if self.flow and image is not None:
+            previous, self._previous = self._previous, gray(image)  # kept gray for the next coast
+            if followed and previous is not None and previous.shape[:2] == self._previous.shape:
+                self._follow(followed, before, gray(previous), self._previous)
+        else:
+            self._previous = image
         self._reported = [self._snapshot(raw) for raw in followed]
         return TrackUpdate(self.frame, self._reported, [])
 
@@ -253,14 +250,14 @@ class Tracker:
         previous: npt.NDArray[np.uint8],
         image: npt.NDArray[np.uint8],
     ) -> None:
-        """Measure each track where its box's pixels moved to (its box in the frame before,
-        shifted by the flow) and update its Kalman filter with that."""
-        shifts = box_shifts(previous, image, np.array([box for _, box in before]))
+        """Measure each track's box where its pixels moved to (its box in the frame before,
+        shifted and scaled as the flow says) and correct its Kalman filter with that."""
+        motions = box_motions(previous, image, np.array([box for _, box in before]))
         kf = self._tracker.kf
-        for raw, (xyah, _), shift in zip(tracks, before, shifts, strict=True):
-            if not np.isnan(shift).any():
-                measured = xyah.copy()
-                measured[:2] += shift
+        for raw, (xyah, _), (dx, dy, scale) in zip(tracks, before, motions, strict=True):
+            if not np.isnan(scale):
+                measured = xyah + np.array([dx, dy, 0.0, 0.0])
+                measured[3] *= scale
                 raw.mean, raw.covariance = kf.update(raw.mean, raw.covariance, measured)
 
     def hold(self) -> TrackUpdate:
@@ -272,6 +269,7 @@ class Tracker:
     def finish(self) -> list[TrackEvent]:
         """End every live track (the stream is over) and return their `ended` events."""
         events = [TrackEvent(self.frame, "ended", t) for t in self._live.values()]
+        self._previous = None  # a stream that goes on after this starts its flow afresh
         self._live.clear()
         self._matched_before.clear()
         return events
