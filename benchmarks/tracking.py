@@ -1,11 +1,14 @@
-"""`python -m benchmarks tracking`: MOTA, IDF1, ID switches, FP, FN, fragmentations on real footage.
+"""`python -m benchmarks tracking`: MOTA, IDF1, HOTA, ID switches, FP, FN, fragmentations on real
+footage.
 
 By default it scores frames 1-400 of the sample video (PETS09-S2L1) against their ground truth:
 the runtime (as `edge track` runs it) on the color video and as a GRAY8 camera (`make demo`'s
 input), each with its frame rate; `section.key=value` arguments change the config of both runs.
 `--methods` adds the association methods tried for the default (`docs/tracking.md`), replayed on
 detections cached per frame (`benchmarks.replay`), at detector.interval 0 and 1: every method
-sees the same boxes, and a rerun takes minutes (`--methods-only`: without the runs). With
+sees the same boxes, and a rerun takes minutes (`--methods-only`: without the runs). It also
+replays four library trackers (`benchmarks.library_trackers`) and two diagnostics of what limits
+the scores (`appearance_auc`, `box_convention`). With
 `--tracks` it scores an existing MOTChallenge file instead (e.g. motmetrics' TUD-Campus sample,
 whose published scores check the metric code). Ground-truth rows marked 0 in column 7 are
 ignore regions: tracks on them are neither hits nor false positives
@@ -288,14 +291,15 @@ def run_methods(args: argparse.Namespace, report: Report) -> None:
     for color_format in args.formats:
         cache = cached_detections(args.video, args.frames, color_format, args.detector, args.reid)
         images = gray_frames(args.video, args.frames, color_format)
+        selected = {}
         for name, settings in (("before", BEFORE), ("defaults", {})):
             config = load(None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
             classes = [cache.names.index(c) for c in config.detector.classes] or None
-            found = cache.select(config.detector.confidence, classes, config.detector.iou)
-            agreement = box_agreement(args.gt, found)
-            report.add(f"boxes-{color_format}-{name}", agreement)
-        ratio = agreement["width_ratio"]  # the defaults' boxes
-        report.add(f"convention-{color_format}", box_convention(args.gt, found, images, ratio))
+            selected[name] = cache.select(config.detector.confidence, classes, config.detector.iou)
+            report.add(f"boxes-{color_format}-{name}", box_agreement(args.gt, selected[name]))
+        ratio = report.data[f"boxes-{color_format}-defaults"]["width_ratio"]
+        convention = box_convention(args.gt, selected["defaults"], images, ratio)
+        report.add(f"convention-{color_format}", convention)
         for method in METHODS:
             for interval in (0, 1):
                 metrics = replay_method(cache, method, args.gt, interval, cache.names, images)
