@@ -41,6 +41,14 @@ def test_a_box_coming_nearer_grows(vtest_frames: list[np.ndarray]) -> None:
     assert scale == pytest.approx(1.06, abs=0.01)
 
 
+def test_an_implausible_jump_in_size_is_no_estimate(vtest_frames: list[np.ndarray]) -> None:
+    before = gray(vtest_frames[0])
+    zoom = cv2.getRotationMatrix2D((330.0, 265.0), 0.0, 1.3)  # 30% larger in one frame
+    after = cv2.warpAffine(before, zoom, before.shape[::-1])
+    motions = box_motions(before, after, np.array([[310, 230, 350, 300]], np.float32))
+    assert np.isnan(motions).all()
+
+
 def test_a_box_on_featureless_pixels_does_not_move() -> None:
     flat = np.full((240, 320), 128, np.uint8)
     motions = box_motions(flat, flat, np.array([[100, 50, 140, 150]], np.float32))

@@ -21,6 +21,7 @@ WINDOW = (15, 15)  # Lucas-Kanade window, pixels
 LEVELS = 2  # pyramid levels above the full image
 MAX_RETURN_ERROR = 1.0  # pixels between a point and where following it back lands
 MIN_POINTS = 5  # points that must survive for a box to move
+MAX_SCALE_STEP = 1.25  # a box growing or shrinking more than this in one frame is a bad estimate
 
 
 def gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -34,7 +35,8 @@ def box_motions(
     before: npt.NDArray[np.uint8], after: npt.NDArray[np.uint8], xyxy: npt.NDArray[np.floating]
 ) -> npt.NDArray[np.float64]:
     """How each (x1, y1, x2, y2) box moved from gray frame `before` to `after`: (n, 3) dx, dy and
-    scale per box, NaN where too few of its points tracked there and back."""
+    scale per box, NaN where too few of its points tracked there and back or the scale is beyond
+    `MAX_SCALE_STEP`."""
     motions = np.full((len(xyxy), 3), np.nan)
     if not len(xyxy):
         return motions
@@ -51,10 +53,11 @@ def box_motions(
     per_box = GRID[0] * GRID[1]
     for index in range(len(xyxy)):
         rows = slice(index * per_box, (index + 1) * per_box)
-        if good[rows].sum() >= MIN_POINTS:
-            kept = good[rows]
-            motions[index, :2] = np.median(moved[rows][kept], axis=0)
-            motions[index, 2] = _scale(start[rows][kept, 0], ahead[rows][kept, 0])
+        kept = good[rows]
+        if kept.sum() >= MIN_POINTS:
+            scale = _scale(start[rows][kept, 0], ahead[rows][kept, 0])
+            if 1 / MAX_SCALE_STEP <= scale <= MAX_SCALE_STEP:
+                motions[index] = (*np.median(moved[rows][kept], axis=0), scale)
     return motions
 
 
