@@ -150,6 +150,7 @@ bench: models $(CAMERA_MODEL)
 	$(PY) -m benchmarks tracking --gt $(MOT_SAMPLE)/gt.txt --tracks $(MOT_SAMPLE)/test.txt \
 		--name tracking-tud
 	$(PY) -m benchmarks tracking --methods
+	$(PY) -m benchmarks tracking --name tracking-interval1 detector.interval=1
 	$(PY) -m benchmarks motion
 	$(PY) -m benchmarks compare --frames 100 --rounds 2
 	$(PY) -m benchmarks interval
