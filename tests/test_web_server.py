@@ -98,6 +98,16 @@ def server(tmp_path: Path) -> Iterator[WebServer]:
         web.close()
 
 
+def _send(
+    connection: http.client.HTTPConnection, method: str, path: str, body: str = "", **headers: str
+) -> http.client.HTTPResponse:
+    """One request on a connection (a body goes as a form); the response's body is left unread."""
+    if body:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    connection.request(method, path, body=body or None, headers=headers)
+    return connection.getresponse()
+
+
 def _request(
     server: WebServer, method: str, path: str, body: str = "", source: str = "", **headers: str
 ) -> http.client.HTTPResponse:
@@ -106,10 +116,7 @@ def _request(
     connection = http.client.HTTPConnection(
         "127.0.0.1", server.port, timeout=30, source_address=address
     )
-    if body:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    connection.request(method, path, body=body or None, headers=headers)
-    response = connection.getresponse()
+    response = _send(connection, method, path, body, **headers)
     response.read()
     return response
 
@@ -305,12 +312,8 @@ def test_a_password_file_removed_while_serving_is_named_at_login(
 ) -> None:
     (tmp_path / "password").unlink()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    connection.request(
-        "POST", "/login", body=f"password={PASSWORD}",
-        headers={"Content-Type": "application/x-www-form-urlencoded",
-                 "Origin": f"http://127.0.0.1:{server.port}"},
-    )  # fmt: skip
-    response = connection.getresponse()
+    origin = f"http://127.0.0.1:{server.port}"
+    response = _send(connection, "POST", "/login", f"password={PASSWORD}", Origin=origin)
     assert response.status == 503
     assert "run `python -m edge web passwd`" in response.read().decode()
     for _ in range(auth.FAILURES):  # not counted as failed guesses
@@ -438,12 +441,8 @@ def test_session_cookie_is_http_only_strict_and_secure_under_tls(tmp_path: Path)
         context = ssl.create_default_context(cafile=str(cert))
         context.check_hostname = False
         connection = http.client.HTTPSConnection("127.0.0.1", web.port, context=context)
-        connection.request(
-            "POST", "/login", body=f"password={PASSWORD}",
-            headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Origin": f"https://127.0.0.1:{web.port}"},
-        )  # fmt: skip
-        response = connection.getresponse()
+        origin = f"https://127.0.0.1:{web.port}"
+        response = _send(connection, "POST", "/login", f"password={PASSWORD}", Origin=origin)
         assert response.status == 303
         assert {"httponly", "secure", "samesite=strict"} <= _cookie_flags(response)
     finally:
