@@ -32,7 +32,7 @@ from edge.models.detector import CLASS_OFFSET, Detector, nms
 from edge.models.embedder import Embedder
 from edge.models.flow import gray
 from edge.models.tracker import Tracker
-from edge.types import Packet
+from edge.types import Frame, Packet
 from edge.video.capture import FrameSource
 
 log = logging.getLogger(__name__)
@@ -135,11 +135,7 @@ def _detect(
 ) -> Iterator[Detections]:
     """Detect and embed frame by frame as the runtime does."""
     embedder = Embedder(open_engine(reid_model))
-    source = FrameSource(
-        replace(SourceConfig(), uri=str(video.resolve()), format=color_format, max_frames=frames),
-        Metrics(),
-    )
-    for frame in source.frames():
+    for frame in _frames(video, frames, color_format):
         bgr = Packet(frame).bgr  # as the pipeline expands a gray frame
         found = detector(bgr)
         yield found.with_data(embedding=embedder(bgr, found.xyxy))
@@ -148,11 +144,15 @@ def _detect(
 def gray_frames(video: Path, frames: int, color_format: str = "BGR") -> list[np.ndarray]:
     """The first `frames` frames of the video as the runtime reads them, in gray (as the
     tracker's optical flow takes them)."""
-    source = FrameSource(
-        replace(SourceConfig(), uri=str(video.resolve()), format=color_format, max_frames=frames),
-        Metrics(),
+    return [gray(frame.image) for frame in _frames(video, frames, color_format)]
+
+
+def _frames(video: Path, frames: int, color_format: str) -> Iterator[Frame]:
+    """The first `frames` frames of the video, read as the runtime reads a file."""
+    config = replace(
+        SourceConfig(), uri=str(video.resolve()), format=color_format, max_frames=frames
     )
-    return [gray(frame.image) for frame in source.frames()]
+    return FrameSource(config, Metrics()).frames()
 
 
 def replay(

@@ -196,7 +196,7 @@ class Tracker:
         if "embedding" not in detections.data:
             raise ValueError("detections need data['embedding'] from the ReID embedder")
         self.frame += 1
-        self._previous = image
+        self._previous = image if self.flow else None
         wh = detections.xyxy[:, 2:] - detections.xyxy[:, :2]
         detections = detections[np.all(wh > 0, axis=1)]
         xyxy = detections.xyxy
@@ -234,12 +234,15 @@ class Tracker:
         self._tracker.predict()
         for raw in self._tracker.tracks:
             raw.time_since_update -= 1
-        if self.flow and image is not None:
-            previous, self._previous = self._previous, gray(image)  # kept gray for the next coast
-            if followed and previous is not None and previous.shape[:2] == self._previous.shape:
-                self._follow(followed, before, gray(previous), self._previous)
-        else:
-            self._previous = image
+        previous = self._previous
+        self._previous = current = gray(image) if self.flow and image is not None else None
+        if (
+            followed
+            and previous is not None
+            and current is not None
+            and previous.shape[:2] == current.shape  # not across a change of resolution
+        ):
+            self._follow(followed, before, gray(previous), current)
         self._reported = [self._snapshot(raw) for raw in followed]
         return TrackUpdate(self.frame, self._reported, [])
 
