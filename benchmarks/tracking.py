@@ -21,8 +21,8 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from benchmarks.report import (
     table,
 )
 from edge import paths
-from edge.config import DetectorConfig, TrackerConfig, load, parse_override
+from edge.config import Config, DetectorConfig, TrackerConfig, load, parse_override
 from edge.detections import Detections
 from edge.errors import EdgeError
 from edge.models.tracker import Tracker
@@ -263,26 +263,45 @@ METHODS = [
 ]  # fmt: skip
 
 
+def _config(settings: Mapping[str, Any]) -> Config:
+    """The runtime's config with these `section.key` settings over the defaults."""
+    return load(None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
+
+
+def _found(
+    cache: CachedFrames, detector: DetectorConfig, merge_classes: bool = False
+) -> list[Detections]:
+    """Each cached frame's boxes a detector with these settings finds."""
+    classes = [cache.names.index(c) for c in detector.classes] or None
+    return cache.select(detector.confidence, classes, detector.iou, merge_classes)
+
+
 def replay_method(
     cache: CachedFrames,
     method: Method,
     gt: Path,
     interval: int,
-    names: Sequence[str],
     images: Sequence[np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Score one method on cached detections at a detector interval (`images`: the frames in
     gray, for the optical flow on skipped frames); adds the tracker's milliseconds per frame."""
-    config = load(None, [f"{k}={json.dumps(v)}" for k, v in method.settings.items()])
-    classes = [names.index(c) for c in config.detector.classes] or None
-    frames = cache.select(
-        config.detector.confidence, classes, config.detector.iou, method.merge_classes
-    )
+    config = _config(method.settings)
+    frames = _found(cache, config.detector, method.merge_classes)
     tracker = Tracker.from_config(config.tracker)
+    return _timed_scores(
+        gt, len(frames), lambda: replay(every_nth(frames, interval), tracker, images)
+    )
+
+
+def _timed_scores(
+    gt: Path, frames: int, track: Callable[[], Mapping[int, FrameBoxes]]
+) -> dict[str, float]:
+    """The scores of the tracks `track` makes over `frames` frames, and its milliseconds per
+    frame."""
     started = time.perf_counter()
-    tracks = replay(every_nth(frames, interval), tracker, images)
+    tracks = track()
     seconds = time.perf_counter() - started
-    return {**scores(gt, tracks, len(frames)), "tracker_ms": 1000 * seconds / len(frames)}
+    return {**scores(gt, tracks, frames), "tracker_ms": 1000 * seconds / frames}
 
 
 def run_methods(args: argparse.Namespace, report: Report) -> None:
@@ -293,22 +312,19 @@ def run_methods(args: argparse.Namespace, report: Report) -> None:
         images = gray_frames(args.video, args.frames, color_format)
         selected = {}
         for name, settings in (("before", BEFORE), ("defaults", {})):
-            config = load(None, [f"{k}={json.dumps(v)}" for k, v in settings.items()])
-            classes = [cache.names.index(c) for c in config.detector.classes] or None
-            selected[name] = cache.select(config.detector.confidence, classes, config.detector.iou)
+            selected[name] = _found(cache, _config(settings).detector)
             report.add(f"boxes-{color_format}-{name}", box_agreement(args.gt, selected[name]))
         ratio = report.data[f"boxes-{color_format}-defaults"]["width_ratio"]
         convention = box_convention(args.gt, selected["defaults"], images, ratio)
         report.add(f"convention-{color_format}", convention)
         for method in METHODS:
             for interval in (0, 1):
-                metrics = replay_method(cache, method, args.gt, interval, cache.names, images)
+                metrics = replay_method(cache, method, args.gt, interval, images)
                 rows.append({"method": method.name, "format": color_format,
                              "interval": interval, "metrics": metrics})  # fmt: skip
                 report.add("methods", rows)
         for name, factory, confidence in LIBRARY:
-            classes = [cache.names.index(c) for c in DetectorConfig().classes] or None
-            found = cache.select(confidence, classes)
+            found = _found(cache, replace(DetectorConfig(), confidence=confidence))
             for interval in (0, 1):
                 metrics = replay_library_method(found, factory(), args.gt, interval)
                 rows.append({"method": name, "format": color_format, "interval": interval,
@@ -321,10 +337,9 @@ def replay_library_method(
 ) -> dict[str, float]:
     """Score a library tracker (`benchmarks.library_trackers`) on cached detections at a
     detector interval; adds its milliseconds per frame."""
-    started = time.perf_counter()
-    tracks = replay_library(every_nth(frames, interval), tracker)
-    seconds = time.perf_counter() - started
-    return {**scores(gt, tracks, len(frames)), "tracker_ms": 1000 * seconds / len(frames)}
+    return _timed_scores(
+        gt, len(frames), lambda: replay_library(every_nth(frames, interval), tracker)
+    )
 
 
 def markdown(data: Mapping[str, Any]) -> str:
